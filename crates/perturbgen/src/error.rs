@@ -1,0 +1,71 @@
+//! The library's error type. Every variant names the file it came from so that the one-line
+//! message a user sees says where to look.
+use std::path::PathBuf;
+
+/// Everything the library can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a readable Parquet file ({source})")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{path}: {source}")]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+    #[error("{path}: line {line}: {message}")]
+    Csv { path: PathBuf, line: u64, message: String },
+    #[error("{path}: missing required column `{column}` (expected {expected})")]
+    MissingColumn { path: PathBuf, column: String, expected: String },
+    #[error("{path}: column `{column}` has type {found}, expected {expected}")]
+    ColumnType { path: PathBuf, column: String, found: String, expected: String },
+    /// `row` is 1-based over the data rows (the header of a CSV is not counted).
+    #[error("{path}: row {row}, column `{column}`: expected {expected}, found {found}")]
+    BadValue { path: PathBuf, row: u64, column: String, expected: String, found: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        Error::Parquet { path: path.into(), source }
+    }
+    pub(crate) fn arrow(path: impl Into<PathBuf>, source: arrow_schema::ArrowError) -> Self {
+        Error::Arrow { path: path.into(), source }
+    }
+    pub(crate) fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Invalid { path: path.into(), message: message.into() }
+    }
+    pub(crate) fn bad_value(
+        path: impl Into<PathBuf>,
+        row: u64,
+        column: &str,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Self {
+        Error::BadValue {
+            path: path.into(),
+            row,
+            column: column.to_string(),
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `id_map.csv`: the (cell type, compound) pairs to predict, with their submission ids.
+use crate::error::{Error, Result};
+use crate::io::obs::csv_error;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMapRow {
+    pub id: i64,
+    pub cell_type: String,
+    pub sm_name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdMap {
+    pub rows: Vec<IdMapRow>,
+}
+
+impl IdMap {
+    pub fn read(path: &Path) -> Result<Self> {
+        let mut reader = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
+        let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+        let find = |name: &str| {
+            headers.iter().position(|h| h == name).ok_or_else(|| Error::MissingColumn {
+                path: path.to_path_buf(),
+                column: name.to_string(),
+                expected: "columns id,cell_type,sm_name".into(),
+            })
+        };
+        let (ii, ic, is) = (find("id")?, find("cell_type")?, find("sm_name")?);
+        let mut rows = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (r, record) in reader.records().enumerate() {
+            let record = record.map_err(|e| csv_error(path, e))?;
+            let row = r as u64 + 1;
+            let raw = record.get(ii).unwrap_or("");
+            let id = raw.trim().parse::<i64>().map_err(|_| Error::bad_value(path, row, "id", "an integer id", format!("`{raw}`")))?;
+            if !seen.insert(id) {
+                return Err(Error::bad_value(path, row, "id", "unique ids", format!("{id} again")));
+            }
+            let cell_type = record.get(ic).unwrap_or("").to_string();
+            let sm_name = record.get(is).unwrap_or("").to_string();
+            if cell_type.is_empty() || sm_name.is_empty() {
+                return Err(Error::bad_value(path, row, if cell_type.is_empty() { "cell_type" } else { "sm_name" }, "a value", "an empty field"));
+            }
+            rows.push(IdMapRow { id, cell_type, sm_name });
+        }
+        Ok(Self { rows })
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::atomic::write_atomic(path, |w| {
+            let mut out = csv::Writer::from_writer(w);
+            out.write_record(["id", "cell_type", "sm_name"])?;
+            for r in &self.rows {
+                out.write_record([r.id.to_string().as_str(), &r.cell_type, &r.sm_name])?;
+            }
+            out.flush()?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! Readers and writers for the Kaggle files (SPEC §2) and the pipeline's cached intermediates.
+pub mod arrow_util;
+pub mod counts;
+pub mod de_table;
+pub mod excluded;
+pub mod genes;
+pub mod id_map;
+pub mod obs;
+pub mod parquet_util;
+pub mod submission;

@@ -1,0 +1,25 @@
+# Stage: simulate a Kaggle-format data set (only used when config input.source is simulate).
+
+
+rule simulate:
+    input:
+        exe=binary("pgen-simulate"),
+    output:
+        **{key: f"{SIM_DIR}/{name}" for key, name in SIM_FILES.items()},
+    params:
+        args=simulate_args(),
+        out_dir=lambda wildcards, output: os.path.dirname(output.info),
+        log_level=config["log_level"],
+    threads: rule_threads("simulate")
+    resources:
+        mem_mb=rule_resources("simulate", "mem_mb", 4000),
+        runtime=rule_resources("simulate", "runtime", 30),
+    log:
+        "logs/simulate.log",
+    benchmark:
+        "benchmarks/simulate.tsv"
+    conda:
+        "../../envs/perturbgen.yaml"
+    shell:
+        "RUST_LOG={params.log_level} {input.exe} {params.args}"
+        " --threads {threads} --out {params.out_dir} > {log} 2>&1"
