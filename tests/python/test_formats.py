@@ -328,25 +328,34 @@ def test_workflow_runs_on_demo(simulate_bin, ingest_bin, tmp_path):
 # --- with the real Kaggle layout ----------------------------------------------------------------------
 
 def test_simulator_with_kaggle_layout(simulate_bin, tmp_path):
-    """--layout ../shared/kaggle-layout: names come from the real competition files."""
+    """--layout ../shared/kaggle-layout: genes, test pairs and compound identifiers are the
+    real competition's."""
     if not LAYOUT_DIR.is_dir():
         pytest.skip(f"{LAYOUT_DIR} not found (CI provides ../shared beside the repository)")
     out = simulate(simulate_bin, tmp_path / "layout", extra=["--layout", LAYOUT_DIR])
     genes = read_genes(out)
-    real_genes = (LAYOUT_DIR / "genes.txt").read_text().splitlines()
-    assert set(genes) <= set(real_genes), "simulated genes not from the layout's genes.txt"
+    assert genes == (LAYOUT_DIR / "genes.txt").read_text().splitlines(), \
+        "genes.txt must be the layout's 18,211 genes in de_train order"
 
     id_map = read_csv(out / "id_map.csv")
-    assert list(id_map.columns) == ["id", "cell_type", "sm_name"]
     real_id_map = read_csv(LAYOUT_DIR / "id_map.csv")
-    assert pairs(id_map) <= pairs(real_id_map), "id_map pairs not from the layout's id_map.csv"
+    assert id_map.equals(real_id_map), "id_map.csv must equal the layout's id_map.csv"
+    te_columns = pq.read_schema(out / "truth" / "true_effects.parquet").names
+    assert te_columns == DE_KEYS + genes
+    with open(out / "sample_submission.csv") as fh:
+        assert fh.readline().rstrip("\n").split(",") == ["id"] + genes
 
-    # Compound identifiers agree with the real de_train rows.
+    # Every real de_train row and every test pair has a true effect, with the real identifiers.
+    te = read_parquet(out / "truth" / "true_effects.parquet")[DE_KEYS]
     real_rows = read_csv(LAYOUT_DIR / "de_train_rows.csv")
-    real_ids = dict(zip(real_rows["sm_name"], zip(real_rows["sm_lincs_id"], real_rows["SMILES"])))
-    te = read_parquet(out / "truth" / "true_effects.parquet")
-    assert list(te.columns) == DE_KEYS + genes
-    for sm, lincs, smiles in zip(as_str(te["sm_name"]), as_str(te["sm_lincs_id"]), as_str(te["SMILES"])):
-        if sm in real_ids:
-            assert (lincs, smiles) == real_ids[sm], sm
-    check_obs_meta(read_csv(out / "adata_obs_meta.csv"))
+    assert pairs(real_rows) <= pairs(te), "de_train rows missing from true_effects"
+    assert pairs(real_id_map) <= pairs(te), "test pairs missing from true_effects"
+    merged = real_rows.merge(te.astype({c: str for c in DE_KEYS[:4]}),
+                             on=["cell_type", "sm_name"], suffixes=("", "_sim"), validate="one_to_one")
+    for col in ["sm_lincs_id", "SMILES"]:
+        assert (merged[col] == merged[f"{col}_sim"]).all(), col
+    assert (to_bool(merged["control"]) == to_bool(merged["control_sim"])).all()
+
+    obs = read_csv(out / "adata_obs_meta.csv")
+    check_obs_meta(obs)
+    assert not (pairs(real_id_map) & pairs(obs)), "test pairs measured in the training cells"

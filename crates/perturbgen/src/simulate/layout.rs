@@ -252,7 +252,8 @@ fn well_name(row: usize, col: usize) -> String {
 
 fn parse_well(name: &str) -> Option<(usize, usize)> {
     let mut chars = name.chars();
-    let row = ROWS.iter().position(|&r| Some(r) == chars.next())?;
+    let first = chars.next()?;
+    let row = ROWS.iter().position(|&r| r == first)?;
     let col: usize = chars.as_str().parse().ok()?;
     (1..=12).contains(&col).then_some((row, col - 1))
 }

@@ -25,28 +25,44 @@ pub fn sample_nb_cell<R: Rng>(rng: &mut R, library: f64, unit_mean: &[f64], r: &
     }
 }
 
-/// The NB(mean λ, dispersion r) quantile at u, by summing the pmf from k = 0.
+/// The count for uniform u: zero when u ≥ P(K > 0), else the smallest k ≥ 1 whose
+/// cumulative pmf from 1 exceeds u (u is then uniform on [0, P(K > 0)), so this is exact).
 fn nb_inverse<R: Rng>(rng: &mut R, u: f64, lambda: f64, r: f64) -> u32 {
-    let q = lambda / (r + lambda);
-    let p0 = (-r * (lambda / r).ln_1p()).exp();
-    if u < p0 {
+    let log_p0 = -r * (lambda / r).ln_1p();
+    let p_nonzero = -log_p0.exp_m1();
+    if u >= p_nonzero {
         return 0;
     }
-    let mut pk = p0;
-    let mut cum = p0;
+    let q = lambda / (r + lambda);
+    let mut pk = log_p0.exp() * r * q;
+    let mut cum = pk;
     let limit = (lambda + 30.0 * (lambda + lambda * lambda / r).sqrt() + 100.0) as u32;
-    let mut k = 0u32;
+    let mut k = 1u32;
     while cum <= u {
         pk *= (k as f64 + r) / (k as f64 + 1.0) * q;
         k += 1;
         cum += pk;
-        if k > limit || pk == 0.0 && cum <= u {
-            // Rounding left the sum short of u: draw afresh as a gamma-Poisson mixture.
-            let rate = Gamma::new(r, lambda / r).expect("positive shape and scale").sample(rng);
-            return if rate > 0.0 { Poisson::new(rate).map(|p| p.sample(rng) as u32).unwrap_or(0) } else { 0 };
+        if k > limit || (pk == 0.0 && cum <= u) {
+            return nonzero_gamma_poisson(rng, lambda, r);
         }
     }
     k
+}
+
+/// Rounding left the pmf sum short of u: draw K | K > 0 as a gamma-Poisson mixture instead.
+fn nonzero_gamma_poisson<R: Rng>(rng: &mut R, lambda: f64, r: f64) -> u32 {
+    let gamma = Gamma::new(r, lambda / r).expect("positive shape and scale");
+    loop {
+        let rate = gamma.sample(rng);
+        if rate > 0.0 {
+            if let Ok(p) = Poisson::new(rate) {
+                let k = p.sample(rng) as u32;
+                if k > 0 {
+                    return k;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
