@@ -1,6 +1,6 @@
 # perturbgen: simulate or read the Kaggle single-cell perturbation data, then ingest it.
-# Stages (one rules file each under workflow/rules/): simulate -> ingest
-# (to come: filter -> split -> pseudobulk -> limma -> score).
+# Stages (one rules file each under workflow/rules/):
+#   simulate -> ingest -> filter -> split -> pseudobulk -> limma (R) -> baselines -> score
 #
 #   scripts/demo                  # set up and run this workflow on the demo simulation
 #   .venv/bin/snakemake -c2       # the same, once scripts/setup has run
@@ -17,6 +17,11 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/filter.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/pseudobulk.smk"
+include: "workflow/rules/de.smk"
+include: "workflow/rules/score.smk"
 
 
 localrules:

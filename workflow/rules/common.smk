@@ -67,9 +67,41 @@ INGEST_FILES = {
 }
 
 
+STAGE = {
+    "filter": "results/filter",
+    "split": "results/split",
+    "pseudobulk": "results/pseudobulk",
+    "de": "results/de",
+    "predictions": "results/predictions",
+    "scores": "results/scores",
+    "submission": "results/submission",
+}
+
+# Routes that produce a prediction table for the targets (later issues add models).
+ROUTES = ["zero"]
+
+
+def slug(name):
+    """File-name form of a cell type ("T cells CD4+" -> "t_cells_cd4p")."""
+    return "".join(c if c.isalnum() else "_" for c in name.lower().replace("+", "p")).strip("_")
+
+
+CELL_TYPES = {slug(c): c for c in config["cell_types"]}
+
+
+def has_truth():
+    """Scores need true DE for the targets: the hold-out's cells, or the simulator's withheld ones."""
+    return config["split"]["mode"] == "holdout" or config["input"]["source"] == "simulate"
+
+
 def all_targets():
-    """Final outputs of the workflow (extend as stages are added)."""
-    return list(INGEST_FILES.values())
+    """Final outputs: the ingest QC, the training DE table, each route's submission, and the
+    scores table when the targets have a truth."""
+    targets = list(INGEST_FILES.values()) + [f"{STAGE['de']}/de_train.parquet"]
+    targets += [f"{STAGE['submission']}/{route}.csv" for route in ROUTES]
+    if has_truth():
+        targets += [f"{STAGE['scores']}/scores.csv"]
+    return targets
 
 
 def binary(name):
@@ -133,3 +165,49 @@ def optional_flag(flag, key):
         return f"{flag} {shlex.quote(input[key])}" if key in input.keys() else ""
 
     return fn
+
+
+def id_map_path():
+    if config["input"]["source"] == "simulate":
+        return f"{SIM_DIR}/{SIM_FILES['id_map']}"
+    return kaggle_path("id_map.csv")
+
+
+def split_target_args():
+    """pgen-split flags choosing the targets."""
+    sp = config["split"]
+    if sp["mode"] == "id_map":
+        return ""  # the id_map comes in as an input file
+    hold = sp["holdout"]
+    if hold["pairs"]:
+        return shlex.join(a for p in hold["pairs"] for a in ("--holdout-pair", p))
+    args = ["--holdout-draw", str(hold["draw"])]
+    for ct in hold["cell_types"]:
+        args += ["--holdout-cell-type", ct]
+    return shlex.join(args)
+
+
+def truth_cells():
+    """Cells whose DE is the truth for the targets: the hold-out, or the simulator's withheld
+    test cells (ingested like the training cells)."""
+    if config["split"]["mode"] == "holdout":
+        return {"truth_counts": f"{STAGE['split']}/holdout_counts.parquet", "truth_obs": f"{STAGE['split']}/holdout_obs.parquet"}
+    return {"truth_counts": "results/ingest_truth/counts.parquet", "truth_obs": "results/ingest_truth/obs.parquet"}
+
+
+def de_train_path():
+    if config["de"]["use_existing_de_train"]:
+        return kaggle_path("de_train.parquet")
+    return f"{STAGE['de']}/de_train.parquet"
+
+
+def target_cell_type_slugs():
+    """Cell types of the target pairs (known once the split checkpoint has run)."""
+    import csv
+
+    with open(checkpoints.split.get().output.targets, newline="") as fh:
+        names = sorted({row["cell_type"] for row in csv.DictReader(fh)})
+    unknown = [n for n in names if slug(n) not in CELL_TYPES]
+    if unknown:
+        raise ValueError(f"target cell types {unknown} are not in config cell_types {list(CELL_TYPES.values())}")
+    return [slug(n) for n in names]

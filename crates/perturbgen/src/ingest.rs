@@ -3,12 +3,11 @@
 //! and a QC plot).
 use crate::atomic::OutputSet;
 use crate::counts::CountMatrix;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::io::counts::{read_long_counts, write_long_counts, CountType, GeneOrder};
 use crate::io::excluded::ExcludedIds;
 use crate::io::genes::read_gene_list;
 use crate::io::obs::ObsTable;
-use plotters::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -105,30 +104,21 @@ pub fn ingest(inputs: &IngestInputs, outputs: &IngestOutputs) -> Result<IngestSu
         crate::atomic::write_atomic(out.stage(p)?, |w| writeln!(w, "{json}"))?;
     }
     if let Some(p) = &outputs.qc_plot {
-        qc_plot(&out.stage(p)?, p, &obs, &totals, &summary)?;
+        qc_plot(&out.stage(p)?, &totals, &summary)?;
     }
     out.commit()?;
     Ok(summary)
 }
 
 /// Two panels: per-cell total counts, and cells per cell type.
-fn qc_plot(staged: &Path, target: &Path, obs: &ObsTable, totals: &[u64], summary: &IngestSummary) -> Result<()> {
-    crate::plot::ensure_font()?;
-    let _ = obs;
-    // plotters picks the image format from the extension: draw to a .png name, then move it.
-    let tmp = staged.with_extension("png");
-    let result = (|| -> std::result::Result<(), String> {
-        let root = BitMapBackend::new(&tmp, (1200, 500)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+fn qc_plot(path: &Path, totals: &[u64], summary: &IngestSummary) -> Result<()> {
+    let values: Vec<f64> = totals.iter().map(|&t| t as f64).collect();
+    let bars: Vec<(String, f64)> = summary.cells_per_cell_type.iter().map(|(n, c)| (n.clone(), *c as f64)).collect();
+    crate::plot::draw_png(path, (1200, 500), |root| {
         let (left, right) = root.split_horizontally(600);
-        let values: Vec<f64> = totals.iter().map(|&t| t as f64).collect();
         crate::plot::histogram_panel(&left, "Total counts per cell", "total counts", &values, true)?;
-        let bars: Vec<(String, f64)> = summary.cells_per_cell_type.iter().map(|(n, c)| (n.clone(), *c as f64)).collect();
-        crate::plot::bar_panel(&right, "Cells per cell type", "cells", &bars)?;
-        root.present().map_err(|e| e.to_string())
-    })();
-    result.map_err(|e| crate::plot::plot_error(target, e))?;
-    std::fs::rename(&tmp, staged).map_err(|e| Error::io(target, e))
+        crate::plot::bar_panel(&right, "Cells per cell type", "cells", &bars)
+    })
 }
 
 /// VmHWM from /proc/self/status.

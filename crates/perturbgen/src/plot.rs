@@ -35,6 +35,29 @@ pub(crate) fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::invalid(path, format!("cannot draw plot: {e}"))
 }
 
+/// Draws a PNG of `size` pixels to `path`, atomically: plotters picks the format from the file
+/// extension, so it draws to a hidden `.png` beside the target and renames it.
+pub fn draw_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> std::result::Result<(), String>,
+) -> Result<()> {
+    ensure_font()?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.png", std::process::id()));
+    let drawn = (|| {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        draw(&root)?;
+        root.present().map_err(|e| e.to_string())
+    })();
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(plot_error(path, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
 /// A histogram of `values` (log10 axis when `log10`), one panel.
 pub fn histogram_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,

@@ -74,7 +74,7 @@ impl SimConfig {
                 n_compounds: 16,
                 n_train_cells: 8000,
                 n_donors: 3,
-                dmso_wells: 4,
+                dmso_wells: 8,
                 positive_control_wells: 2,
                 measured_in_all_per_layout: 2,
                 // Fewer genes share the library: keep totals in the low thousands.

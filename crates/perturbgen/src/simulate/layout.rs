@@ -258,8 +258,10 @@ fn parse_well(name: &str) -> Option<(usize, usize)> {
     (1..=12).contains(&col).then_some((row, col - 1))
 }
 
-/// Places compounds with a known well there, then the rest of each layout's compounds, the
-/// positive controls and DMSO in a seeded shuffle of the free wells.
+/// Places compounds with a known well there, then the controls spread over the plate rows
+/// (DMSO in every row where possible, as on a real plate map, so that the row — the sequencing
+/// library — can be told apart from the compound), then the remaining compounds in a seeded
+/// shuffle of the free wells.
 fn assign_wells(
     config: &SimConfig,
     compounds: &[Compound],
@@ -278,22 +280,23 @@ fn assign_wells(
         }
         let mut free: Vec<(usize, usize)> = (0..8).flat_map(|r| (0..12).map(move |c| (r, c))).filter(|rc| !taken.contains(rc)).collect();
         free.shuffle(&mut stream(config.seed, super::rng::Purpose::Layout, layout as u64));
-        let mut place = |k: usize, wells: &mut Vec<Well>| -> Result<()> {
-            let (row, col) = free.pop().ok_or_else(|| Error::Config(format!("plate layout {layout} has no free well left")))?;
+        let mut place = |k: usize, row: Option<usize>, wells: &mut Vec<Well>| -> Result<()> {
+            let at = row.and_then(|r| free.iter().rposition(|w| w.0 == r)).or(free.len().checked_sub(1));
+            let (row, col) = free.remove(at.ok_or_else(|| Error::Config(format!("plate layout {layout} has no free well left")))?);
             wells.push(Well { name: well_name(row, col), row, col, compound: k });
             Ok(())
         };
+        let idx = |name: &str| compounds.iter().position(|c| c.name == name).expect("controls are listed");
+        for i in 0..config.dmso_wells {
+            place(idx(DMSO), Some(i % 8), wells)?;
+        }
+        for i in 0..config.positive_control_wells {
+            place(idx(POSITIVE_CONTROLS[i % 2]), Some((i / 2 + 4) % 8), wells)?;
+        }
         let mut regular: Vec<usize> = layout_of.iter().filter(|(k, &l)| l == layout && !fixed[layout].contains_key(k)).map(|(&k, _)| k).collect();
         regular.sort_unstable();
         for k in regular {
-            place(k, wells)?;
-        }
-        let idx = |name: &str| compounds.iter().position(|c| c.name == name).expect("controls are listed");
-        for i in 0..config.positive_control_wells {
-            place(idx(POSITIVE_CONTROLS[i % 2]), wells)?;
-        }
-        for _ in 0..config.dmso_wells {
-            place(idx(DMSO), wells)?;
+            place(k, None, wells)?;
         }
         wells.sort_by_key(|w| (w.row, w.col));
     }

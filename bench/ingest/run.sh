@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Ingest benchmark: pgen-ingest vs pandas + pyarrow -> scipy CSR on a Kaggle-scale simulated
+# adata_train.parquet. Run from the repository root, on demand (not part of CI):
+#
+#     bench/ingest/run.sh            # REPS=3 THREADS=2 by default
+#
+# Needs target/release/pgen-simulate and pgen-ingest (cargo build --release) and a Python with
+# pandas, pyarrow, numpy, scipy (.venv/bin/python, or set PYTHON). Writes under bench/out/
+# (gitignored): the data set bench/out/kaggle/ (made once, ~0.9 GB), the runs bench/out/ingest/,
+# and the table bench/out/ingest_results.md. See bench/ingest/README.md.
+set -euo pipefail
+
+REPS=${REPS:-3}
+THREADS=${THREADS:-2}
+PYTHON=${PYTHON:-.venv/bin/python}
+DATA=${DATA:-bench/out/kaggle}
+OUT=${OUT:-bench/out/ingest}
+TIME=/usr/bin/time
+SIMULATE=target/release/pgen-simulate
+INGEST=target/release/pgen-ingest
+HERE=bench/ingest
+
+[[ -f Cargo.toml && -d $HERE ]] || { echo "run from the repository root" >&2; exit 2; }
+for b in "$SIMULATE" "$INGEST"; do
+    [[ -x $b ]] || { echo "$b is missing: cargo build --release" >&2; exit 2; }
+done
+[[ -x $TIME ]] || { echo "$TIME (GNU time) is missing: apt-get install time" >&2; exit 2; }
+"$PYTHON" -c 'import pandas, pyarrow, numpy, scipy' || { echo "$PYTHON lacks pandas/pyarrow/numpy/scipy" >&2; exit 2; }
+
+# Every thread pool a library might start: 2 threads for both tools.
+export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS \
+    NUMEXPR_MAX_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS
+
+COUNTS=$DATA/adata_train.parquet
+OBS=$DATA/adata_obs_meta.csv
+EXCLUDED=$DATA/adata_excluded_ids.csv
+if [[ ! -f $COUNTS || ! -f $OBS || ! -f $EXCLUDED ]]; then
+    echo "== generating the Kaggle-scale data set in $DATA (about a minute, ~0.9 GB)"
+    "$SIMULATE" --preset kaggle --layout ../shared/kaggle-layout --threads "$THREADS" --out "$DATA"
+fi
+
+rm -rf "$OUT/rust" "$OUT/pandas" "$OUT/verify"
+mkdir -p "$OUT/rust/cache" "$OUT/verify"
+
+avail_gib=$(awk '/MemAvailable/ {printf "%d", $2 / 1048576}' /proc/meminfo)
+if (( avail_gib < 16 )); then
+    echo "warning: only ${avail_gib} GiB available; the pandas baseline needs about 10-16 GiB" >&2
+fi
+
+if pgrep -x cargo > /dev/null || pgrep -x rustc > /dev/null; then
+    echo "warning: a cargo/rustc build is running: timings will be inflated (2 cores)" >&2
+fi
+
+echo "== warming the page cache ($(du -h "$COUNTS" | cut -f1) parquet)"
+cat "$COUNTS" "$OBS" "$EXCLUDED" > /dev/null
+
+rust_run() { # dir
+    "$TIME" -v -o "$1/time.txt" "$INGEST" --counts "$COUNTS" --obs "$OBS" --excluded "$EXCLUDED" \
+        --threads "$THREADS" --out-counts "$OUT/rust/cache/counts.parquet" --out-obs "$OUT/rust/cache/obs.parquet" \
+        --summary "$1/summary.json" -v 2> "$1/stderr.txt"
+}
+pandas_run() { # dir [extra args]
+    local d=$1; shift
+    "$TIME" -v -o "$d/time.txt" "$PYTHON" "$HERE/pandas_ingest.py" --counts "$COUNTS" --obs "$OBS" \
+        --excluded "$EXCLUDED" --threads "$THREADS" --summary "$d/summary.json" "$@" 2> "$d/stderr.txt"
+}
+show() { # tool dir
+    "$PYTHON" - "$1" "$2" <<'EOF'
+import json, re, sys
+tool, d = sys.argv[1:]
+s = json.load(open(f"{d}/summary.json"))
+t = open(f"{d}/time.txt").read()
+wall = re.search(r"Elapsed \(wall clock\).*: (\S+)", t).group(1)
+rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) / 2**20
+print(f"   {tool:7s} load {s['load_seconds']:6.1f} s, wall {wall}, peak RSS {rss:.2f} GiB")
+EOF
+}
+
+for i in $(seq 1 "$REPS"); do
+    echo "== repetition $i of $REPS"
+    mkdir -p "$OUT/rust/run$i" "$OUT/pandas/run$i"
+    rust_run "$OUT/rust/run$i"
+    show rust "$OUT/rust/run$i"
+    pandas_run "$OUT/pandas/run$i"
+    show pandas "$OUT/pandas/run$i"
+done
+
+echo "== checking that both build the same matrix (one more pandas run, untimed, with --verify)"
+pandas_run "$OUT/verify" --verify "$OUT/verify/pandas.npz"
+PYTHONPATH=$HERE "$PYTHON" "$HERE/compare.py" --rust-counts "$OUT/rust/cache/counts.parquet" \
+    --rust-summary "$OUT/rust/run1/summary.json" --pandas-verify "$OUT/verify/pandas.npz" \
+    --out "$OUT/verify/compare.json" || echo "warning: the matrices differ" >&2
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+mem=$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
+machine="Machine: $(nproc) cores (${cpu:-unknown CPU}), ${mem} GiB RAM, $(uname -sr); file $(du -h "$COUNTS" | cut -f1)B, page cache warm; $("$INGEST" --version) (sha256 $(sha256sum "$INGEST" | cut -c1-12), built $(date -u -r "$INGEST" '+%F %H:%M UTC'))."
+echo "== results"
+"$PYTHON" "$HERE/report.py" "$OUT" --compare "$OUT/verify/compare.json" --machine "$machine"

@@ -1,0 +1,62 @@
+//! pgen-filter: drops positive-control cells and compounds with too few cells.
+use anyhow::Result;
+use clap::Parser;
+use perturbgen::atomic::OutputSet;
+use perturbgen::cells::Cells;
+use perturbgen::filter::{filter_cells, write_removals, FilterConfig};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Drop positive-control cells and compounds measured in too few cells")]
+struct Args {
+    #[arg(long)]
+    counts: PathBuf,
+    #[arg(long)]
+    obs: PathBuf,
+    /// Compounds whose cells are dropped (repeat; default Dabrafenib and Belinostat).
+    #[arg(long = "drop-compound")]
+    drop_compounds: Vec<String>,
+    /// Drop compounds with fewer cells than this (over all cell types).
+    #[arg(long, default_value_t = 0)]
+    min_cells: usize,
+    #[arg(long, default_value = "Dimethyl Sulfoxide")]
+    negative_control: String,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[arg(long)]
+    out_counts: PathBuf,
+    #[arg(long)]
+    out_obs: PathBuf,
+    /// What was removed and why (CSV: sm_name, reason, cells).
+    #[arg(long)]
+    removed: PathBuf,
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() {
+    let args = Args::parse();
+    perturbgen::cli::init_logging(args.verbose);
+    perturbgen::cli::exit_on_error(run(args));
+}
+
+fn run(args: Args) -> Result<()> {
+    perturbgen::threads::with_threads(args.threads, || -> Result<()> {
+        let cells = Cells::read(&args.counts, &args.obs)?;
+        let mut config = FilterConfig { min_cells: args.min_cells, negative_control: args.negative_control.clone(), ..Default::default() };
+        if !args.drop_compounds.is_empty() {
+            config.drop_compounds = args.drop_compounds.clone();
+        }
+        let (keep, removed) = filter_cells(&cells.obs, &config);
+        for r in &removed {
+            log::info!("removed {} ({} cells): {}", r.sm_name, r.cells, r.reason);
+        }
+        log::info!("kept {} of {} cells", keep.len(), cells.len());
+        let kept = cells.take(&keep);
+        let mut out = OutputSet::new();
+        kept.write(&out.stage(&args.out_counts)?, &out.stage(&args.out_obs)?)?;
+        write_removals(&out.stage(&args.removed)?, &removed)?;
+        out.commit()?;
+        Ok(())
+    })?
+}

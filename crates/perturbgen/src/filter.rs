@@ -1,0 +1,75 @@
+//! `pgen-filter`: drops positive-control cells and compounds measured in too few cells, and
+//! says what it removed and why (SPEC §4: "remove positive-control cells; removing compounds
+//! with few cells might help").
+use crate::io::obs::ObsTable;
+use crate::simulate::layout::DMSO;
+use serde::Serialize;
+
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    /// Compounds whose cells are dropped (default: the two positive controls).
+    pub drop_compounds: Vec<String>,
+    /// Compounds with fewer cells than this (over all cell types) are dropped.
+    pub min_cells: usize,
+    /// Never dropped by `min_cells` (the reference of every contrast).
+    pub negative_control: String,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self {
+            drop_compounds: crate::simulate::layout::POSITIVE_CONTROLS.iter().map(|s| s.to_string()).collect(),
+            min_cells: 0,
+            negative_control: DMSO.to_string(),
+        }
+    }
+}
+
+/// One line of the "what was removed" table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Removal {
+    pub sm_name: String,
+    pub reason: String,
+    pub cells: usize,
+}
+
+/// The rows to keep (in order) and what was removed.
+pub fn filter_cells(obs: &ObsTable, config: &FilterConfig) -> (Vec<usize>, Vec<Removal>) {
+    let levels = obs.sm_name.levels();
+    let mut per_compound = vec![0usize; levels.len()];
+    for &c in obs.sm_name.codes() {
+        per_compound[c as usize] += 1;
+    }
+    let mut drop = vec![None; levels.len()];
+    for (c, name) in levels.iter().enumerate() {
+        if per_compound[c] == 0 {
+            continue;
+        }
+        if config.drop_compounds.iter().any(|d| d == name) {
+            drop[c] = Some("listed as positive control".to_string());
+        } else if per_compound[c] < config.min_cells && *name != config.negative_control {
+            drop[c] = Some(format!("fewer than min_cells = {} cells", config.min_cells));
+        }
+    }
+    let keep = (0..obs.len()).filter(|&i| drop[obs.sm_name.code(i) as usize].is_none()).collect();
+    let mut removed: Vec<Removal> = drop
+        .iter()
+        .enumerate()
+        .filter_map(|(c, r)| r.as_ref().map(|reason| Removal { sm_name: levels[c].clone(), reason: reason.clone(), cells: per_compound[c] }))
+        .collect();
+    removed.sort_by(|a, b| a.sm_name.cmp(&b.sm_name));
+    (keep, removed)
+}
+
+/// Writes the removals as CSV (sm_name, reason, cells).
+pub fn write_removals(path: &std::path::Path, removed: &[Removal]) -> crate::Result<()> {
+    crate::atomic::write_atomic(path, |w| {
+        let mut out = csv::Writer::from_writer(w);
+        out.write_record(["sm_name", "reason", "cells"])?;
+        for r in removed {
+            out.write_record([r.sm_name.as_str(), &r.reason, &r.cells.to_string()])?;
+        }
+        out.flush()?;
+        Ok(())
+    })
+}

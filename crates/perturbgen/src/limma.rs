@@ -1,0 +1,144 @@
+//! The limma stage: the official DE recipe (SPEC §3) runs in R (`scripts/limma_de.R`, Debian's
+//! limma + edgeR); this module hands it one cell type's pseudo-bulk through an exchange folder
+//! and turns its logFC / P.Value into signed −log10 P rows in the de_train layout.
+//!
+//! Exchange folder (transient, raw little-endian float64 so that no value is rounded on the way):
+//! `genes.txt`, `samples.tsv`, `counts.f64` (genes × samples, column-major) in;
+//! `compounds.txt`, `logfc.f64`, `pvalue.f64` (genes × compounds, column-major) out.
+use crate::error::{Error, Result};
+use crate::io::de_table::{DeRowKey, DeTable};
+use crate::io::id_map::IdMap;
+use crate::pseudobulk::PseudoBulk;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, Clone)]
+pub struct LimmaConfig {
+    pub rscript: PathBuf,
+    pub script: PathBuf,
+    pub design: String,
+    pub negative_control: String,
+    pub threads: usize,
+}
+
+/// sign(logFC) · −log10(P), with P = 0 replaced by machine epsilon (SPEC §3 step 4).
+pub fn signed_log_p(log_fc: f64, p: f64) -> f64 {
+    let p = if p <= 0.0 { f64::EPSILON } else { p };
+    let sign = if log_fc > 0.0 { 1.0 } else if log_fc < 0.0 { -1.0 } else { 0.0 };
+    sign * -p.log10()
+}
+
+/// Runs limma for one cell type. `pairs`, when given, keeps only those compounds.
+pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: Option<&IdMap>, pb_path: &Path) -> Result<DeTable> {
+    let sub = pb.cell_type(cell_type);
+    if sub.n_samples() == 0 {
+        return Err(Error::invalid(pb_path, format!("no pseudo-bulk samples of cell type `{cell_type}`")));
+    }
+    if !sub.keys.iter().any(|k| k.sm_name == config.negative_control) {
+        let mut present: Vec<&str> = sub.keys.iter().map(|k| k.sm_name.as_str()).collect();
+        present.sort();
+        present.dedup();
+        return Err(Error::Config(format!(
+            "{cell_type}: unknown negative control `{}` (no such samples; compounds present: {})",
+            config.negative_control,
+            present.join(", ")
+        )));
+    }
+    let work = tempfile::Builder::new().prefix("pgen-limma-").tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let (input, output) = (work.path().join("in"), work.path().join("out"));
+    write_exchange(&sub, &input)?;
+    std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
+    log::info!("{cell_type}: limma on {} samples × {} genes", sub.n_samples(), sub.genes.len());
+    let result = Command::new(&config.rscript)
+        .arg(&config.script)
+        .arg("--input").arg(&input)
+        .arg("--output").arg(&output)
+        .arg("--design").arg(&config.design)
+        .arg("--control").arg(&config.negative_control)
+        .arg("--threads").arg(config.threads.to_string())
+        .env("OMP_NUM_THREADS", config.threads.to_string())
+        .env("OPENBLAS_NUM_THREADS", config.threads.to_string())
+        .output()
+        .map_err(|e| Error::Config(format!("cannot run `{}` (R with limma and edgeR; see scripts/setup): {e}", config.rscript.display())))?;
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    for line in stderr.lines() {
+        log::debug!("R: {line}");
+    }
+    if !result.status.success() {
+        let line = stderr.lines().rev().find(|l| l.starts_with("error:") || l.starts_with("Error")).unwrap_or("R failed without a message");
+        // The script's messages already name the cell type.
+        let line = line.trim_start_matches("error:").trim();
+        return Err(Error::Config(format!("limma: {line}")));
+    }
+    for line in stderr.lines().filter(|l| l.contains("not estimable")) {
+        log::info!("{cell_type}: {line}");
+    }
+    read_results(&sub, cell_type, &output, pairs)
+}
+
+fn write_exchange(pb: &PseudoBulk, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::io::genes::write_gene_list(&dir.join("genes.txt"), &pb.genes)?;
+    crate::atomic::write_atomic(dir.join("samples.tsv"), |w| {
+        writeln!(w, "sample\tsm_name\tdonor_id\tplate_name\trow\twell\tcell_type\tn_cells")?;
+        for (i, k) in pb.keys.iter().enumerate() {
+            writeln!(w, "s{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}", i + 1, k.sm_name, k.donor_id, k.plate_name, k.row, k.well, k.cell_type, pb.n_cells[i])?;
+        }
+        Ok(())
+    })?;
+    // samples × genes row-major is genes × samples column-major.
+    crate::atomic::write_atomic(dir.join("counts.f64"), |w| {
+        for v in &pb.counts {
+            w.write_all(&v.to_le_bytes())?;
+        }
+        Ok(())
+    })
+}
+
+fn read_f64s(path: &Path, n: usize) -> Result<Vec<f64>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() != n * 8 {
+        return Err(Error::invalid(path, format!("{} bytes, expected {} float64 values", bytes.len(), n)));
+    }
+    Ok(bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
+}
+
+fn read_results(pb: &PseudoBulk, cell_type: &str, dir: &Path, pairs: Option<&IdMap>) -> Result<DeTable> {
+    let compounds_path = dir.join("compounds.txt");
+    let text = std::fs::read_to_string(&compounds_path).map_err(|e| Error::io(&compounds_path, e))?;
+    let compounds: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let g = pb.genes.len();
+    let log_fc = read_f64s(&dir.join("logfc.f64"), g * compounds.len())?;
+    let p = read_f64s(&dir.join("pvalue.f64"), g * compounds.len())?;
+    let mut table = DeTable { genes: pb.genes.clone(), ..Default::default() };
+    for (k, name) in compounds.iter().enumerate() {
+        if let Some(pairs) = pairs {
+            if !pairs.rows.iter().any(|r| r.cell_type == cell_type && r.sm_name == *name) {
+                continue;
+            }
+        }
+        let key = pb.keys.iter().find(|key| key.sm_name == *name).expect("R reports compounds of the samples");
+        table.keys.push(DeRowKey {
+            cell_type: cell_type.to_string(),
+            sm_name: name.to_string(),
+            sm_lincs_id: key.sm_lincs_id.clone(),
+            smiles: key.smiles.clone(),
+            control: key.control,
+        });
+        for j in 0..g {
+            let v = signed_log_p(log_fc[k * g + j], p[k * g + j]);
+            if !v.is_finite() {
+                return Err(Error::invalid(dir, format!("{cell_type}: limma gave a non-finite value for {name}, gene {}", pb.genes[j])));
+            }
+            table.values.push(v);
+        }
+    }
+    if let Some(pairs) = pairs {
+        for r in pairs.rows.iter().filter(|r| r.cell_type == cell_type) {
+            if !table.keys.iter().any(|k| k.sm_name == r.sm_name) {
+                return Err(Error::Config(format!("{cell_type}: target compound `{}` has no pseudo-bulk samples", r.sm_name)));
+            }
+        }
+    }
+    Ok(table)
+}
