@@ -315,7 +315,8 @@ def test_workflow_runs_on_demo(simulate_bin, ingest_bin, tmp_path):
     snakemake = REPO / ".venv" / "bin" / "snakemake"
     if not snakemake.exists():
         pytest.fail(f"{snakemake} is missing: run scripts/setup", pytrace=False)
-    run([snakemake, "-c2", "--quiet", "all",
+    # The target first: --quiet takes any number of values (and `--quiet all` hides errors).
+    run([snakemake, "all", "-c2", "--quiet", "rules", "progress",
          "--snakefile", REPO / "Snakefile", "--configfile", REPO / "config.yaml",
          "--directory", tmp_path, "--config", f"bin_dir={simulate_bin.parent}"])
     for f in INGEST_FILES:

@@ -21,8 +21,6 @@ struct Args {
     min_cells: usize,
     #[arg(long, default_value = "Dimethyl Sulfoxide")]
     negative_control: String,
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
     #[arg(long)]
     out_counts: PathBuf,
     #[arg(long)]
@@ -30,18 +28,17 @@ struct Args {
     /// What was removed and why (CSV: sm_name, reason, cells).
     #[arg(long)]
     removed: PathBuf,
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    common: perturbgen::cli::CommonArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    perturbgen::cli::init_logging(args.verbose);
-    perturbgen::cli::exit_on_error(run(args));
+    perturbgen::cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
-    perturbgen::threads::with_threads(args.threads, || -> Result<()> {
+    perturbgen::threads::with_threads(args.common.threads, || -> Result<()> {
         let cells = Cells::read(&args.counts, &args.obs)?;
         let mut config = FilterConfig { min_cells: args.min_cells, negative_control: args.negative_control.clone(), ..Default::default() };
         if !args.drop_compounds.is_empty() {

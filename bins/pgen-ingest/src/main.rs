@@ -21,8 +21,6 @@ struct Args {
     /// columns). Default: the order stored in the counts file, else genes sorted by name.
     #[arg(long)]
     genes: Option<PathBuf>,
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
     #[arg(long)]
     out_counts: PathBuf,
     #[arg(long)]
@@ -33,19 +31,18 @@ struct Args {
     /// QC plot (PNG).
     #[arg(long)]
     qc_plot: Option<PathBuf>,
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    common: perturbgen::cli::CommonArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    perturbgen::cli::init_logging(args.verbose);
-    perturbgen::cli::exit_on_error(run(args));
+    perturbgen::cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
     let inputs = IngestInputs { counts: args.counts, obs: args.obs, excluded: args.excluded, genes: args.genes };
     let outputs = IngestOutputs { counts: args.out_counts, obs: args.out_obs, summary: args.summary, qc_plot: args.qc_plot };
-    perturbgen::threads::with_threads(args.threads, || ingest(&inputs, &outputs))??;
+    perturbgen::threads::with_threads(args.common.threads, || ingest(&inputs, &outputs))??;
     Ok(())
 }

@@ -26,24 +26,21 @@ struct Args {
     rscript: PathBuf,
     #[arg(long, default_value = "scripts/limma_de.R")]
     script: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
     #[arg(long)]
     out: PathBuf,
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    common: perturbgen::cli::CommonArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    perturbgen::cli::init_logging(args.verbose);
-    perturbgen::cli::exit_on_error(run(args));
+    perturbgen::cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
     let pb = PseudoBulk::read(&args.pseudobulk)?;
     let targets = args.targets.as_deref().map(IdMap::read).transpose()?;
-    let config = LimmaConfig { rscript: args.rscript, script: args.script, design: args.design, negative_control: args.negative_control, threads: args.threads };
+    let config = LimmaConfig { rscript: args.rscript, script: args.script, design: args.design, negative_control: args.negative_control, threads: args.common.threads };
     let table = run_limma(&pb, &args.cell_type, &config, targets.as_ref(), &args.pseudobulk)?;
     log::info!("{}: {} compounds × {} genes", args.cell_type, table.n_rows(), table.genes.len());
     table.write(&args.out)?;

@@ -11,14 +11,13 @@ struct Args {
     inputs: Vec<PathBuf>,
     #[arg(long)]
     out: PathBuf,
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    common: perturbgen::cli::CommonArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    perturbgen::cli::init_logging(args.verbose);
-    perturbgen::cli::exit_on_error(run(args));
+    perturbgen::cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {

@@ -13,25 +13,22 @@ struct Args {
     counts: Vec<PathBuf>,
     #[arg(long, required = true)]
     obs: Vec<PathBuf>,
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
     #[arg(long)]
     out: PathBuf,
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    common: perturbgen::cli::CommonArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    perturbgen::cli::init_logging(args.verbose);
-    perturbgen::cli::exit_on_error(run(args));
+    perturbgen::cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
     if args.counts.len() != args.obs.len() {
         bail!("{} --counts but {} --obs: give them in pairs", args.counts.len(), args.obs.len());
     }
-    perturbgen::threads::with_threads(args.threads, || -> Result<()> {
+    perturbgen::threads::with_threads(args.common.threads, || -> Result<()> {
         let sets: Vec<Cells> = args.counts.iter().zip(&args.obs).map(|(c, o)| Cells::read(c, o)).collect::<perturbgen::Result<_>>()?;
         let inputs: Vec<(&Cells, &std::path::Path)> = sets.iter().zip(&args.counts).map(|(c, p)| (c, p.as_path())).collect();
         let pb = PseudoBulk::from_cells(&inputs)?;

@@ -26,21 +26,16 @@ struct Args {
     compounds: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Worker threads (0 = all cores).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
-    /// More log output (-v info, -vv debug); RUST_LOG works too.
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    common: perturbgen::cli::CommonArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    perturbgen::cli::init_logging(args.verbose);
-    perturbgen::cli::exit_on_error(run(args));
+    perturbgen::cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
@@ -56,7 +51,7 @@ fn run(args: Args) -> Result<()> {
     if let Some(n) = args.compounds {
         config.n_compounds = n;
     }
-    let summary = perturbgen::threads::with_threads(args.threads, || simulate(&config, &args.out))??;
+    let summary = perturbgen::threads::with_threads(args.common.threads, || simulate(&config, &args.out))??;
     log::info!(
         "median total counts {:.0}, median max count {:.0}, median non-zero genes {:.0}",
         summary.median_total_counts, summary.median_max_count, summary.median_nonzero_genes

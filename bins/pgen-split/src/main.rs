@@ -35,8 +35,6 @@ struct Args {
     seed: u64,
     #[arg(long, default_value = "Dimethyl Sulfoxide")]
     negative_control: String,
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
     #[arg(long)]
     out_train_counts: PathBuf,
     #[arg(long)]
@@ -51,14 +49,13 @@ struct Args {
     /// obs_ids of the validation cells, one per line.
     #[arg(long)]
     out_validation: PathBuf,
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    common: perturbgen::cli::CommonArgs,
 }
 
 fn main() {
     let args = Args::parse();
-    perturbgen::cli::init_logging(args.verbose);
-    perturbgen::cli::exit_on_error(run(args));
+    perturbgen::cli::main(args.common.verbose, || run(args));
 }
 
 fn spec(args: &Args) -> Result<TargetSpec> {
@@ -84,7 +81,7 @@ fn spec(args: &Args) -> Result<TargetSpec> {
 }
 
 fn run(args: Args) -> Result<()> {
-    perturbgen::threads::with_threads(args.threads, || -> Result<()> {
+    perturbgen::threads::with_threads(args.common.threads, || -> Result<()> {
         let spec = spec(&args)?;
         let cells = Cells::read(&args.counts, &args.obs)?;
         let s = split(&cells.obs, &spec, &args.negative_control, args.validation_fraction, args.keep_target_relevant, args.seed)?;

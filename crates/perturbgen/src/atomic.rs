@@ -91,9 +91,17 @@ impl OutputSet {
         Ok(temp)
     }
 
+    /// Renames every output into place. If one rename fails, the outputs already renamed
+    /// are removed again (and the rest of the staged files by `Drop`), so a failed stage
+    /// leaves none of its outputs behind.
     pub fn commit(mut self) -> Result<()> {
-        for (temp, target) in &self.staged {
-            std::fs::rename(temp, target).map_err(|e| Error::io(target, e))?;
+        for (k, (temp, target)) in self.staged.iter().enumerate() {
+            if let Err(e) = std::fs::rename(temp, target) {
+                for (_, done) in &self.staged[..k] {
+                    let _ = std::fs::remove_file(done);
+                }
+                return Err(Error::io(target, e));
+            }
         }
         self.committed = true;
         Ok(())

@@ -1,4 +1,22 @@
-//! What every `pgen-*` executable does at its edge: logging set-up and the one-line error.
+//! What every `pgen-*` executable does at its edge: the shared flags, logging set-up and the
+//! one-line error.
+
+/// Flags every stage takes (`#[command(flatten)]` into its `Args`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Worker threads; the stage uses no more (0 = all cores).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Sets up logging, runs the stage and exits 1 with a one-line error if it fails.
+pub fn main(verbose: u8, run: impl FnOnce() -> anyhow::Result<()>) {
+    init_logging(verbose);
+    exit_on_error(run());
+}
 
 /// Logs through `log` to stderr; `-v` raises the level, `RUST_LOG` overrides it.
 pub fn init_logging(verbose: u8) {

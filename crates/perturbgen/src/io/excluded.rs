@@ -1,6 +1,6 @@
 //! `adata_excluded_ids.csv`: (obs_id, gene) pairs to drop before anything else.
 use crate::error::{Error, Result};
-use crate::io::obs::csv_error;
+use crate::io::obs::{csv_error, header_indices};
 use std::path::Path;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -12,14 +12,8 @@ impl ExcludedIds {
     pub fn read(path: &Path) -> Result<Self> {
         let mut reader = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
-        let find = |name: &str| {
-            headers.iter().position(|h| h == name).ok_or_else(|| Error::MissingColumn {
-                path: path.to_path_buf(),
-                column: name.to_string(),
-                expected: "columns obs_id,gene".into(),
-            })
-        };
-        let (io, ig) = (find("obs_id")?, find("gene")?);
+        let idx = header_indices(path, &headers, &["obs_id", "gene"], "columns obs_id,gene")?;
+        let (io, ig) = (idx[0], idx[1]);
         let mut pairs = Vec::new();
         for (row, record) in reader.records().enumerate() {
             let record = record.map_err(|e| csv_error(path, e))?;

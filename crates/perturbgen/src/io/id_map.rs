@@ -1,6 +1,6 @@
 //! `id_map.csv`: the (cell type, compound) pairs to predict, with their submission ids.
 use crate::error::{Error, Result};
-use crate::io::obs::csv_error;
+use crate::io::obs::{csv_error, header_indices};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,14 +19,8 @@ impl IdMap {
     pub fn read(path: &Path) -> Result<Self> {
         let mut reader = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
-        let find = |name: &str| {
-            headers.iter().position(|h| h == name).ok_or_else(|| Error::MissingColumn {
-                path: path.to_path_buf(),
-                column: name.to_string(),
-                expected: "columns id,cell_type,sm_name".into(),
-            })
-        };
-        let (ii, ic, is) = (find("id")?, find("cell_type")?, find("sm_name")?);
+        let idx = header_indices(path, &headers, &["id", "cell_type", "sm_name"], "columns id,cell_type,sm_name")?;
+        let (ii, ic, is) = (idx[0], idx[1], idx[2]);
         let mut rows = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (r, record) in reader.records().enumerate() {

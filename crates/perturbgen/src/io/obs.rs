@@ -163,14 +163,7 @@ impl ObsTable {
             .from_path(path)
             .map_err(|e| csv_error(path, e))?;
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
-        let mut idx = [0usize; 15];
-        for (k, name) in OBS_COLUMNS.iter().enumerate() {
-            idx[k] = headers.iter().position(|h| h == *name).ok_or_else(|| Error::MissingColumn {
-                path: path.to_path_buf(),
-                column: name.to_string(),
-                expected: format!("the Kaggle obs columns {}", OBS_COLUMNS.join(",")),
-            })?;
-        }
+        let idx = header_indices(path, &headers, &OBS_COLUMNS, &format!("the Kaggle obs columns {}", OBS_COLUMNS.join(",")))?;
         let mut obs = ObsTable::default();
         let mut record = csv::StringRecord::new();
         let mut row = 0u64;
@@ -322,6 +315,20 @@ pub(crate) fn fmt_float(v: f64) -> String {
     } else {
         format!("{v}")
     }
+}
+
+/// Positions of the named columns in a CSV header, or the missing-column error.
+pub(crate) fn header_indices(path: &Path, headers: &csv::StringRecord, names: &[&str], expected: &str) -> Result<Vec<usize>> {
+    names
+        .iter()
+        .map(|name| {
+            headers.iter().position(|h| h == *name).ok_or_else(|| Error::MissingColumn {
+                path: path.to_path_buf(),
+                column: name.to_string(),
+                expected: expected.to_string(),
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn csv_error(path: &Path, e: csv::Error) -> Error {
