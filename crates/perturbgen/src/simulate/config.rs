@@ -72,7 +72,7 @@ impl SimConfig {
                 layout_dir: None,
                 n_genes: 1000,
                 n_compounds: 16,
-                n_train_cells: 8000,
+                n_train_cells: 24_000,
                 n_donors: 3,
                 dmso_wells: 8,
                 positive_control_wells: 2,
