@@ -11,16 +11,22 @@ pub struct AtomicFile {
     temp: tempfile::NamedTempFile,
 }
 
+/// The folder of `target` (created if missing) and its file name.
+fn prepare_dir(target: &Path) -> Result<(PathBuf, String)> {
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok((dir, name))
+}
+
 impl AtomicFile {
     /// Starts writing `target`, creating its parent folders.
     pub fn create(target: impl AsRef<Path>) -> Result<Self> {
         let target = target.as_ref().to_path_buf();
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (dir, name) = prepare_dir(&target)?;
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".partial")
@@ -80,12 +86,7 @@ impl OutputSet {
     /// The temporary path to write `target` to.
     pub fn stage(&mut self, target: impl AsRef<Path>) -> Result<PathBuf> {
         let target = target.as_ref().to_path_buf();
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (dir, name) = prepare_dir(&target)?;
         let temp = dir.join(format!(".{name}.{}.staged", std::process::id()));
         self.staged.push((temp.clone(), target));
         Ok(temp)
