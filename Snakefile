@@ -22,6 +22,8 @@ include: "workflow/rules/split.smk"
 include: "workflow/rules/pseudobulk.smk"
 include: "workflow/rules/de.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/regress_common.smk"
+include: "workflow/rules/regress.smk"
 
 
 localrules:

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 def _coerce_cli_strings(cfg, schema, root):
     """`--config key='{a: 1}'` hands nested values over as strings (YAML BaseLoader):
-    turn them back into integers/booleans/null where the schema allows no string."""
+    turn them back into integers/numbers/booleans/null where the schema allows no string."""
     if "$ref" in schema:
         node = root
         for part in schema["$ref"].lstrip("#/").split("/"):
@@ -22,6 +22,8 @@ def _coerce_cli_strings(cfg, schema, root):
             if sub is not None:
                 cfg[key] = _coerce_cli_strings(value, sub, root)
         return cfg
+    if isinstance(cfg, list) and isinstance(schema.get("items"), dict):
+        return [_coerce_cli_strings(v, schema["items"], root) for v in cfg]
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types
     if isinstance(cfg, str) and "string" not in types:
@@ -34,6 +36,11 @@ def _coerce_cli_strings(cfg, schema, root):
                 pass
         if "boolean" in types and cfg.lower() in ("true", "false"):
             return cfg.lower() == "true"
+        if "number" in types:
+            try:
+                return float(cfg)
+            except ValueError:
+                pass
     return cfg
 
 
@@ -77,8 +84,9 @@ STAGE = {
     "submission": "results/submission",
 }
 
-# Routes that produce a prediction table for the targets (later issues add models).
-ROUTES = ["zero"]
+# Routes that produce a prediction table for the targets (later issues add models): baselines,
+# regressors (workflow/rules/regress.smk) and the blends named in config blend.blends.
+ROUTES = ["zero", "xgb"] + list(config["blend"]["blends"])
 
 
 def slug(name):
@@ -99,8 +107,9 @@ def all_targets():
     scores table when the targets have a truth."""
     targets = list(INGEST_FILES.values()) + [f"{STAGE['de']}/de_train.parquet"]
     targets += [f"{STAGE['submission']}/{route}.csv" for route in ROUTES]
+    targets += [f"{STAGE['submission']}/submission.csv"]
     if has_truth():
-        targets += [f"{STAGE['scores']}/scores.csv"]
+        targets += [f"{STAGE['scores']}/scores.csv", f"{STAGE['scores']}/leaderboard.png"]
     return targets
 
 

@@ -15,6 +15,7 @@ pub mod limma;
 pub mod plot;
 pub mod progress;
 pub mod pseudobulk;
+pub mod regress;
 pub mod score;
 pub mod simulate;
 pub mod split;

@@ -1,0 +1,78 @@
+//! pgen-leaderboard: every route's MRRMSE on the targets as one table and one bar plot, and the
+//! Kaggle submission of the chosen route (named, or the best-scoring one).
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use perturbgen::atomic::OutputSet;
+use perturbgen::regress::leaderboard::{choose, collect, plot, write_table, Entry};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Leaderboard of routes (MRRMSE) and the chosen submission")]
+struct Args {
+    /// A route's pgen-score table, as ROUTE=PATH (repeatable).
+    #[arg(long = "score")]
+    scores: Vec<String>,
+    /// A route's submission CSV, as ROUTE=PATH (repeatable).
+    #[arg(long = "submission")]
+    submissions: Vec<String>,
+    /// Route to submit; default: the best-scoring one.
+    #[arg(long)]
+    submit: Option<String>,
+    /// Leaderboard table (route, mrrmse; best first).
+    #[arg(long)]
+    out_table: Option<PathBuf>,
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Copy of the chosen route's submission.
+    #[arg(long)]
+    out_submission: Option<PathBuf>,
+    #[command(flatten)]
+    common: perturbgen::cli::CommonArgs,
+}
+
+fn pairs(items: &[String], flag: &str) -> Result<Vec<(String, PathBuf)>> {
+    items
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((r, p)) if !r.is_empty() && !p.is_empty() => Ok((r.to_string(), PathBuf::from(p))),
+            _ => bail!("--{flag} `{s}`: expected ROUTE=PATH"),
+        })
+        .collect()
+}
+
+fn main() {
+    let args = Args::parse();
+    perturbgen::cli::main(args.common.verbose, || run(args));
+}
+
+fn run(args: Args) -> Result<()> {
+    let scores = pairs(&args.scores, "score")?;
+    let subs = pairs(&args.submissions, "submission")?;
+    let entries: Vec<Entry> = collect(&scores)?;
+    let mut out = OutputSet::new();
+    let mut chosen = None;
+    if let Some(dst) = &args.out_submission {
+        let routes: Vec<String> = subs.iter().map(|s| s.0.clone()).collect();
+        let ranked: Vec<Entry> = entries.iter().filter(|e| routes.contains(&e.route)).cloned().collect();
+        let route = choose(args.submit.as_deref(), &routes, &ranked)?;
+        let src = &subs.iter().find(|s| s.0 == route).expect("chosen among routes").1;
+        let staged = out.stage(dst)?;
+        std::fs::copy(src, &staged).with_context(|| format!("{}: cannot copy to {}", src.display(), dst.display()))?;
+        log::info!("submitting route `{route}` ({})", src.display());
+        chosen = Some(route);
+    }
+    for (i, e) in entries.iter().enumerate() {
+        println!("{:>2}. {:<24} {:.6}{}", i + 1, e.route, e.mrrmse, if Some(&e.route) == chosen.as_ref() { "  <- submitted" } else { "" });
+    }
+    if let Some(p) = &args.out_table {
+        write_table(&out.stage(p)?, &entries)?;
+    }
+    if let Some(p) = &args.plot {
+        if entries.is_empty() {
+            bail!("--plot needs at least one --score");
+        }
+        plot(&out.stage(p)?, &entries, chosen.as_deref(), &format!("Leaderboard: MRRMSE on {} routes", entries.len()))?;
+    }
+    out.commit()?;
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! `pgen-blend`: weighted means of prediction tables, with weights given or fitted on an inner
+//! hold-out drawn from the training pairs only (the scored pairs never influence the weights).
+use crate::error::{Error, Result};
+use crate::io::de_table::DeTable;
+use crate::io::id_map::{IdMap, IdMapRow};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// One named prediction table and the file it came from.
+pub struct Input {
+    pub route: String,
+    pub table: DeTable,
+    pub path: PathBuf,
+}
+
+/// `other`'s values in `reference`'s row and gene order; the pairs and genes must be the same sets.
+pub fn align(reference: &DeTable, other: &DeTable, other_path: &Path) -> Result<Vec<f64>> {
+    if other.genes.len() != reference.genes.len() {
+        return Err(Error::invalid(other_path, format!("{} genes, expected {}", other.genes.len(), reference.genes.len())));
+    }
+    if other.n_rows() != reference.n_rows() {
+        return Err(Error::invalid(other_path, format!("{} rows, expected {} (the same pairs as the first table)", other.n_rows(), reference.n_rows())));
+    }
+    let gi: HashMap<&str, usize> = other.genes.iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
+    let order: Vec<usize> = reference
+        .genes
+        .iter()
+        .map(|g| gi.get(g.as_str()).copied().ok_or_else(|| Error::invalid(other_path, format!("gene `{g}` is missing"))))
+        .collect::<Result<_>>()?;
+    let ri: HashMap<(&str, &str), usize> = other.keys.iter().enumerate().map(|(i, k)| ((k.cell_type.as_str(), k.sm_name.as_str()), i)).collect();
+    let mut out = Vec::with_capacity(reference.values.len());
+    for k in &reference.keys {
+        let j = *ri.get(&(k.cell_type.as_str(), k.sm_name.as_str())).ok_or_else(|| Error::invalid(other_path, format!("no row for the pair ({}, {})", k.cell_type, k.sm_name)))?;
+        let row = other.row(j);
+        out.extend(order.iter().map(|&g| row[g]));
+    }
+    Ok(out)
+}
+
+/// Checks weights: one per input, finite, non-negative, summing to 1 (within 1e-6).
+pub fn check_weights(weights: &[f64], n: usize) -> Result<()> {
+    if weights.len() != n {
+        return Err(Error::Config(format!("blend: {} weights for {n} prediction tables", weights.len())));
+    }
+    if weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+        return Err(Error::Config(format!("blend: weights must be non-negative numbers, found {weights:?}")));
+    }
+    let sum: f64 = weights.iter().sum();
+    if (sum - 1.0).abs() > 1e-6 {
+        return Err(Error::Config(format!("blend: weights must sum to 1, found {weights:?} (sum {sum})")));
+    }
+    Ok(())
+}
+
+/// Σ w_k · table_k, in the first table's row and gene order.
+pub fn blend(inputs: &[Input], weights: &[f64]) -> Result<DeTable> {
+    let Some(first) = inputs.first() else { return Err(Error::Config("blend: no prediction tables".into())) };
+    check_weights(weights, inputs.len())?;
+    let mut values = vec![0f64; first.table.values.len()];
+    for (inp, &w) in inputs.iter().zip(weights) {
+        let v = align(&first.table, &inp.table, &inp.path)?;
+        for (o, x) in values.iter_mut().zip(v) {
+            *o += w * x;
+        }
+    }
+    Ok(DeTable { keys: first.table.keys.clone(), genes: first.table.genes.clone(), values })
+}
+
+/// MRRMSE of Σ w_k · pred_k given each row's Gram matrix of residuals
+/// (G[k][l] = mean over genes of (truth − pred_k)(truth − pred_l)).
+fn objective(grams: &[Vec<f64>], k: usize, w: &[f64]) -> (f64, Vec<f64>) {
+    let mut f = 0.0;
+    let mut grad = vec![0.0; k];
+    for g in grams {
+        let gw: Vec<f64> = (0..k).map(|a| (0..k).map(|b| g[a * k + b] * w[b]).sum()).collect();
+        let q: f64 = (0..k).map(|a| w[a] * gw[a]).sum::<f64>().max(0.0);
+        let r = q.sqrt();
+        f += r;
+        if r > 1e-300 {
+            for a in 0..k {
+                grad[a] += gw[a] / r;
+            }
+        }
+    }
+    let n = grams.len() as f64;
+    (f / n, grad.into_iter().map(|x| x / n).collect())
+}
+
+/// Euclidean projection onto the probability simplex.
+fn project_simplex(v: &[f64]) -> Vec<f64> {
+    let mut u = v.to_vec();
+    u.sort_by(|a, b| b.total_cmp(a));
+    let (mut css, mut theta) = (0.0, 0.0);
+    for (i, &x) in u.iter().enumerate() {
+        css += x;
+        let t = (css - 1.0) / (i + 1) as f64;
+        if x - t > 0.0 {
+            theta = t;
+        }
+    }
+    v.iter().map(|x| (x - theta).max(0.0)).collect()
+}
+
+/// Weights (non-negative, summing to 1) minimising the MRRMSE of the blend against `truth`,
+/// and that MRRMSE. The objective is convex in the weights; projected gradient descent with
+/// backtracking, started from equal weights, also compared with every single table.
+pub fn fit_weights(truth: &DeTable, inputs: &[Input], truth_path: &Path) -> Result<(Vec<f64>, f64)> {
+    let k = inputs.len();
+    if k == 0 {
+        return Err(Error::Config("blend: no prediction tables to weigh".into()));
+    }
+    if truth.n_rows() == 0 {
+        return Err(Error::invalid(truth_path, "no rows to fit blend weights on"));
+    }
+    let aligned: Vec<Vec<f64>> = inputs.iter().map(|i| align(truth, &i.table, &i.path)).collect::<Result<_>>()?;
+    let ng = truth.genes.len();
+    let grams: Vec<Vec<f64>> = (0..truth.n_rows())
+        .map(|r| {
+            let t = truth.row(r);
+            let res: Vec<Vec<f64>> = aligned.iter().map(|a| (0..ng).map(|g| t[g] - a[r * ng + g]).collect()).collect();
+            let mut gram = vec![0.0; k * k];
+            for a in 0..k {
+                for b in a..k {
+                    let v = res[a].iter().zip(&res[b]).map(|(x, y)| x * y).sum::<f64>() / ng as f64;
+                    gram[a * k + b] = v;
+                    gram[b * k + a] = v;
+                }
+            }
+            gram
+        })
+        .collect();
+    let mut w = vec![1.0 / k as f64; k];
+    let (mut f, mut grad) = objective(&grams, k, &w);
+    let mut step = 1.0;
+    for _ in 0..2000 {
+        let mut improved = false;
+        while step > 1e-12 {
+            let cand = project_simplex(&w.iter().zip(&grad).map(|(x, g)| x - step * g).collect::<Vec<_>>());
+            let (fc, gc) = objective(&grams, k, &cand);
+            if fc < f - 1e-15 {
+                let moved: f64 = cand.iter().zip(&w).map(|(a, b)| (a - b).abs()).sum();
+                w = cand;
+                f = fc;
+                grad = gc;
+                step *= 2.0;
+                improved = moved > 1e-13;
+                break;
+            }
+            step /= 2.0;
+        }
+        if !improved {
+            break;
+        }
+    }
+    for v in 0..k {
+        let mut e = vec![0.0; k];
+        e[v] = 1.0;
+        let (fe, _) = objective(&grams, k, &e);
+        if fe < f {
+            w = e;
+            f = fe;
+        }
+    }
+    Ok((w, f))
+}
+
+/// An inner hold-out drawn from the training pairs: for each of `cell_types`, `draw` of its
+/// measured compounds (seeded; only compounds also measured in another cell type, so they stay
+/// known) — the same kind of pair as the real targets. Returns (inner training table, inner
+/// targets, their true DE values).
+pub fn inner_holdout(de_train: &DeTable, cell_types: &[String], draw: usize, seed: u64, path: &Path) -> Result<(DeTable, IdMap, DeTable)> {
+    if de_train.n_rows() == 0 {
+        return Err(Error::invalid(path, "the training DE table has no rows: no inner hold-out can be drawn"));
+    }
+    let mut cell_count: BTreeMap<&str, usize> = BTreeMap::new();
+    for k in &de_train.keys {
+        *cell_count.entry(&k.sm_name).or_default() += 1;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut held: Vec<usize> = Vec::new();
+    for ct in cell_types {
+        let mut rows: Vec<usize> = (0..de_train.n_rows()).filter(|&i| &de_train.keys[i].cell_type == ct && cell_count[de_train.keys[i].sm_name.as_str()] > 1).collect();
+        if rows.is_empty() {
+            return Err(Error::invalid(path, format!("cell type `{ct}` has no compound also measured in another cell type: no inner hold-out pair for it")));
+        }
+        // Keep at least one measured compound of the cell type in the inner training table.
+        let n_ct = de_train.keys.iter().filter(|k| &k.cell_type == ct).count();
+        let take = draw.min(rows.len()).min(n_ct.saturating_sub(1)).max(1);
+        rows.shuffle(&mut rng);
+        held.extend_from_slice(&rows[..take]);
+    }
+    held.sort_unstable();
+    held.dedup();
+    let is_held: Vec<bool> = (0..de_train.n_rows()).map(|i| held.binary_search(&i).is_ok()).collect();
+    let pick = |want: bool| {
+        let mut t = DeTable { genes: de_train.genes.clone(), ..Default::default() };
+        for i in (0..de_train.n_rows()).filter(|&i| is_held[i] == want) {
+            t.keys.push(de_train.keys[i].clone());
+            t.values.extend_from_slice(de_train.row(i));
+        }
+        t
+    };
+    let (train, truth) = (pick(false), pick(true));
+    let targets = IdMap { rows: truth.keys.iter().enumerate().map(|(i, k)| IdMapRow { id: i as i64, cell_type: k.cell_type.clone(), sm_name: k.sm_name.clone() }).collect() };
+    Ok((train, targets, truth))
+}
+
+/// The weights as a two-column CSV (`route, weight`) with the inner-hold-out MRRMSE of the
+/// blend and of each route when fitted.
+pub fn write_weights(path: &Path, routes: &[String], weights: &[f64], fitted: Option<(f64, &[f64])>) -> Result<()> {
+    crate::atomic::write_atomic(path, |w| {
+        let mut out = csv::Writer::from_writer(w);
+        out.write_record(["route", "weight", "inner_mrrmse"])?;
+        for (i, (r, wt)) in routes.iter().zip(weights).enumerate() {
+            let s = fitted.map(|(_, singles)| format!("{:?}", singles[i])).unwrap_or_default();
+            out.write_record([r.as_str(), &format!("{wt:?}"), &s])?;
+        }
+        if let Some((f, _)) = fitted {
+            out.write_record(["BLEND", "1.0", &format!("{f:?}")])?;
+        }
+        out.flush()?;
+        Ok(())
+    })
+}
