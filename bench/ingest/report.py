@@ -15,6 +15,7 @@ import sys
 
 GIB = 2**30
 RULE = 1.5
+BUSY = 0.1  # CPUs used by other processes during a run above which its time is flagged
 
 
 def parse_time(path):
@@ -25,7 +26,20 @@ def parse_time(path):
         secs = secs * 60 + float(part)
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
     status = int(re.search(r"Exit status: (\d+)", text).group(1))
-    return {"wall_s": secs, "max_rss_bytes": rss_kb * 1024, "exit": status}
+    cpu = sum(float(re.search(rf"{k} time \(seconds\): (\S+)", text).group(1)) for k in ("User", "System"))
+    return {"wall_s": secs, "max_rss_bytes": rss_kb * 1024, "exit": status, "cpu_s": cpu}
+
+
+def other_cpu(d, t):
+    """CPUs (on average) that other processes kept busy during the run, from /proc/stat."""
+    try:
+        def busy(name):
+            f = [int(x) for x in open(os.path.join(d, name)).read().split()[1:]]
+            return f[0] + f[1] + f[2] + f[5] + f[6] + f[7]  # user nice system irq softirq steal
+        secs = (busy("stat_after") - busy("stat_before")) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(0.0, (secs - t["cpu_s"]) / t["wall_s"])
 
 
 def runs(root, tool):
@@ -41,10 +55,13 @@ def runs(root, tool):
             "wall_s": t["wall_s"],
             "rss": t["max_rss_bytes"],
             "rss_load": s["peak_rss_bytes_after_load"],
+            "cpu_s": t["cpu_s"],
             "data": s["csr_bytes"] + s["obs_bytes"],
             "csr": s["csr_bytes"],
             "obs": s["obs_bytes"],
             "summary": s,
+            "other_cpu": other_cpu(d, t),
+            "contended": os.path.exists(os.path.join(d, "contended")),
         })
     if not out:
         sys.exit(f"error: no runs under {root}/{tool}")
@@ -106,13 +123,21 @@ def main():
                  f"every cell's total and non-zeros, every gene's total, checksum {c['checksum']} of all (cell, gene, count)).")
     L.append(f"- Gene order: {ps0['gene_order']} (both tools).")
     L.append("")
+    for rs in tools.values():
+        for r in rs:
+            r["contended"] = r["contended"] or (r["other_cpu"] or 0) > BUSY
+    n_cont = sum(r["contended"] for rs in tools.values() for r in rs)
+    if n_cont:
+        L.append(f"- **Warning**: other processes (a cargo/rustc build, or > {BUSY} CPUs busy) ran during {n_cont} of the timed runs (marked * below); their times are inflated.")
+        L.append("")
     L.append("<details><summary>Every run</summary>")
     L.append("")
-    L.append("| tool | run | load s | total wall s | peak RSS GiB | peak RSS after load GiB |")
-    L.append("|---|---|---:|---:|---:|---:|")
+    L.append("| tool | run | load s | total wall s | CPU s (user+sys) | peak RSS GiB | peak RSS after load GiB | other processes' CPUs |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, rs in tools.items():
         for r in rs:
-            L.append(f"| {name} | {r['run']} | {r['load_s']:.2f} | {r['wall_s']:.2f} | {r['rss'] / GIB:.3f} | {r['rss_load'] / GIB:.3f} |")
+            L.append(f"| {name} | {r['run']}{' *' if r['contended'] else ''} | {r['load_s']:.2f} | {r['wall_s']:.2f} | {r['cpu_s']:.1f} | {r['rss'] / GIB:.3f} | {r['rss_load'] / GIB:.3f} | "
+                     f"{'n/a' if r['other_cpu'] is None else format(r['other_cpu'], '.2f')} |")
     L.append("")
     v = ps0["versions"]
     L.append(f"Python {v['python']}, pandas {v['pandas']}, pyarrow {v['pyarrow']}, numpy {v['numpy']}, scipy {v['scipy']}.")

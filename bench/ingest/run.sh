@@ -15,6 +15,7 @@ THREADS=${THREADS:-2}
 PYTHON=${PYTHON:-.venv/bin/python}
 DATA=${DATA:-bench/out/kaggle}
 OUT=${OUT:-bench/out/ingest}
+RESULTS=${OUT}_results.md     # bench/out/ingest_results.md
 TIME=/usr/bin/time
 SIMULATE=target/release/pgen-simulate
 INGEST=target/release/pgen-ingest
@@ -47,13 +48,41 @@ if (( avail_gib < 16 )); then
     echo "warning: only ${avail_gib} GiB available; the pandas baseline needs about 10-16 GiB" >&2
 fi
 
-if pgrep -x cargo > /dev/null || pgrep -x rustc > /dev/null; then
-    echo "warning: a cargo/rustc build is running: timings will be inflated (2 cores)" >&2
+building() { pgrep -x cargo > /dev/null || pgrep -x rustc > /dev/null; }
+if building; then
+    echo "note: a cargo/rustc build is running; each timed run waits for it (QUIET_WAIT=${QUIET_WAIT:-1800} s)" >&2
 fi
 
 echo "== warming the page cache ($(du -h "$COUNTS" | cut -f1) parquet)"
 cat "$COUNTS" "$OBS" "$EXCLUDED" > /dev/null
 
+# Before each timed run, wait (up to QUIET_WAIT seconds, default 30 min) until the machine has
+# been idle (< 10% of its CPUs busy) for 20 s. Each run saves /proc/stat before and after, so
+# report.py can tell how much CPU other processes used meanwhile (and a cargo/rustc build seen
+# during the run leaves <dir>/contended).
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+quiet() {
+    local waited=0 calm=0 b0 t0 b1 t1
+    while (( calm < 20 && waited < ${QUIET_WAIT:-1800} )); do
+        read -r b0 t0 < <(busy); sleep 2; read -r b1 t1 < <(busy)
+        if (( (b1 - b0) * 10 < (t1 - t0) )) && ! building; then calm=$((calm + 2)); else calm=0; fi
+        waited=$((waited + 2))
+    done
+    (( calm >= 20 )) || echo "warning: machine still busy after ${QUIET_WAIT:-1800} s; timing anyway" >&2
+}
+timed() { # dir command...
+    local d=$1; shift
+    quiet
+    ( while :; do building && touch "$d/contended"; sleep 1; done ) &
+    local watcher=$!
+    local rc=0
+    grep '^cpu ' /proc/stat > "$d/stat_before"
+    "$@" || rc=$?
+    grep '^cpu ' /proc/stat > "$d/stat_after"
+    kill "$watcher"; wait "$watcher" 2> /dev/null || true
+    [[ -f $d/contended ]] && echo "   (a cargo/rustc build ran during this run: its time is inflated)" >&2
+    return $rc
+}
 rust_run() { # dir
     "$TIME" -v -o "$1/time.txt" "$INGEST" --counts "$COUNTS" --obs "$OBS" --excluded "$EXCLUDED" \
         --threads "$THREADS" --out-counts "$OUT/rust/cache/counts.parquet" --out-obs "$OUT/rust/cache/obs.parquet" \
@@ -79,9 +108,9 @@ EOF
 for i in $(seq 1 "$REPS"); do
     echo "== repetition $i of $REPS"
     mkdir -p "$OUT/rust/run$i" "$OUT/pandas/run$i"
-    rust_run "$OUT/rust/run$i"
+    timed "$OUT/rust/run$i" rust_run "$OUT/rust/run$i"
     show rust "$OUT/rust/run$i"
-    pandas_run "$OUT/pandas/run$i"
+    timed "$OUT/pandas/run$i" pandas_run "$OUT/pandas/run$i"
     show pandas "$OUT/pandas/run$i"
 done
 
@@ -95,4 +124,4 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 mem=$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
 machine="Machine: $(nproc) cores (${cpu:-unknown CPU}), ${mem} GiB RAM, $(uname -sr); file $(du -h "$COUNTS" | cut -f1)B, page cache warm; $("$INGEST" --version) (sha256 $(sha256sum "$INGEST" | cut -c1-12), built $(date -u -r "$INGEST" '+%F %H:%M UTC'))."
 echo "== results"
-"$PYTHON" "$HERE/report.py" "$OUT" --compare "$OUT/verify/compare.json" --machine "$machine"
+"$PYTHON" "$HERE/report.py" "$OUT" --out "$RESULTS" --compare "$OUT/verify/compare.json" --machine "$machine"
