@@ -103,9 +103,9 @@ def has_truth():
 
 
 def all_targets():
-    """Final outputs: the ingest QC, the training DE table, each route's submission, and the
-    scores table when the targets have a truth."""
-    targets = list(INGEST_FILES.values()) + [f"{STAGE['de']}/de_train.parquet"]
+    """Final outputs: the ingest QC, the training DE table (unless Kaggle's own is used), each
+    route's submission, and the scores table when the targets have a truth."""
+    targets = list(INGEST_FILES.values()) + [de_train_path()]
     targets += [f"{STAGE['submission']}/{route}.csv" for route in ROUTES]
     targets += [f"{STAGE['submission']}/submission.csv"]
     if has_truth():
