@@ -43,8 +43,9 @@ pub struct IngestSummary {
     pub load_seconds: f64,
 }
 
-/// Loads the inputs into memory: the obs table and the CSR matrix (rows in obs order).
-pub fn load(inputs: &IngestInputs) -> Result<(ObsTable, CountMatrix)> {
+/// Loads the inputs into memory: the obs table, the CSR matrix (rows in obs order) and the
+/// number of excluded (obs_id, gene) pairs listed.
+pub fn load(inputs: &IngestInputs) -> Result<(ObsTable, CountMatrix, usize)> {
     let obs = ObsTable::read(&inputs.obs)?;
     let excluded = inputs.excluded.as_deref().map(ExcludedIds::read).transpose()?;
     let gene_list = inputs.genes.as_deref().map(read_gene_list).transpose()?;
@@ -53,18 +54,14 @@ pub fn load(inputs: &IngestInputs) -> Result<(ObsTable, CountMatrix)> {
         None => GeneOrder::FromFile,
     };
     let m = read_long_counts(&inputs.counts, &obs, order, excluded.as_ref())?;
-    Ok((obs, m))
+    Ok((obs, m, excluded.map_or(0, |e| e.pairs.len())))
 }
 
 pub fn ingest(inputs: &IngestInputs, outputs: &IngestOutputs) -> Result<IngestSummary> {
     let start = Instant::now();
-    let (obs, m) = load(inputs)?;
+    let (obs, m, listed) = load(inputs)?;
     let load_seconds = start.elapsed().as_secs_f64();
     let peak = peak_rss_bytes();
-    let listed = match &inputs.excluded {
-        Some(p) => ExcludedIds::read(p)?.pairs.len(),
-        None => 0,
-    };
     let totals = m.cell_totals();
     let maxima = m.cell_max();
     let mut per_type = vec![0usize; obs.cell_type.levels().len()];

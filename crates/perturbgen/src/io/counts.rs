@@ -67,7 +67,7 @@ pub fn read_long_counts(
     let total_rows = *rg_start.last().unwrap();
     let file_genes = match genes {
         GeneOrder::Given(_) => None,
-        GeneOrder::FromFile => key_value(&meta, GENES_KEY)
+        GeneOrder::FromFile => parquet_util::key_value(meta.metadata(), GENES_KEY)
             .map(|json| serde_json::from_str::<Vec<String>>(&json))
             .transpose()
             .map_err(|e| Error::invalid(path, format!("metadata `{GENES_KEY}` is not a JSON list of genes ({e})")))?,
@@ -194,15 +194,6 @@ fn dictionary_hint(plain: ArrowReaderMetadata, schema: &SchemaRef, string_cols: 
     }
     let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     ArrowReaderMetadata::try_new(plain.metadata().clone(), ArrowReaderOptions::new().with_schema(hinted)).unwrap_or(plain)
-}
-
-fn key_value(meta: &ArrowReaderMetadata, key: &str) -> Option<String> {
-    meta.metadata()
-        .file_metadata()
-        .key_value_metadata()?
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.clone())
 }
 
 fn open_row_group(
@@ -485,5 +476,5 @@ pub fn write_long_counts(path: &Path, m: &CountMatrix, obs_ids: &[String], count
 
 /// The parquet key-value metadata of a file, for tests and tools.
 pub fn file_metadata(path: &Path, key: &str) -> Result<Option<String>> {
-    Ok(parquet_util::key_value(&parquet_util::open(path)?, key))
+    Ok(parquet_util::key_value(parquet_util::open(path)?.metadata(), key))
 }

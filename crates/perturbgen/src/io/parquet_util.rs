@@ -45,6 +45,10 @@ impl ParquetOut {
         Ok(Self { file, writer })
     }
 
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.writer.write(batch).map_err(|e| Error::parquet(self.file.path(), e))
     }
@@ -80,18 +84,11 @@ pub fn read_all(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
 }
 
 /// The value of a key in the file's key-value metadata.
-pub fn key_value(builder: &ParquetRecordBatchReaderBuilder<File>, key: &str) -> Option<String> {
-    builder
-        .metadata()
+pub fn key_value(metadata: &parquet::file::metadata::ParquetMetaData, key: &str) -> Option<String> {
+    metadata
         .file_metadata()
         .key_value_metadata()?
         .iter()
         .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.clone())
-}
-
-impl ParquetOut {
-    pub fn path(&self) -> &Path {
-        self.file.path()
-    }
 }
