@@ -36,6 +36,9 @@ pub enum Error {
     Invalid { path: PathBuf, message: String },
     #[error("{0}")]
     Config(String),
+    /// A tensor operation failed (shapes, device, dtype) inside the models.
+    #[error("model: {0}")]
+    Candle(#[from] candle_core::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

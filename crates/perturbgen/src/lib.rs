@@ -12,6 +12,7 @@ pub mod filter;
 pub mod ingest;
 pub mod io;
 pub mod limma;
+pub mod model;
 pub mod plot;
 pub mod progress;
 pub mod pseudobulk;

@@ -1,0 +1,75 @@
+//! Checkpoints: tensors (parameters, optimiser moments, latents) as safetensors, and what the
+//! tensors mean (config, covariate levels, genes, cell ids, history) as JSON beside them. The
+//! pair is written all-or-nothing, so a kill during a write leaves the previous pair intact.
+use super::config::TrainConfig;
+use super::data::Covariates;
+use crate::atomic::OutputSet;
+use crate::error::{Error, Result};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One epoch's numbers (losses are per cell: NB negative log-likelihood summed over genes).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_recon: f64,
+    /// DGD: −log p(z) under the mixture; VAE: KL(q(z|x) ‖ N(0, I)) (unweighted).
+    pub train_prior: f64,
+    pub val_recon: f64,
+    pub val_prior: f64,
+    /// The early-stopping criterion: val_recon + val_prior.
+    pub val_loss: f64,
+    /// VAE: KL weight used this epoch (DGD: 1).
+    pub kl_weight: f64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointMeta {
+    pub format: String,
+    pub config: TrainConfig,
+    pub covariates: Covariates,
+    pub genes: Vec<String>,
+    /// Cells whose latents are `latent.train` / `latent.val` (DGD), in that order.
+    pub train_ids: Vec<String>,
+    pub val_ids: Vec<String>,
+    /// Epochs completed.
+    pub epoch: usize,
+    pub best_epoch: usize,
+    pub best_val_loss: f64,
+    pub history: Vec<EpochLog>,
+}
+
+pub const FORMAT: &str = "perturbgen-model-1";
+
+pub fn paths(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{stem}.safetensors")), dir.join(format!("{stem}.json")))
+}
+
+pub fn save(dir: &Path, stem: &str, meta: &CheckpointMeta, tensors: Vec<(String, Tensor)>) -> Result<()> {
+    let (st_path, json_path) = paths(dir, stem);
+    let mut set = OutputSet::new();
+    let st_tmp = set.stage(&st_path)?;
+    let json_tmp = set.stage(&json_path)?;
+    let map: HashMap<String, Tensor> = tensors.into_iter().collect();
+    candle_core::safetensors::save(&map, &st_tmp).map_err(|e| Error::invalid(&st_path, format!("cannot write checkpoint: {e}")))?;
+    let body = serde_json::to_vec(meta).map_err(|e| Error::invalid(&json_path, e.to_string()))?;
+    std::fs::write(&json_tmp, body).map_err(|e| Error::io(&json_path, e))?;
+    set.commit()
+}
+
+pub fn load(dir: &Path, stem: &str, device: &Device) -> Result<(CheckpointMeta, HashMap<String, Tensor>)> {
+    let (st_path, json_path) = paths(dir, stem);
+    let text = std::fs::read(&json_path).map_err(|e| Error::io(&json_path, e))?;
+    let meta: CheckpointMeta = serde_json::from_slice(&text).map_err(|e| Error::invalid(&json_path, format!("not a perturbgen checkpoint description: {e}")))?;
+    if meta.format != FORMAT {
+        return Err(Error::invalid(&json_path, format!("checkpoint format `{}`, expected `{FORMAT}`", meta.format)));
+    }
+    let tensors = candle_core::safetensors::load(&st_path, device).map_err(|e| Error::invalid(&st_path, format!("not a readable safetensors checkpoint: {e}")))?;
+    Ok((meta, tensors))
+}
+
+pub fn tensor<'a>(tensors: &'a HashMap<String, Tensor>, name: &str, path: &Path) -> Result<&'a Tensor> {
+    tensors.get(name).ok_or_else(|| Error::invalid(path, format!("checkpoint lacks tensor `{name}`")))
+}

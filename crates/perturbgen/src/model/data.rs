@@ -1,0 +1,176 @@
+//! Training data for the generative models: the cells' counts kept sparse (CSR) and densified
+//! per mini-batch inside the NB op, the per-cell scale M, and the one-hot conditioning vector.
+use super::nb_loss::SparseBatch;
+use crate::categorical::Categorical;
+use crate::cells::Cells;
+use crate::error::{Error, Result};
+use crate::io::obs::ObsTable;
+use candle_core::{Device, Tensor};
+use std::path::Path;
+
+/// Obs columns a model may condition on.
+pub const COVARIATE_COLUMNS: [&str; 7] = ["cell_type", "plate_name", "well", "donor_id", "row", "sm_name", "library_id"];
+
+pub fn obs_column<'a>(obs: &'a ObsTable, name: &str) -> Option<&'a Categorical> {
+    Some(match name {
+        "cell_type" => &obs.cell_type,
+        "plate_name" => &obs.plate_name,
+        "well" => &obs.well,
+        "donor_id" => &obs.donor_id,
+        "row" => &obs.row,
+        "sm_name" => &obs.sm_name,
+        "library_id" => &obs.library_id,
+        _ => return None,
+    })
+}
+
+/// How the per-cell scale M of the NB mean (m = M · sigmoid(decoder)) is taken from the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    Max,
+    Sum,
+    Mean,
+}
+
+impl Scale {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "max" => Some(Self::Max),
+            "sum" => Some(Self::Sum),
+            "mean" => Some(Self::Mean),
+            _ => None,
+        }
+    }
+
+    /// M for every cell (at least 1, so that an all-zero cell still has a defined mean).
+    pub fn of(self, cells: &Cells) -> Vec<f32> {
+        let n_genes = cells.counts.n_genes() as f64;
+        (0..cells.len())
+            .map(|i| {
+                let (_, data) = cells.counts.row(i);
+                let v = match self {
+                    Self::Max => data.iter().copied().max().unwrap_or(0) as f64,
+                    Self::Sum => data.iter().map(|&d| d as f64).sum(),
+                    Self::Mean => data.iter().map(|&d| d as f64).sum::<f64>() / n_genes,
+                };
+                v.max(1.0) as f32
+            })
+            .collect()
+    }
+}
+
+/// The one-hot encoding of the chosen obs columns, with the levels seen in training.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Covariates {
+    pub columns: Vec<(String, Vec<String>)>,
+}
+
+impl Covariates {
+    /// Levels of each column as they occur in `obs` (sorted, so the encoding does not depend
+    /// on the cells' order).
+    pub fn fit(obs: &ObsTable, columns: &[String]) -> Result<Self> {
+        let mut out = Vec::new();
+        for name in columns {
+            let column = obs_column(obs, name).ok_or_else(|| {
+                Error::Config(format!("unknown covariate `{name}` (choose from {})", COVARIATE_COLUMNS.join(", ")))
+            })?;
+            let mut used: Vec<bool> = vec![false; column.levels().len()];
+            for &c in column.codes() {
+                used[c as usize] = true;
+            }
+            let mut levels: Vec<String> = column.levels().iter().zip(&used).filter(|(_, &u)| u).map(|(l, _)| l.clone()).collect();
+            levels.sort();
+            out.push((name.clone(), levels));
+        }
+        Ok(Self { columns: out })
+    }
+
+    pub fn width(&self) -> usize {
+        self.columns.iter().map(|(_, l)| l.len()).sum()
+    }
+
+    /// Per cell, the active column of every covariate (offsets into the one-hot vector).
+    /// A category not seen in training is an error naming the cell and column.
+    pub fn encode(&self, obs: &ObsTable, path: &Path) -> Result<Vec<Vec<u32>>> {
+        let mut per_cell = vec![Vec::with_capacity(self.columns.len()); obs.len()];
+        let mut offset = 0u32;
+        for (name, levels) in &self.columns {
+            let column = obs_column(obs, name).ok_or_else(|| Error::Config(format!("unknown covariate `{name}`")))?;
+            let index: std::collections::HashMap<&str, u32> = levels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
+            let map: Vec<Option<u32>> = column.levels().iter().map(|l| index.get(l.as_str()).copied()).collect();
+            for (i, cell) in per_cell.iter_mut().enumerate() {
+                match map[column.code(i) as usize] {
+                    Some(j) => cell.push(offset + j),
+                    None => {
+                        return Err(Error::BadValue {
+                            path: path.to_path_buf(),
+                            row: i as u64 + 1,
+                            column: name.clone(),
+                            expected: format!("one of the {} categories the model was trained on", levels.len()),
+                            found: format!("`{}` (cell {})", column.get(i), obs.obs_id[i]),
+                        })
+                    }
+                }
+            }
+            offset += levels.len() as u32;
+        }
+        Ok(per_cell)
+    }
+}
+
+/// Cells ready for training or scoring: sparse counts, scale and one-hot codes.
+#[derive(Debug, Clone)]
+pub struct ModelData {
+    pub cells: Cells,
+    pub scale: Vec<f32>,
+    pub onehot: Vec<Vec<u32>>,
+    pub n_covariates: usize,
+}
+
+impl ModelData {
+    pub fn new(cells: Cells, scale: Scale, covariates: &Covariates, obs_path: &Path) -> Result<Self> {
+        let onehot = covariates.encode(&cells.obs, obs_path)?;
+        let scale = scale.of(&cells);
+        Ok(Self { cells, scale, onehot, n_covariates: covariates.width() })
+    }
+
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    pub fn n_genes(&self) -> usize {
+        self.cells.counts.n_genes()
+    }
+
+    /// The rows `rows` as an NB-op batch.
+    pub fn batch(&self, rows: &[usize]) -> SparseBatch {
+        let counts = &self.cells.counts;
+        let mut b = SparseBatch { n_genes: counts.n_genes(), indptr: Vec::with_capacity(rows.len() + 1), ..Default::default() };
+        b.indptr.push(0);
+        for &r in rows {
+            let (idx, data) = counts.row(r);
+            b.indices.extend_from_slice(idx);
+            b.data.extend(data.iter().map(|&d| d as f32));
+            b.indptr.push(b.indices.len());
+            b.scale.push(self.scale[r]);
+        }
+        b
+    }
+
+    /// The one-hot conditioning matrix [rows, n_covariates].
+    pub fn onehot(&self, rows: &[usize], device: &Device) -> Result<Tensor> {
+        let w = self.n_covariates;
+        let mut v = vec![0f32; rows.len() * w];
+        for (i, &r) in rows.iter().enumerate() {
+            for &c in &self.onehot[r] {
+                v[i * w + c as usize] = 1.0;
+            }
+        }
+        Ok(Tensor::from_vec(v, (rows.len(), w), device)?)
+    }
+}

@@ -1,0 +1,187 @@
+//! The write-up's proposed metric: the NB log-likelihood of held-out cells' counts under the
+//! per-cell, per-gene distributions a model predicts (DGD: latents fitted for those cells with
+//! everything else frozen; VAE: the encoder mean), and the baseline it must beat: a per-gene NB
+//! whose mean is the training mean of the cell's (cell type, compound) group.
+use super::checkpoint;
+use super::config::ModelKind;
+use super::data::{obs_column, ModelData};
+use super::nb_loss::nb_log_likelihood;
+use super::network::Network;
+use super::train::Latents;
+use crate::cells::Cells;
+use crate::error::{Error, Result};
+use candle_core::{Device, Tensor, Var};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A trained model loaded for scoring or generation.
+pub struct LoadedModel {
+    pub net: Network,
+    pub meta: checkpoint::CheckpointMeta,
+}
+
+impl LoadedModel {
+    /// `dir/model.*` (the best epoch).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let (meta, tensors) = checkpoint::load(dir, "model", device)?;
+        let net = Network::new(meta.config.clone(), meta.covariates.clone(), meta.genes.clone(), device)?;
+        let (st_path, _) = checkpoint::paths(dir, "model");
+        net.load(&tensors).map_err(|e| Error::invalid(&st_path, e.to_string()))?;
+        Ok(Self { net, meta })
+    }
+
+    /// Prepares cells for this model: same genes in the same order, known covariate levels.
+    pub fn data(&self, cells: Cells, counts_path: &Path, obs_path: &Path) -> Result<ModelData> {
+        if cells.counts.genes != self.meta.genes {
+            return Err(Error::invalid(counts_path, format!("genes differ from the model's ({} vs {} genes, or another order)", cells.counts.genes.len(), self.meta.genes.len())));
+        }
+        ModelData::new(cells, self.meta.config.scale, &self.meta.covariates, obs_path)
+    }
+
+    /// Per-cell log-likelihood (summed over genes) of `data` under the model.
+    pub fn loglik(&self, data: &ModelData, fit_steps: usize, on_step: &dyn Fn()) -> Result<Vec<f64>> {
+        let cfg = &self.meta.config;
+        let all: Vec<usize> = (0..data.len()).collect();
+        let device = &self.net.device;
+        let z = match cfg.model {
+            ModelKind::Dgd => self.fit_latents(data, fit_steps, on_step)?.values,
+            ModelKind::Nbvae => {
+                let mut z = Vec::with_capacity(data.len() * cfg.latent_dim);
+                for rows in all.chunks(cfg.batch_size) {
+                    let batch = data.batch(rows);
+                    let x = Tensor::from_vec(batch.dense_log1p(), (rows.len(), data.n_genes()), device)?;
+                    let (mu, _) = self.net.encode(&x, &data.onehot(rows, device)?)?;
+                    z.extend(mu.flatten_all()?.to_vec1::<f32>()?);
+                }
+                on_step();
+                z
+            }
+        };
+        let d = cfg.latent_dim;
+        let mut out = Vec::with_capacity(data.len());
+        for rows in all.chunks(cfg.batch_size) {
+            let zs: Vec<f32> = rows.iter().flat_map(|&r| z[r * d..(r + 1) * d].iter().copied()).collect();
+            let zt = Tensor::from_vec(zs, (rows.len(), d), device)?;
+            let logits = self.net.decode(&zt, &data.onehot(rows, device)?)?;
+            let nll = self.net.nll(&logits, Arc::new(data.batch(rows)), false)?;
+            out.extend(nll.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?.into_iter().map(|v| -v));
+        }
+        Ok(out)
+    }
+
+    /// DGD: new cells' latents, fitted by full-pass Adam steps on NB NLL − log p(z) with the
+    /// decoder, dispersions and mixture frozen (how validation latents are fitted in training).
+    pub fn fit_latents(&self, data: &ModelData, steps: usize, on_step: &dyn Fn()) -> Result<Latents> {
+        let cfg = &self.meta.config;
+        let gmm = self.net.gmm.as_ref().ok_or_else(|| Error::Config("not a DGD model".into()))?;
+        let d = cfg.latent_dim;
+        let mut latents = Latents::zeros(data.len(), d);
+        let all: Vec<usize> = (0..data.len()).collect();
+        let device = &self.net.device;
+        for _ in 0..steps {
+            let mut acc = vec![0f32; data.len() * d];
+            for rows in all.chunks(cfg.batch_size) {
+                let zs: Vec<f32> = rows.iter().flat_map(|&r| latents.values[r * d..(r + 1) * d].iter().copied()).collect();
+                let z = Var::from_vec(zs, (rows.len(), d), device)?;
+                let logits = self.net.decode(z.as_tensor(), &data.onehot(rows, device)?)?;
+                let nll = self.net.nll(&logits, Arc::new(data.batch(rows)), true)?;
+                let loss = ((nll.sum_all()? - gmm.log_prob(z.as_tensor())?.sum_all()?)? / rows.len() as f64)?;
+                let grads = loss.backward()?;
+                if let Some(g) = grads.get(z.as_tensor()) {
+                    let g = g.flatten_all()?.to_vec1::<f32>()?;
+                    for (i, &r) in rows.iter().enumerate() {
+                        acc[r * d..(r + 1) * d].copy_from_slice(&g[i * d..(i + 1) * d]);
+                    }
+                }
+            }
+            latents.adam.step(&cfg.latent_adam, &mut latents.values, &acc);
+            on_step();
+        }
+        Ok(latents)
+    }
+}
+
+/// Per-gene NB with the mean of the cell's (cell type, compound) group in training, and one
+/// dispersion per gene by the method of moments pooled within groups.
+pub struct GroupMeanNb {
+    pub groups: HashMap<(String, String), usize>,
+    /// [group][gene] mean count.
+    pub means: Vec<Vec<f64>>,
+    pub r: Vec<f64>,
+}
+
+fn group_keys(cells: &Cells) -> Result<Vec<(String, String)>> {
+    let ct = obs_column(&cells.obs, "cell_type").ok_or_else(|| Error::Config("cell_type".into()))?;
+    let sm = obs_column(&cells.obs, "sm_name").ok_or_else(|| Error::Config("sm_name".into()))?;
+    Ok((0..cells.len()).map(|i| (ct.get(i).to_string(), sm.get(i).to_string())).collect())
+}
+
+impl GroupMeanNb {
+    /// Group means are shrunk towards the gene's overall mean with a weight of one cell, so a
+    /// gene never seen in a small group keeps a non-zero mean.
+    pub fn fit(train: &Cells) -> Result<Self> {
+        let g = train.counts.n_genes();
+        let keys = group_keys(train)?;
+        let mut groups: HashMap<(String, String), usize> = HashMap::new();
+        let mut member = Vec::with_capacity(keys.len());
+        for k in keys {
+            let next = groups.len();
+            member.push(*groups.entry(k).or_insert(next));
+        }
+        let ng = groups.len();
+        let (mut sum, mut sumsq, mut n) = (vec![vec![0f64; g]; ng], vec![vec![0f64; g]; ng], vec![0f64; ng]);
+        for (i, &grp) in member.iter().enumerate() {
+            n[grp] += 1.0;
+            let (idx, data) = train.counts.row(i);
+            for (&j, &k) in idx.iter().zip(data) {
+                sum[grp][j as usize] += k as f64;
+                sumsq[grp][j as usize] += (k as f64) * (k as f64);
+            }
+        }
+        let total: f64 = n.iter().sum();
+        let overall: Vec<f64> = (0..g).map(|j| sum.iter().map(|s| s[j]).sum::<f64>() / total.max(1.0)).collect();
+        let means: Vec<Vec<f64>> = (0..ng).map(|grp| (0..g).map(|j| ((sum[grp][j] + overall[j]) / (n[grp] + 1.0)).max(1e-8)).collect()).collect();
+        // Pooled within-group moments: Σ (var − mean) and Σ mean² over groups, weighted by size.
+        let r = (0..g)
+            .map(|j| {
+                let (mut excess, mut msq) = (0f64, 0f64);
+                for grp in 0..ng {
+                    if n[grp] < 2.0 {
+                        continue;
+                    }
+                    let mean = sum[grp][j] / n[grp];
+                    let var = (sumsq[grp][j] - n[grp] * mean * mean) / (n[grp] - 1.0);
+                    excess += n[grp] * (var - mean);
+                    msq += n[grp] * mean * mean;
+                }
+                if excess > 0.0 { (msq / excess).clamp(1e-3, 1e6) } else { 1e6 }
+            })
+            .collect();
+        Ok(Self { groups, means, r })
+    }
+
+    pub fn loglik(&self, cells: &Cells, path: &Path) -> Result<Vec<f64>> {
+        let keys = group_keys(cells)?;
+        let g = cells.counts.n_genes();
+        // Zero-count part per group: Σ_j r_j log(r_j/(r_j+m_gj)), then correct the non-zeros.
+        let zero: Vec<f64> = self.means.iter().map(|m| (0..g).map(|j| nb_log_likelihood(0.0, m[j], self.r[j])).sum()).collect();
+        keys.par_iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let grp = *self.groups.get(key).ok_or_else(|| {
+                    Error::invalid(path, format!("cell {} is in group ({}, {}) which has no training cells", cells.obs.obs_id[i], key.0, key.1))
+                })?;
+                let m = &self.means[grp];
+                let (idx, data) = cells.counts.row(i);
+                let mut ll = zero[grp];
+                for (&j, &k) in idx.iter().zip(data) {
+                    let j = j as usize;
+                    ll += nb_log_likelihood(k as f64, m[j], self.r[j]) - nb_log_likelihood(0.0, m[j], self.r[j]);
+                }
+                Ok(ll)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,39 @@
+//! The generative models (SPEC §4): a conditional Deep Generative Decoder and a conditional
+//! NB-VAE in candle, trained on counts with a negative-binomial likelihood.
+pub mod adam;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod gmm;
+pub mod loglik;
+pub mod nb_loss;
+pub mod network;
+pub mod nn;
+pub mod plots;
+pub mod train;
+
+use candle_core::Device;
+
+/// The compute device: `cpu` (default) or `cuda[:N]` (needs the `cuda` feature).
+pub fn device(name: &str) -> crate::Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = s.strip_prefix("cuda:").map(|n| n.parse::<usize>()).transpose().map_err(|_| crate::Error::Config(format!("bad device `{s}` (expected cuda:N)")))?.unwrap_or(0);
+            if !cfg!(feature = "cuda") {
+                return Err(crate::Error::Config(format!("device `{s}`: this build has no CUDA support (rebuild with `--features cuda`)")));
+            }
+            Ok(Device::new_cuda(ordinal)?)
+        }
+        s => Err(crate::Error::Config(format!("unknown device `{s}` (expected cpu or cuda[:N])"))),
+    }
+}
+
+/// Caps candle's own CPU parallelism (its matmul and reduction pools read these variables once,
+/// at first use) at `threads`; must run before the first tensor operation.
+pub fn limit_threads(threads: usize) {
+    let n = threads.max(1).to_string();
+    // SAFETY-free in edition 2021; called at start-up before other threads exist.
+    std::env::set_var("RAYON_NUM_THREADS", &n);
+    std::env::set_var("CANDLE_NUM_THREADS", &n);
+}

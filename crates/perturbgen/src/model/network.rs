@@ -1,0 +1,95 @@
+//! The model's parameters and forward passes: the conditional decoder shared by both models,
+//! the per-gene dispersions, and either the DGD's mixture prior or the VAE's encoder.
+use super::config::{ModelKind, TrainConfig};
+use super::data::Covariates;
+use super::gmm::Gmm;
+use super::nb_loss::{nb_nll, SparseBatch};
+use super::nn::Mlp;
+use candle_core::{Device, Tensor, Var, D};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct Network {
+    pub config: TrainConfig,
+    pub covariates: Covariates,
+    pub genes: Vec<String>,
+    /// concat(z, c) → hidden… → G logits.
+    pub decoder: Mlp,
+    /// Per-gene dispersion parameter θ (r = exp θ or exp θ + 1).
+    pub theta: Var,
+    pub gmm: Option<Gmm>,
+    /// VAE: concat(log1p x, c) → hidden… → (μ, log σ²).
+    pub encoder: Option<Mlp>,
+    pub device: Device,
+}
+
+impl Network {
+    pub fn new(config: TrainConfig, covariates: Covariates, genes: Vec<String>, device: &Device) -> candle_core::Result<Self> {
+        let (g, c, d) = (genes.len(), covariates.width(), config.latent_dim);
+        let sizes: Vec<usize> = std::iter::once(d + c).chain(config.decoder_hidden.iter().copied()).chain(std::iter::once(g)).collect();
+        let decoder = Mlp::new(&sizes, config.seed, device)?;
+        let theta = Var::from_vec(vec![config.dispersion.theta(config.dispersion_init) as f32; g], g, device)?;
+        let (gmm, encoder) = match config.model {
+            ModelKind::Dgd => (Some(Gmm::new(config.gmm.clone(), d, config.seed.wrapping_add(2), device)?), None),
+            ModelKind::Nbvae => {
+                let sizes: Vec<usize> = std::iter::once(g + c).chain(config.encoder_hidden.iter().copied()).chain(std::iter::once(2 * d)).collect();
+                (None, Some(Mlp::new(&sizes, config.seed.wrapping_add(1), device)?))
+            }
+        };
+        Ok(Self { config, covariates, genes, decoder, theta, gmm, encoder, device: device.clone() })
+    }
+
+    /// Decoder, dispersions and (VAE) encoder: the variables of the main optimiser.
+    pub fn network_vars(&self) -> Vec<(String, Var)> {
+        let mut vars = self.decoder.vars("decoder");
+        vars.push(("theta".into(), self.theta.clone()));
+        if let Some(enc) = &self.encoder {
+            vars.extend(enc.vars("encoder"));
+        }
+        vars
+    }
+
+    pub fn mixture_vars(&self) -> Vec<(String, Var)> {
+        self.gmm.as_ref().map(|g| g.vars()).unwrap_or_default()
+    }
+
+    pub fn all_vars(&self) -> Vec<(String, Var)> {
+        let mut v = self.network_vars();
+        v.extend(self.mixture_vars());
+        v
+    }
+
+    pub fn decode(&self, z: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
+        self.decoder.forward(&Tensor::cat(&[z, c], 1)?)
+    }
+
+    /// Per-cell NB negative log-likelihood of the batch's counts given decoder logits.
+    pub fn nll(&self, logits: &Tensor, batch: Arc<SparseBatch>, with_grad: bool) -> candle_core::Result<Tensor> {
+        nb_nll(logits, self.theta.as_tensor(), batch, self.config.dispersion, with_grad)
+    }
+
+    /// VAE encoder: (μ, log σ²), each [B, D].
+    pub fn encode(&self, x_log1p: &Tensor, c: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let enc = self.encoder.as_ref().ok_or_else(|| candle_core::Error::Msg("this model has no encoder (DGD)".into()))?;
+        let h = enc.forward(&Tensor::cat(&[x_log1p, c], 1)?)?;
+        let d = self.config.latent_dim;
+        Ok((h.narrow(D::Minus1, 0, d)?, h.narrow(D::Minus1, d, d)?))
+    }
+
+    /// Every parameter as a named tensor (`param.<name>`).
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        self.all_vars().into_iter().map(|(n, v)| (format!("param.{n}"), v.as_tensor().clone())).collect()
+    }
+
+    /// Loads parameters written by [`Network::tensors`].
+    pub fn load(&self, tensors: &HashMap<String, Tensor>) -> candle_core::Result<()> {
+        for (name, var) in self.all_vars() {
+            let t = tensors.get(&format!("param.{name}")).ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks parameter `{name}`")))?;
+            if t.shape() != var.shape() {
+                candle_core::bail!("checkpoint parameter `{name}` has shape {:?}, the model expects {:?}", t.shape(), var.shape());
+            }
+            var.set(t)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! The training run's pictures: loss curves per epoch, and the latent space (first two
+//! dimensions, or the first two principal components when there are more) coloured by cell
+//! type and by compound.
+use super::checkpoint::EpochLog;
+use crate::error::Result;
+use crate::plot::draw_png;
+use plotters::prelude::*;
+use std::path::Path;
+
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        (0.0, 1.0)
+    } else if hi > lo {
+        let pad = (hi - lo) * 0.05;
+        (lo - pad, hi + pad)
+    } else {
+        (lo - 0.5, hi + 0.5)
+    }
+}
+
+/// Two panels: reconstruction (NB NLL per cell) and the prior/KL term, train and validation.
+pub fn loss_curves(path: &Path, history: &[EpochLog], model: &str, best_epoch: usize) -> Result<()> {
+    let prior_name = if model == "dgd" { "−log p(z)" } else { "KL" };
+    draw_png(path, (1200, 500), |root| {
+        let panels = root.split_evenly((1, 2));
+        type Get = fn(&EpochLog) -> f64;
+        let series: [(&str, Get, Get); 2] = [
+            ("NB negative log-likelihood per cell", |l| l.train_recon, |l| l.val_recon),
+            (prior_name, |l| l.train_prior, |l| l.val_prior),
+        ];
+        for (area, (title, train, val)) in panels.iter().zip(series) {
+            let x_max = history.last().map(|l| l.epoch).unwrap_or(1).max(2) as f64;
+            let (lo, hi) = range(history.iter().flat_map(|l| [train(l), val(l)]));
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("{model}: {title}"), ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(70)
+                .build_cartesian_2d(1.0..x_max, lo..hi)
+                .map_err(|e| e.to_string())?;
+            chart.configure_mesh().x_desc("epoch").draw().map_err(|e| e.to_string())?;
+            for (name, get, color) in [("train", train, BLUE), ("validation", val, RED)] {
+                chart
+                    .draw_series(LineSeries::new(history.iter().map(|l| (l.epoch as f64, get(l))), color.stroke_width(2)))
+                    .map_err(|e| e.to_string())?
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+            }
+            if best_epoch > 0 {
+                chart
+                    .draw_series(LineSeries::new([(best_epoch as f64, lo), (best_epoch as f64, hi)], BLACK.mix(0.4)))
+                    .map_err(|e| e.to_string())?
+                    .label(format!("best epoch {best_epoch}"))
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.4)));
+            }
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}
+
+/// Projects n × d latents to 2-D: the first two dimensions when d ≤ 2, else the top two
+/// principal components (power iteration on the d × d covariance; d is small).
+pub fn project_2d(latents: &[f32], d: usize) -> Vec<(f64, f64)> {
+    let n = latents.len() / d.max(1);
+    if d <= 2 {
+        return (0..n).map(|i| (latents[i * d] as f64, if d == 2 { latents[i * d + 1] as f64 } else { 0.0 })).collect();
+    }
+    let mean: Vec<f64> = (0..d).map(|j| (0..n).map(|i| latents[i * d + j] as f64).sum::<f64>() / n.max(1) as f64).collect();
+    let mut cov = vec![0f64; d * d];
+    for i in 0..n {
+        for a in 0..d {
+            let xa = latents[i * d + a] as f64 - mean[a];
+            for b in 0..d {
+                cov[a * d + b] += xa * (latents[i * d + b] as f64 - mean[b]);
+            }
+        }
+    }
+    let mut components: Vec<Vec<f64>> = Vec::new();
+    for c in 0..2 {
+        let mut v: Vec<f64> = (0..d).map(|j| if j == c { 1.0 } else { 0.1 }).collect();
+        for _ in 0..200 {
+            let mut w: Vec<f64> = (0..d).map(|a| (0..d).map(|b| cov[a * d + b] * v[b]).sum()).collect();
+            for p in &components {
+                let dot: f64 = w.iter().zip(p).map(|(x, y)| x * y).sum();
+                w.iter_mut().zip(p).for_each(|(x, y)| *x -= dot * y);
+            }
+            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm < 1e-300 {
+                break;
+            }
+            v = w.iter().map(|x| x / norm).collect();
+        }
+        components.push(v);
+    }
+    (0..n)
+        .map(|i| {
+            let p = |c: &Vec<f64>| (0..d).map(|j| (latents[i * d + j] as f64 - mean[j]) * c[j]).sum::<f64>();
+            (p(&components[0]), p(&components[1]))
+        })
+        .collect()
+}
+
+/// Two scatter panels of the projected latents: coloured by cell type (with legend) and by
+/// compound (the most frequent twelve named, the rest grey).
+pub fn latent_scatter(path: &Path, points: &[(f64, f64)], cell_type: &[&str], compound: &[&str], title: &str) -> Result<()> {
+    draw_png(path, (1400, 650), |root| {
+        let panels = root.split_evenly((1, 2));
+        let (xl, xh) = range(points.iter().map(|p| p.0));
+        let (yl, yh) = range(points.iter().map(|p| p.1));
+        for (area, (labels, what, top)) in panels.iter().zip([(cell_type, "cell type", 20usize), (compound, "compound", 12)]) {
+            let mut freq: std::collections::BTreeMap<&str, usize> = Default::default();
+            for l in labels.iter() {
+                *freq.entry(l).or_default() += 1;
+            }
+            let mut named: Vec<(&str, usize)> = freq.into_iter().collect();
+            named.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            named.truncate(top);
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("{title}: by {what}"), ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(50)
+                .build_cartesian_2d(xl..xh, yl..yh)
+                .map_err(|e| e.to_string())?;
+            chart.configure_mesh().draw().map_err(|e| e.to_string())?;
+            let others = points.iter().zip(labels.iter()).filter(|(_, l)| !named.iter().any(|(n, _)| n == *l));
+            chart.draw_series(others.map(|(p, _)| Circle::new(*p, 2, BLACK.mix(0.15).filled()))).map_err(|e| e.to_string())?;
+            for (k, (name, _)) in named.iter().enumerate() {
+                let color = Palette99::pick(k).mix(0.6);
+                let pts = points.iter().zip(labels.iter()).filter(|(_, l)| *l == name);
+                chart
+                    .draw_series(pts.map(|(p, _)| Circle::new(*p, 2, color.filled())))
+                    .map_err(|e| e.to_string())?
+                    .label(name.to_string())
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+            }
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}
