@@ -86,7 +86,7 @@ STAGE = {
 
 # Routes that produce a prediction table for the targets (later issues add models): baselines,
 # regressors (workflow/rules/regress.smk) and the blends named in config blend.blends.
-ROUTES = ["zero", "xgb"] + list(config["blend"]["blends"])
+ROUTES = ["zero", "xgb", "forest"] + list(config["blend"]["blends"])
 
 
 def slug(name):

@@ -26,6 +26,37 @@ rule xgb:
         " --targets {input.targets} {params.args} --threads {threads} --out {output} > {log} 2>&1"
 
 
+rule forest:
+    """Random forests on the training pseudo-bulk predict the target pairs' wells; limma (R)
+    computes their DE against each target cell type's real samples."""
+    input:
+        pseudobulk=rules.pseudobulk_train.output[0],
+        targets=rules.split.output.targets,
+        script=workflow.source_path("../../scripts/limma_de.R"),
+        exe=binary("pgen-forest"),
+    output:
+        prediction=f"{STAGE['predictions']}/forest.parquet",
+        pseudobulk="results/forest/predicted_pseudobulk.parquet",
+    params:
+        args=forest_args(),
+        **LIMMA_PARAMS,
+    threads: rule_threads("forest")
+    resources:
+        mem_mb=rule_resources("forest", "mem_mb", 8000),
+        runtime=rule_resources("forest", "runtime", 240),
+    log:
+        "logs/forest.log",
+    benchmark:
+        "benchmarks/forest.tsv"
+    conda:
+        "../../envs/limma.yaml"
+    shell:
+        "RUST_LOG={params.log_level} {input.exe} --pseudobulk {input.pseudobulk} --targets {input.targets}"
+        " {params.args} --design {params.design} --negative-control {params.control}"
+        " --rscript {params.rscript} --script {input.script} --threads {threads}"
+        " --out-pseudobulk {output.pseudobulk} --out {output.prediction} > {log} 2>&1"
+
+
 rule inner_split:
     """Inner hold-out for fitting blend weights: pairs drawn from de_train only."""
     input:
@@ -76,6 +107,35 @@ rule xgb_inner:
     shell:
         "OMP_WAIT_POLICY=passive RUST_LOG={params.log_level} {input.exe} --de-train {input.de_train}"
         " --targets {input.targets} {params.args} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule forest_inner:
+    """forest on the inner hold-out: its pairs are in the training pseudo-bulk, and pgen-forest
+    drops every target pair's samples before fitting."""
+    input:
+        pseudobulk=rules.pseudobulk_train.output[0],
+        targets=rules.inner_split.output.targets,
+        script=workflow.source_path("../../scripts/limma_de.R"),
+        exe=binary("pgen-forest"),
+    output:
+        f"{INNER}/predictions/forest.parquet",
+    params:
+        args=forest_args(),
+        **LIMMA_PARAMS,
+    threads: rule_threads("forest")
+    resources:
+        mem_mb=rule_resources("forest", "mem_mb", 8000),
+        runtime=rule_resources("forest", "runtime", 240),
+    log:
+        "logs/forest_inner.log",
+    benchmark:
+        "benchmarks/forest_inner.tsv"
+    conda:
+        "../../envs/limma.yaml"
+    shell:
+        "RUST_LOG={params.log_level} {input.exe} --pseudobulk {input.pseudobulk} --targets {input.targets}"
+        " {params.args} --design {params.design} --negative-control {params.control}"
+        " --rscript {params.rscript} --script {input.script} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule zero_inner:

@@ -22,8 +22,22 @@ def xgb_args():
     return shlex.join(args)
 
 
+def forest_args():
+    """pgen-forest flags from config['forest'] (forest parameters only; limma's come from config['de'])."""
+    f = config["forest"]
+    args = ["--target", f["target"], "--components", str(f["components"])]
+    for key in ("n_trees", "m_fraction", "min_samples_leaf", "seed"):
+        args.extend([f"--{key.replace('_', '-')}", str(f[key])])
+    for key in ("m", "max_depth"):
+        if f[key] is not None:
+            args.extend([f"--{key.replace('_', '-')}", str(f[key])])
+    for feature in f["features"]:
+        args.extend(["--feature", feature])
+    return shlex.join(args)
+
+
 # Routes whose inner-hold-out prediction exists (rules in regress.smk): blends can fit weights over them.
-INNER_ROUTES = ["xgb", "zero"]
+INNER_ROUTES = ["xgb", "forest", "zero"]
 
 
 def blend_spec(name):

@@ -2,6 +2,7 @@
 //! of prediction tables, and the leaderboard of routes.
 pub mod blend;
 pub mod features;
+pub mod forest;
 pub mod leaderboard;
 pub mod xgb;
 pub mod xgboost;
