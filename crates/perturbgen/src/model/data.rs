@@ -174,3 +174,37 @@ impl ModelData {
         Ok(Tensor::from_vec(v, (rows.len(), w), device)?)
     }
 }
+
+/// Training cells split into the cells a model trains on and its validation cells.
+pub struct ValidationSplit {
+    pub train: Cells,
+    pub val: Cells,
+}
+
+/// Takes the cells listed in `ids_path` (one obs_id per line, e.g. the split stage's
+/// validation_ids.txt) out of `cells` as validation cells.
+pub fn split_validation(cells: Cells, ids_path: &Path) -> Result<ValidationSplit> {
+    let text = std::fs::read_to_string(ids_path).map_err(|e| Error::io(ids_path, e))?;
+    let index: std::collections::HashMap<&str, usize> = cells.obs.obs_id.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let mut is_val = vec![false; cells.len()];
+    for (line, id) in text.lines().enumerate() {
+        let id = id.trim();
+        if id.is_empty() {
+            continue;
+        }
+        let &i = index.get(id).ok_or_else(|| Error::BadValue {
+            path: ids_path.to_path_buf(),
+            row: line as u64 + 1,
+            column: "obs_id".into(),
+            expected: "the obs_id of a training cell".into(),
+            found: format!("`{id}`"),
+        })?;
+        is_val[i] = true;
+    }
+    let train_rows: Vec<usize> = (0..cells.len()).filter(|&i| !is_val[i]).collect();
+    let val_rows: Vec<usize> = (0..cells.len()).filter(|&i| is_val[i]).collect();
+    if train_rows.is_empty() || val_rows.is_empty() {
+        return Err(Error::invalid(ids_path, format!("{} training and {} validation cells: both must be non-empty", train_rows.len(), val_rows.len())));
+    }
+    Ok(ValidationSplit { train: cells.take(&train_rows), val: cells.take(&val_rows) })
+}

@@ -185,3 +185,94 @@ impl GroupMeanNb {
             .collect()
     }
 }
+
+/// One row of the log-likelihood table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoglikRow {
+    /// The model (dgd / nbvae) or `baseline_group_mean`.
+    pub name: String,
+    /// `all` or one cell type.
+    pub cell_type: String,
+    pub cells: usize,
+    pub genes: usize,
+    pub mean_per_cell: f64,
+    pub total: f64,
+}
+
+/// `pgen-score --loglik`: a model's and the baseline's log-likelihood of held-out cells.
+pub struct LoglikRun {
+    pub model: std::path::PathBuf,
+    pub counts: std::path::PathBuf,
+    pub obs: std::path::PathBuf,
+    /// Only these obs_ids of `counts`.
+    pub cells: Option<std::path::PathBuf>,
+    /// Training cells for the baseline (the scored cells are left out of it).
+    pub baseline: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    pub fit_steps: usize,
+    pub device: String,
+}
+
+fn rows_by_cell_type(name: &str, cells: &Cells, ll: &[f64]) -> Vec<LoglikRow> {
+    let g = cells.counts.n_genes();
+    let row = |cell_type: &str, values: Vec<f64>| {
+        let total: f64 = values.iter().sum();
+        LoglikRow { name: name.into(), cell_type: cell_type.into(), cells: values.len(), genes: g, mean_per_cell: total / values.len().max(1) as f64, total }
+    };
+    let mut out = vec![row("all", ll.to_vec())];
+    let mut types: Vec<&str> = cells.obs.cell_type.iter().collect();
+    types.sort();
+    types.dedup();
+    for t in types {
+        out.push(row(t, (0..cells.len()).filter(|&i| cells.obs.cell_type.get(i) == t).map(|i| ll[i]).collect()));
+    }
+    out
+}
+
+impl LoglikRun {
+    pub fn run(&self) -> Result<Vec<LoglikRow>> {
+        let device = super::device(&self.device)?;
+        let model = LoadedModel::load(&self.model, &device)?;
+        let mut cells = Cells::read(&self.counts, &self.obs)?;
+        if let Some(ids) = &self.cells {
+            cells = super::data::split_validation(cells, ids)?.val;
+        }
+        let scored: std::collections::HashSet<String> = cells.obs.obs_id.iter().cloned().collect();
+        let name = model.meta.config.model.name();
+        let data = model.data(cells, &self.counts, &self.obs)?;
+        let steps = if model.meta.config.model == ModelKind::Dgd { self.fit_steps as u64 } else { 1 };
+        let bar = crate::progress::bar(steps, "latent fit steps");
+        let ll = model.loglik(&data, self.fit_steps, &|| bar.inc(1))?;
+        bar.finish_and_clear();
+        let mut rows = rows_by_cell_type(name, &data.cells, &ll);
+        if let Some((counts, obs)) = &self.baseline {
+            let train = Cells::read(counts, obs)?;
+            let keep: Vec<usize> = (0..train.len()).filter(|&i| !scored.contains(&train.obs.obs_id[i])).collect();
+            let train = train.take(&keep);
+            data.cells.check_same_genes(&train, counts)?;
+            let baseline = GroupMeanNb::fit(&train)?;
+            let ll = baseline.loglik(&data.cells, &self.obs)?;
+            rows.extend(rows_by_cell_type("baseline_group_mean", &data.cells, &ll));
+        }
+        Ok(rows)
+    }
+}
+
+pub fn write_loglik(path: &Path, rows: &[LoglikRow]) -> Result<()> {
+    crate::atomic::write_atomic(path, |w| {
+        let mut out = csv::Writer::from_writer(w);
+        out.write_record(["name", "cell_type", "cells", "genes", "mean_loglik_per_cell", "total_loglik"])?;
+        for r in rows {
+            out.write_record([r.name.as_str(), &r.cell_type, &r.cells.to_string(), &r.genes.to_string(), &format!("{:?}", r.mean_per_cell), &format!("{:?}", r.total)])?;
+        }
+        out.flush()?;
+        Ok(())
+    })
+}
+
+/// Bars of the mean negative log-likelihood per cell (lower is better), all cells.
+pub fn plot_loglik(path: &Path, rows: &[LoglikRow], title: &str) -> Result<()> {
+    let bars: Vec<(String, f64)> = rows.iter().filter(|r| r.cell_type == "all").map(|r| (r.name.clone(), -r.mean_per_cell)).collect();
+    crate::plot::draw_png(path, (900, 120 + 60 * bars.len() as u32), |root| {
+        crate::plot::bar_panel(root, &format!("{title}: held-out cells"), "mean NB negative log-likelihood per cell (lower is better)", &bars)
+    })
+}

@@ -10,6 +10,7 @@ pub mod nb_loss;
 pub mod network;
 pub mod nn;
 pub mod plots;
+pub mod report;
 pub mod train;
 
 use candle_core::Device;

@@ -283,6 +283,28 @@ impl Trainer {
     }
 }
 
+impl Trainer {
+    /// Benchmark: `steps` training steps on the first batch of `data` (decoder, dispersion and
+    /// mixture/encoder updated every step); the wall time of each step in seconds.
+    pub fn bench(&mut self, data: &ModelData, steps: usize) -> Result<Vec<f64>> {
+        let rows: Vec<usize> = (0..self.meta.config.batch_size.min(data.len())).collect();
+        let mut seconds = Vec::with_capacity(steps);
+        for step in 0..steps {
+            let start = Instant::now();
+            match self.meta.config.model {
+                ModelKind::Dgd => {
+                    self.dgd_pass(data, &rows, false, &|| ())?;
+                }
+                ModelKind::Nbvae => {
+                    self.vae_pass(data, &rows, Some((1.0, step + 1)), &|| ())?;
+                }
+            }
+            seconds.push(start.elapsed().as_secs_f64());
+        }
+        Ok(seconds)
+    }
+}
+
 /// What `train` leaves in the output folder.
 pub struct TrainOutcome {
     pub epochs_run: usize,
