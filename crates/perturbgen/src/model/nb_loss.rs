@@ -70,11 +70,11 @@ pub fn nb_log_likelihood(k: f64, m: f64, r: f64) -> f64 {
     ll
 }
 
-/// Digamma ψ(x) for x > 0: recurrence up to x ≥ 6, then the asymptotic series. Hand-written
-/// because libm (and std) have lgamma but no digamma; accuracy ~1e-13 relative.
+/// Digamma ψ(x) for x > 0: recurrence up to x ≥ 10, then the asymptotic series (truncation
+/// error < 1e-13). Hand-written because libm (and std) have lgamma but no digamma.
 pub fn digamma(mut x: f64) -> f64 {
     let mut acc = 0.0;
-    while x < 6.0 {
+    while x < 10.0 {
         acc -= 1.0 / x;
         x += 1.0;
     }

@@ -1,0 +1,273 @@
+//! The generative models' numerical core against independent truth: the NB log-likelihood op
+//! against statrs' negative-binomial log-pmf, its gradients against finite differences, the
+//! fused Adam against hand-computed steps, and training determinism / exact resume in-process.
+use candle_core::{DType, Device, Tensor, Var};
+use perturbgen::cells::Cells;
+use perturbgen::counts::CountMatrix;
+use perturbgen::io::obs::{CellMeta, ObsTable};
+use perturbgen::model::adam::{AdamParams, AdamState};
+use perturbgen::model::config::{ModelKind, TrainConfig};
+use perturbgen::model::data::{Covariates, ModelData};
+use perturbgen::model::nb_loss::{digamma, nb_log_likelihood, nb_nll, Dispersion, SparseBatch};
+use perturbgen::model::train::{train, TrainRun, Trainer};
+use statrs::distribution::{Discrete, NegativeBinomial};
+use std::sync::Arc;
+
+const KS: [f64; 8] = [0.0, 1.0, 2.0, 7.0, 40.0, 1000.0, 31_623.0, 100_000.0];
+const MS: [f64; 7] = [1e-8, 1e-4, 0.3, 5.0, 400.0, 2e4, 1e5];
+const RS: [f64; 6] = [0.05, 0.7, 2.0, 30.0, 1e3, 1e5];
+
+/// The reference log-pmf: statrs, P(k) = C(k+r−1, k) p^r (1−p)^k with p = r / (r + m).
+/// When m/(r+m) < 1e-9, p rounds in f64 and statrs' k·log(1−p) is off by up to 1e-3 relative,
+/// so there the reference is the same pmf written out by hand, in another way than ours: the
+/// gamma ratio as the explicit sum Σ_{i<k} log(r+i) − log k!, and q = m/(r+m) computed directly.
+fn statrs_logpmf(k: f64, m: f64, r: f64) -> f64 {
+    let q = m / (r + m);
+    if q < 1e-9 {
+        let gamma_ratio: f64 = (0..k as u64).map(|i| (r + i as f64).ln() - ((i + 1) as f64).ln()).sum();
+        return gamma_ratio + r * (-q).ln_1p() + if k > 0.0 { k * q.ln() } else { 0.0 };
+    }
+    NegativeBinomial::new(r, r / (r + m)).expect("valid NB").ln_pmf(k as u64)
+}
+
+fn rel_err(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-300)
+}
+
+#[test]
+fn nb_log_likelihood_matches_statrs_on_grid() {
+    let mut worst = (0.0, 0.0, 0.0, 0.0);
+    for &k in &KS {
+        for &m in &MS {
+            for &r in &RS {
+                let ours = nb_log_likelihood(k, m, r);
+                let reference = statrs_logpmf(k, m, r);
+                assert!(ours.is_finite(), "k={k} m={m} r={r}: {ours}");
+                let e = rel_err(ours, reference);
+                if e > worst.0 {
+                    worst = (e, k, m, r);
+                }
+            }
+        }
+    }
+    assert!(worst.0 < 1e-5, "worst relative error {:.2e} at k={} m={} r={}", worst.0, worst.1, worst.2, worst.3);
+}
+
+#[test]
+fn digamma_matches_statrs() {
+    for &x in &[1e-3, 0.05, 0.5, 1.0, 2.5, 6.0, 17.3, 1e3, 1e5 + 0.25] {
+        let (ours, reference) = (digamma(x), statrs::function::gamma::digamma(x));
+        assert!((ours - reference).abs() <= 1e-10 * reference.abs().max(1.0), "ψ({x}) = {ours}, statrs {reference}");
+    }
+    // Hand values: ψ(1) = −γ, ψ(1/2) = −γ − 2 ln 2.
+    let gamma = 0.577_215_664_901_532_9;
+    assert!((digamma(1.0) + gamma).abs() < 1e-12);
+    assert!((digamma(0.5) + gamma + 2.0 * std::f64::consts::LN_2).abs() < 1e-12);
+}
+
+/// One cell per (k, m) pair, one gene: logit and scale chosen so that M·sigmoid(x) = m.
+fn grid_batch(r: f64) -> (Arc<SparseBatch>, Vec<f64>, Vec<f64>) {
+    let mut b = SparseBatch { n_genes: 1, indptr: vec![0], ..Default::default() };
+    let (mut logits, mut expected) = (Vec::new(), Vec::new());
+    for &k in &KS {
+        for &m in &MS {
+            // M = 2m (sigmoid 1/2) for large means; M = 1 and a very negative logit for tiny ones.
+            let (scale, x) = if m >= 1e-3 { (2.0 * m, 0.0) } else { (1.0, (m / (1.0 - m)).ln()) };
+            if k > 0.0 {
+                b.indices.push(0);
+                b.data.push(k as f32);
+            }
+            b.indptr.push(b.indices.len());
+            b.scale.push(scale as f32);
+            logits.push(x);
+            expected.push(-statrs_logpmf(k, m, r));
+        }
+    }
+    (Arc::new(b), logits, expected)
+}
+
+#[test]
+fn nb_op_equals_statrs_per_cell_f64_and_f32() {
+    for disp in [Dispersion::Exp, Dispersion::ExpPlusOne] {
+        for &r in &RS {
+            if disp == Dispersion::ExpPlusOne && r <= 1.0 {
+                continue;
+            }
+            let (batch, logits, expected) = grid_batch(r);
+            let n = logits.len();
+            for dtype in [DType::F64, DType::F32] {
+                let x = Tensor::from_vec(logits.clone(), (n, 1), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+                let theta = Tensor::new(&[disp.theta(r)], &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+                let nll = nb_nll(&x, &theta, batch.clone(), disp, false).unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+                // f32 inputs carry ~6e-8 relative error in x and θ: allow for it at huge k.
+                let tol = if dtype == DType::F64 { 1e-5 } else { 2e-4 };
+                for i in 0..n {
+                    assert!(nll[i].is_finite(), "{disp:?} {dtype:?} r={r} row {i}: {}", nll[i]);
+                    let e = (nll[i] - expected[i]).abs() / expected[i].abs().max(1e-6);
+                    assert!(e < tol, "{disp:?} {dtype:?} r={r} row {i}: op {} statrs {} (rel {e:.2e})", nll[i], expected[i]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn nb_op_gradients_match_finite_differences() {
+    let (cells, genes) = (5usize, 7usize);
+    let mut b = SparseBatch { n_genes: genes, indptr: vec![0], ..Default::default() };
+    let counts = [[0u32, 3, 0, 1, 250, 0, 9], [1, 0, 0, 0, 0, 12, 0], [0, 0, 0, 0, 0, 0, 0], [40, 2, 1, 0, 7, 0, 3], [0, 0, 5, 0, 1000, 1, 0]];
+    for row in &counts {
+        for (j, &k) in row.iter().enumerate() {
+            if k > 0 {
+                b.indices.push(j as u32);
+                b.data.push(k as f32);
+            }
+        }
+        b.indptr.push(b.indices.len());
+        b.scale.push(row.iter().copied().max().unwrap_or(0).max(1) as f32);
+    }
+    let batch = Arc::new(b);
+    let x0: Vec<f64> = (0..cells * genes).map(|i| ((i * 37 % 17) as f64 - 8.0) * 0.4).collect();
+    let t0: Vec<f64> = (0..genes).map(|j| (j as f64 - 3.0) * 0.6).collect();
+    for disp in [Dispersion::Exp, Dispersion::ExpPlusOne] {
+        // Weighted sum so that grad_res is not uniform.
+        let w = Tensor::new(&[1.0f64, 0.5, 2.0, 1.5, 0.25], &Device::Cpu).unwrap();
+        let loss_of = |x: &[f64], t: &[f64]| -> f64 {
+            let xt = Tensor::from_slice(x, (cells, genes), &Device::Cpu).unwrap();
+            let tt = Tensor::from_slice(t, genes, &Device::Cpu).unwrap();
+            (nb_nll(&xt, &tt, batch.clone(), disp, false).unwrap() * &w).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        let xv = Var::from_slice(&x0, (cells, genes), &Device::Cpu).unwrap();
+        let tv = Var::from_slice(&t0, genes, &Device::Cpu).unwrap();
+        let loss = (nb_nll(xv.as_tensor(), tv.as_tensor(), batch.clone(), disp, true).unwrap() * &w).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let gx = grads.get(xv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let gt = grads.get(tv.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
+        let h = 1e-5;
+        let check = |analytic: f64, plus: f64, minus: f64, what: String| {
+            let numeric = (plus - minus) / (2.0 * h);
+            assert!((analytic - numeric).abs() <= 1e-4 * numeric.abs().max(1.0), "{disp:?} {what}: analytic {analytic}, finite difference {numeric}");
+        };
+        for i in 0..cells * genes {
+            let (mut xp, mut xm) = (x0.clone(), x0.clone());
+            xp[i] += h;
+            xm[i] -= h;
+            check(gx[i], loss_of(&xp, &t0), loss_of(&xm, &t0), format!("d/dlogit[{i}]"));
+        }
+        for j in 0..genes {
+            let (mut tp, mut tm) = (t0.clone(), t0.clone());
+            tp[j] += h;
+            tm[j] -= h;
+            check(gt[j], loss_of(&x0, &tp), loss_of(&x0, &tm), format!("d/dtheta[{j}]"));
+        }
+    }
+}
+
+#[test]
+fn adam_matches_hand_computed_steps() {
+    let p = AdamParams { lr: 0.1, beta1: 0.5, beta2: 0.7, eps: 1e-8 };
+    let mut state = AdamState::new(1);
+    let mut theta = [1.0f32];
+    // Step 1, g = 2: m = 1, v = 1.2; m̂ = 2, v̂ = 4 → θ = 1 − 0.1·2/2 = 0.9.
+    state.step(&p, &mut theta, &[2.0]);
+    assert!((theta[0] - 0.9).abs() < 1e-6, "{}", theta[0]);
+    // Step 2, g = −1: m = 0, v = 0.84 + 0.3 = 1.14 → θ unchanged.
+    state.step(&p, &mut theta, &[-1.0]);
+    assert!((theta[0] - 0.9).abs() < 1e-6, "{}", theta[0]);
+    // Step 3, g = 1: m = 0.5, v = 0.798 + 0.3 = 1.098; m̂ = 0.5/0.875, v̂ = 1.098/0.657.
+    state.step(&p, &mut theta, &[1.0]);
+    let expected = 0.9 - 0.1 * (0.5 / 0.875) / ((1.098f64 / 0.657).sqrt() + 1e-8);
+    assert!((theta[0] as f64 - expected).abs() < 1e-6, "{} vs {expected}", theta[0]);
+}
+
+/// 300 cells × 30 genes, two cell types and three plates, counts from a fixed pattern.
+fn toy_cells() -> Cells {
+    let genes: Vec<String> = (0..30).map(|g| format!("G{g}")).collect();
+    let mut counts = CountMatrix::new(genes);
+    let mut obs = ObsTable::default();
+    for i in 0..300usize {
+        let (ct, plate) = (["T cells", "NK cells"][i % 2], ["p1", "p2", "p3"][i % 3]);
+        let id = format!("cell{i}");
+        obs.push(&CellMeta {
+            obs_id: &id, library_id: "lib", plate_name: plate, well: "A1", row: "A", col: 1, cell_id: "c", donor_id: "d",
+            cell_type: ct, sm_lincs_id: "x", sm_name: "Dimethyl Sulfoxide", smiles: "C", dose_um: 0.0, timepoint_hr: 24.0, control: true,
+        });
+        let (mut idx, mut data) = (Vec::new(), Vec::new());
+        for g in 0..30u32 {
+            let k = ((i as u32 * 7 + g * 13) % 11).saturating_sub(if i % 2 == 0 { 4 } else { 6 }) * (1 + g % 3);
+            if k > 0 {
+                idx.push(g);
+                data.push(k);
+            }
+        }
+        counts.push_row(&idx, &data);
+    }
+    Cells { obs, counts }
+}
+
+fn small_config(model: ModelKind) -> TrainConfig {
+    let mut c = TrainConfig::defaults(model);
+    c.decoder_hidden = vec![16, 32];
+    c.encoder_hidden = vec![32, 16];
+    c.latent_dim = 3;
+    c.batch_size = 64;
+    c.max_epochs = 10;
+    c.min_epochs = 100;
+    c.kl_warmup = 3;
+    c.checkpoint_every = 100;
+    c.covariates = vec!["cell_type".into(), "plate_name".into()];
+    c
+}
+
+fn train_once(model: ModelKind, dir: &std::path::Path, threads: usize, stop_after: Option<usize>, resume: bool) -> Vec<u8> {
+    let cells = toy_cells();
+    let val_rows: Vec<usize> = (0..300).filter(|i| i % 10 == 0).collect();
+    let train_rows: Vec<usize> = (0..300).filter(|i| i % 10 != 0).collect();
+    let (tc, vc) = (cells.take(&train_rows), cells.take(&val_rows));
+    let config = small_config(model);
+    let covariates = Covariates::fit(&tc.obs, &config.covariates).unwrap();
+    let p = std::path::Path::new("toy");
+    let (td, vd) = (ModelData::new(tc.clone(), config.scale, &covariates, p).unwrap(), ModelData::new(vc.clone(), config.scale, &covariates, p).unwrap());
+    perturbgen::threads::with_threads(threads, || {
+        let mut trainer = Trainer::new(config, covariates, tc.counts.genes.clone(), tc.obs.obs_id.clone(), vc.obs.obs_id.clone(), &Device::Cpu).unwrap();
+        let run = TrainRun { train: &td, val: &vd, out_dir: dir.to_path_buf(), resume, stop_after };
+        train(&mut trainer, &run).unwrap();
+    })
+    .unwrap();
+    std::fs::read(dir.join("last.safetensors")).unwrap()
+}
+
+#[test]
+fn same_seed_same_bytes_and_resume_is_exact() {
+    for model in [ModelKind::Dgd, ModelKind::Nbvae] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+        let full = train_once(model, &a, 2, None, false);
+        assert_eq!(full, train_once(model, &b, 2, None, false), "{model:?}: two runs with one seed differ");
+        assert_eq!(full, train_once(model, &tmp.path().join("t1"), 1, None, false), "{model:?}: 1 and 2 threads differ");
+        // Interrupted after epoch 2, resumed: the same final state as the uninterrupted run.
+        train_once(model, &c, 2, Some(4), false);
+        let resumed = train_once(model, &c, 2, None, true);
+        assert_eq!(full, resumed, "{model:?}: resume differs from the uninterrupted run");
+        assert_eq!(std::fs::read(a.join("model.safetensors")).unwrap(), std::fs::read(c.join("model.safetensors")).unwrap());
+        // And the history (apart from timings) is the same.
+        let hist = |d: &std::path::Path| -> Vec<(usize, f64, f64)> {
+            let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("last.json")).unwrap()).unwrap();
+            meta["history"].as_array().unwrap().iter().map(|h| (h["epoch"].as_u64().unwrap() as usize, h["train_recon"].as_f64().unwrap(), h["val_loss"].as_f64().unwrap())).collect()
+        };
+        assert_eq!(hist(&a), hist(&c));
+        assert_eq!(hist(&a).len(), 10);
+    }
+}
+
+#[test]
+fn training_lowers_the_loss() {
+    for model in [ModelKind::Dgd, ModelKind::Nbvae] {
+        let tmp = tempfile::tempdir().unwrap();
+        train_once(model, tmp.path(), 1, None, false);
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(tmp.path().join("last.json")).unwrap()).unwrap();
+        let h = meta["history"].as_array().unwrap();
+        let (first, last) = (h[0]["train_recon"].as_f64().unwrap(), h[h.len() - 1]["train_recon"].as_f64().unwrap());
+        assert!(last < 0.95 * first, "{model:?}: train NLL {first} → {last}");
+    }
+}
