@@ -1,6 +1,7 @@
 # perturbgen: simulate or read the Kaggle single-cell perturbation data, then ingest it.
 # Stages (one rules file each under workflow/rules/):
-#   simulate -> ingest -> filter -> split -> pseudobulk -> limma (R) -> baselines -> score
+#   simulate -> ingest -> filter -> split -> pseudobulk -> limma (R) -> routes -> score
+#                                    split -> train (DGD / NB-VAE) -> log-likelihood score
 #
 #   scripts/demo                  # set up and run this workflow on the demo simulation
 #   .venv/bin/snakemake -c2       # the same, once scripts/setup has run
@@ -24,6 +25,8 @@ include: "workflow/rules/de.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/regress_common.smk"
 include: "workflow/rules/regress.smk"
+include: "workflow/rules/train_common.smk"
+include: "workflow/rules/train.smk"
 
 
 localrules:

@@ -75,6 +75,7 @@ INGEST_FILES = {
 
 
 STAGE = {
+    "models": "results/models",
     "filter": "results/filter",
     "split": "results/split",
     "pseudobulk": "results/pseudobulk",
@@ -110,6 +111,8 @@ def all_targets():
     targets += [f"{STAGE['submission']}/submission.csv"]
     if has_truth():
         targets += [f"{STAGE['scores']}/scores.csv", f"{STAGE['scores']}/leaderboard.png"]
+    for model in config["train"]["models"]:
+        targets += [f"{STAGE['scores']}/loglik/{model}.csv", f"{STAGE['models']}/{model}/latent.png"]
     return targets
 
 

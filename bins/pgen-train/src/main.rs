@@ -6,12 +6,14 @@ use perturbgen::cells::Cells;
 use perturbgen::model::config::{ModelKind, TrainConfig};
 use perturbgen::model::data::{Covariates, ModelData, Scale};
 use perturbgen::model::nb_loss::Dispersion;
-use perturbgen::model::train::{train, TrainRun, Trainer};
+use perturbgen::model::train::{train, Resume, TrainRun, Trainer};
 use perturbgen::model::{self, adam::AdamParams};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Train the conditional DGD or NB-VAE on single-cell counts")]
+// A flag given twice takes its last value, so a sweep can append overrides to fixed settings.
+#[command(args_override_self = true)]
 struct Args {
     /// dgd or nbvae.
     #[arg(long)]
@@ -28,9 +30,10 @@ struct Args {
     /// loss.png, latent.png.
     #[arg(long)]
     out_dir: PathBuf,
-    /// Continue from out_dir/last.* (same settings required).
-    #[arg(long)]
-    resume: bool,
+    /// Continue from out_dir/last.*: `yes` (same settings and cells required), `auto` (continue
+    /// if they match, else start from scratch), `no`.
+    #[arg(long, default_value = "no", num_args = 0..=1, default_missing_value = "yes")]
+    resume: String,
     /// cpu, or cuda[:N] with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -165,6 +168,12 @@ fn config(args: &Args) -> Result<TrainConfig> {
 
 fn run(args: Args) -> Result<()> {
     let config = config(&args)?;
+    let resume = match args.resume.as_str() {
+        "yes" => Resume::Require,
+        "auto" => Resume::IfCompatible,
+        "no" => Resume::No,
+        other => anyhow::bail!("--resume `{other}`: expected yes, auto or no"),
+    };
     let device = model::device(&args.device)?;
     let cells = Cells::read(&args.counts, &args.obs)?;
     let split = model::data::split_validation(cells, &args.validation)?;
@@ -187,7 +196,7 @@ fn run(args: Args) -> Result<()> {
             println!("{{\"steps\": {steps}, \"batch\": {cells}, \"threads\": {threads}, \"seconds_per_step\": {mean:.4}, \"cells_per_second\": {:.1}, \"step_seconds\": [{}]}}", cells as f64 / mean, per_step.join(", "));
             return Ok(());
         }
-        let run = TrainRun { train: &train_data, val: &val_data, out_dir: args.out_dir.clone(), resume: args.resume, stop_after: args.stop_after };
+        let run = TrainRun { train: &train_data, val: &val_data, out_dir: args.out_dir.clone(), resume, stop_after: args.stop_after };
         let outcome = train(&mut trainer, &run)?;
         log::info!(
             "{} epochs; best epoch {} (validation loss {:.4}){}",

@@ -9,7 +9,7 @@ use perturbgen::model::adam::{AdamParams, AdamState};
 use perturbgen::model::config::{ModelKind, TrainConfig};
 use perturbgen::model::data::{Covariates, ModelData};
 use perturbgen::model::nb_loss::{digamma, nb_log_likelihood, nb_nll, Dispersion, SparseBatch};
-use perturbgen::model::train::{train, TrainRun, Trainer};
+use perturbgen::model::train::{train, Resume, TrainRun, Trainer};
 use statrs::distribution::{Discrete, NegativeBinomial};
 use std::sync::Arc;
 
@@ -230,6 +230,7 @@ fn train_once(model: ModelKind, dir: &std::path::Path, threads: usize, stop_afte
     let (td, vd) = (ModelData::new(tc.clone(), config.scale, &covariates, p).unwrap(), ModelData::new(vc.clone(), config.scale, &covariates, p).unwrap());
     perturbgen::threads::with_threads(threads, || {
         let mut trainer = Trainer::new(config, covariates, tc.counts.genes.clone(), tc.obs.obs_id.clone(), vc.obs.obs_id.clone(), &Device::Cpu).unwrap();
+        let resume = if resume { Resume::Require } else { Resume::No };
         let run = TrainRun { train: &td, val: &vd, out_dir: dir.to_path_buf(), resume, stop_after };
         train(&mut trainer, &run).unwrap();
     })

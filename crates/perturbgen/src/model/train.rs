@@ -313,11 +313,24 @@ pub struct TrainOutcome {
     pub stopped_early: bool,
 }
 
+/// What to do with an existing `last.*` checkpoint in the output folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Start from scratch (overwriting it).
+    No,
+    /// Continue from it; a checkpoint of other settings or cells is an error.
+    Require,
+    /// Continue from it when it was written with the same settings and cells, else start from
+    /// scratch (what the workflow uses: a rerun after a cluster time-out continues, a rerun
+    /// after a config change starts over).
+    IfCompatible,
+}
+
 pub struct TrainRun<'a> {
     pub train: &'a ModelData,
     pub val: &'a ModelData,
     pub out_dir: PathBuf,
-    pub resume: bool,
+    pub resume: Resume,
     /// Stop (as if killed, after a checkpoint) once this many epochs are complete: for tests.
     pub stop_after: Option<usize>,
 }
@@ -326,11 +339,18 @@ pub struct TrainRun<'a> {
 pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> {
     let cfg = trainer.meta.config.clone();
     let (_, last_json) = checkpoint::paths(&run.out_dir, "last");
-    if run.resume && last_json.exists() {
-        trainer.restore(&run.out_dir, "last")?;
+    match run.resume {
+        Resume::No => {}
+        _ if !last_json.exists() => log::warn!("no checkpoint to resume in {}, starting from scratch", run.out_dir.display()),
+        Resume::Require => trainer.restore(&run.out_dir, "last")?,
+        Resume::IfCompatible => {
+            if let Err(e) = trainer.restore(&run.out_dir, "last") {
+                log::warn!("not resuming ({e}); starting from scratch");
+            }
+        }
+    }
+    if trainer.meta.epoch > 0 {
         log::info!("resuming after epoch {} (best so far: epoch {})", trainer.meta.epoch, trainer.meta.best_epoch);
-    } else if run.resume {
-        log::warn!("--resume: no checkpoint in {}, starting from scratch", run.out_dir.display());
     }
     let batches = run.train.len().div_ceil(cfg.batch_size) + run.val.len().div_ceil(cfg.batch_size);
     let mut stopped_early = false;

@@ -1,0 +1,185 @@
+"""The generative models end to end with the release executables on the demo simulation:
+pgen-train (DGD, NB-VAE) and pgen-score --loglik.
+
+- Both models must give the held-out (validation) cells a higher NB log-likelihood than the
+  per-gene NB with (cell type, compound) group means; that baseline's number is recomputed
+  here independently with scipy.stats.nbinom.
+- A run killed with SIGKILL mid-training and resumed ends with the same bytes as an
+  uninterrupted run; the same seed gives the same bytes, another seed other bytes.
+- Bad inputs give one-line errors and exit 1.
+"""
+
+import json
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse, stats
+
+from conftest import _binary, run
+from test_xgb import fails
+
+# The workflow's demo settings (config.yaml train.common), for the baseline comparison.
+DEMO = ["--batch-size", 1024, "--max-epochs", 30, "--min-epochs", 10, "--patience", 5, "--seed", 0]
+# A small, fast model for the determinism and resume tests.
+SMALL = ["--decoder-hidden", "32,64", "--encoder-hidden", "64,32", "--batch-size", 2048,
+         "--min-epochs", 100]
+
+
+@pytest.fixture(scope="module")
+def bins():
+    return {n: _binary(f"pgen-{n}") for n in ["filter", "split", "train", "score"]}
+
+
+@pytest.fixture(scope="module")
+def split(bins, sim_dir, ingest_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("model_split")
+    run([bins["filter"], "--counts", ingest_dir / "counts.parquet", "--obs", ingest_dir / "obs.parquet",
+         "--drop-compound", "Dabrafenib", "--drop-compound", "Belinostat",
+         "--out-counts", d / "f_counts.parquet", "--out-obs", d / "f_obs.parquet", "--removed", d / "removed.csv"])
+    run([bins["split"], "--counts", d / "f_counts.parquet", "--obs", d / "f_obs.parquet",
+         "--id-map", sim_dir / "id_map.csv", "--keep-target-relevant", "--seed", 0,
+         "--out-train-counts", d / "counts.parquet", "--out-train-obs", d / "obs.parquet",
+         "--out-holdout-counts", d / "h_counts.parquet", "--out-holdout-obs", d / "h_obs.parquet",
+         "--out-targets", d / "targets.csv", "--out-validation", d / "validation.txt"])
+    return d
+
+
+def train_cmd(bins, split, model, out_dir, *extra):
+    return [bins["train"], "--model", model, "--counts", split / "counts.parquet", "--obs", split / "obs.parquet",
+            "--validation", split / "validation.txt", "--out-dir", out_dir, "--threads", 2, *extra]
+
+
+def loglik_cmd(bins, split, model_dir, table, obs=None):
+    return [bins["score"], "--loglik", "--model", model_dir, "--counts", split / "counts.parquet",
+            "--obs", obs or split / "obs.parquet", "--cells", split / "validation.txt",
+            "--baseline-counts", split / "counts.parquet", "--baseline-obs", split / "obs.parquet",
+            "--threads", 2, "--out-table", table]
+
+
+def baseline_loglik_scipy(split):
+    """Per-gene NB, mean = the (cell type, compound) group's training mean shrunk towards the
+    gene's overall mean with the weight of one cell; r by pooled within-group moments
+    (the definition in pgen-score --help / the README), evaluated with scipy.stats.nbinom."""
+    obs = pd.read_parquet(split / "obs.parquet")
+    counts = pd.read_parquet(split / "counts.parquet")
+    val_ids = set(open(split / "validation.txt").read().split())
+    cells = pd.Index(obs["obs_id"])
+    genes = pd.Index(sorted(counts["gene"].astype(str).unique()))
+    rows = cells.get_indexer(counts["obs_id"].astype(str))
+    cols = genes.get_indexer(counts["gene"].astype(str))
+    x = sparse.csr_matrix((counts["count"].to_numpy(float), (rows, cols)), shape=(len(cells), len(genes))).toarray()
+    is_val = obs["obs_id"].isin(val_ids).to_numpy()
+    group = (obs["cell_type"].astype(str) + "|" + obs["sm_name"].astype(str)).to_numpy()
+    train_x, train_g = x[~is_val], group[~is_val]
+    overall = train_x.mean(axis=0)
+    means, excess, msq = {}, np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for g in np.unique(train_g):
+        xs = train_x[train_g == g]
+        n = len(xs)
+        means[g] = np.maximum((xs.sum(axis=0) + overall) / (n + 1), 1e-8)
+        if n >= 2:
+            mean = xs.mean(axis=0)
+            var = xs.var(axis=0, ddof=1)
+            excess += n * (var - mean)
+            msq += n * mean * mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(excess > 0, np.clip(msq / excess, 1e-3, 1e6), 1e6)
+    ll = []
+    for xi, g in zip(x[is_val], group[is_val]):
+        m = means[g]
+        ll.append(stats.nbinom.logpmf(xi, r, r / (r + m)).sum())
+    return float(np.mean(ll)), int(is_val.sum())
+
+
+@pytest.mark.parametrize("model", ["dgd", "nbvae"])
+def test_models_beat_the_group_mean_baseline(model, bins, split, tmp_path):
+    out = tmp_path / model
+    run(train_cmd(bins, split, model, out, *DEMO, *(["--kl-warmup", 10] if model == "nbvae" else [])))
+    for f in ["model.safetensors", "model.json", "last.safetensors", "history.csv", "loss.png", "latent.png"]:
+        assert (out / f).is_file(), f
+    history = pd.read_csv(out / "history.csv")
+    assert history["train_recon"].iloc[-1] < history["train_recon"].iloc[0]
+    assert history["best"].sum() == 1
+    table = tmp_path / "loglik.csv"
+    run(loglik_cmd(bins, split, out, table))
+    t = pd.read_csv(table).set_index(["name", "cell_type"])
+    ours = t.loc[(model, "all"), "mean_loglik_per_cell"]
+    base = t.loc[("baseline_group_mean", "all"), "mean_loglik_per_cell"]
+    # The baseline, recomputed with scipy, must be what pgen-score reports.
+    scipy_base, n_val = baseline_loglik_scipy(split)
+    assert t.loc[("baseline_group_mean", "all"), "cells"] == n_val
+    assert abs(base - scipy_base) <= 1e-6 * abs(scipy_base), (base, scipy_base)
+    print(f"{model}: {ours:.3f} per cell vs baseline {base:.3f}")
+    assert ours > base, f"{model} log-likelihood {ours:.3f} does not beat the group-mean baseline {base:.3f}"
+
+
+def test_resume_after_kill_gives_the_uninterrupted_model(bins, split, tmp_path):
+    settings = [*SMALL, "--max-epochs", 14, "--checkpoint-every", 1]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    run(train_cmd(bins, split, "dgd", full, *settings))
+    proc = subprocess.Popen([str(c) for c in train_cmd(bins, split, "dgd", killed, *settings)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    epoch = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            epoch = json.loads((killed / "last.json").read_text())["epoch"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            epoch = 0
+        if epoch >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run was not killed mid-training (exit {proc.returncode})"
+    stopped_at = json.loads((killed / "last.json").read_text())["epoch"]
+    assert 3 <= stopped_at < 14, stopped_at
+    run(train_cmd(bins, split, "dgd", killed, *settings, "--resume"))
+    for f in ["model.safetensors", "last.safetensors"]:
+        assert (full / f).read_bytes() == (killed / f).read_bytes(), f"{f} differs after resume"
+    a, b = (json.loads((d / "last.json").read_text()) for d in (full, killed))
+    strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]
+    assert strip(a["history"]) == strip(b["history"])
+
+
+@pytest.mark.parametrize("model", ["dgd", "nbvae"])
+def test_same_seed_same_bytes(model, bins, split, tmp_path):
+    settings = [*SMALL, "--max-epochs", 3]
+    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
+        run(train_cmd(bins, split, model, tmp_path / name, *settings, "--seed", seed))
+    blob = lambda n: (tmp_path / n / "model.safetensors").read_bytes()
+    assert blob("a") == blob("b")
+    assert blob("a") != blob("c")
+
+
+def test_bad_inputs(bins, split, tmp_path):
+    # A validation id that is not a training cell: the file and line are named.
+    bad_ids = tmp_path / "ids.txt"
+    bad_ids.write_text("no-such-cell\n")
+    out = tmp_path / "o1" / "model"
+    cmd = train_cmd(bins, split, "dgd", out, *SMALL, "--max-epochs", 1)
+    cmd[cmd.index("--validation") + 1] = bad_ids
+    err = fails(cmd, out / "model.safetensors", "ids.txt", "row 1", "no-such-cell")
+    assert not out.exists() or not any(out.iterdir()), err
+    # Unknown model, bad flag values.
+    fails(train_cmd(bins, split, "gan", tmp_path / "o2", *SMALL), tmp_path / "o2" / "model.safetensors", "unknown model")
+    fails(train_cmd(bins, split, "dgd", tmp_path / "o3", *SMALL, "--decoder-betas", "0.5"), tmp_path / "o3" / "model.safetensors", "betas")
+    # Resuming with other settings is refused, naming them.
+    model = tmp_path / "m"
+    run(train_cmd(bins, split, "dgd", model, *SMALL, "--max-epochs", 1))
+    proc = subprocess.run([str(c) for c in train_cmd(bins, split, "dgd", model, *SMALL, "--max-epochs", 1, "--latent-dim", 3, "--resume")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "latent_dim" in proc.stderr.strip().splitlines()[-1], proc.stderr
+    # Scoring cells with a category the model never saw: the column and the value are named.
+    obs = pd.read_parquet(split / "obs.parquet")
+    val = set(open(split / "validation.txt").read().split())
+    obs["plate_name"] = obs["plate_name"].astype(str)
+    obs.loc[obs["obs_id"].isin(val), "plate_name"] = "plate_unseen"
+    odd = tmp_path / "odd_obs.parquet"
+    obs.to_parquet(odd, index=False)
+    table = tmp_path / "scores" / "loglik.csv"
+    fails(loglik_cmd(bins, split, model, table, obs=odd), table, "plate_name", "plate_unseen")
