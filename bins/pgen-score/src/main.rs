@@ -64,6 +64,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     perturbgen::model::limit_threads(args.common.threads);
+    perturbgen::model::keep_freed_memory();
     perturbgen::cli::main(args.common.verbose, || if args.loglik { run_loglik(args) } else { run(args) });
 }
 

@@ -110,6 +110,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     model::limit_threads(args.common.threads);
+    model::keep_freed_memory();
     perturbgen::cli::main(args.common.verbose, || run(args));
 }
 

@@ -272,3 +272,18 @@ fn training_lowers_the_loss() {
         assert!(last < 0.95 * first, "{model:?}: train NLL {first} → {last}");
     }
 }
+
+#[test]
+fn f32_log1p_is_within_a_few_ulps() {
+    use perturbgen::model::nb_loss::Log1p;
+    let mut q = 1e-12f64;
+    while q < 1e7 {
+        for f in [1.0, 1.37, 2.9, 4.999] {
+            let x = (q * f) as f32;
+            let exact = (x as f64).ln_1p();
+            let ours = x.log1p_dense() as f64;
+            assert!((ours - exact).abs() <= 4.0 * f32::EPSILON as f64 * exact.abs(), "log1p({x}) = {ours}, exact {exact}");
+        }
+        q *= 10.0;
+    }
+}

@@ -93,10 +93,16 @@ impl Adam {
     /// One step of every variable that has a gradient in `grads`.
     pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
         for ((_, var), state) in self.vars.iter().zip(self.states.iter_mut()) {
-            if let Some(grad) = grads.get(var.as_tensor()) {
+            let Some(grad) = grads.get(var.as_tensor()) else { continue };
+            if var.device().is_cpu() {
                 let grad = grad.contiguous()?;
                 let op = FusedStep { params: &self.params, state: Mutex::new(state) };
                 var.as_tensor().inplace_op2(&grad, &op)?;
+            } else {
+                // No GPU kernel: update a host copy and write it back.
+                let mut theta = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+                state.step(&self.params, &mut theta, &grad.flatten_all()?.to_vec1::<f32>()?);
+                var.set(&Tensor::from_vec(theta, var.shape(), var.device())?)?;
             }
         }
         Ok(())

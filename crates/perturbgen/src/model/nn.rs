@@ -5,6 +5,8 @@ use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// y = x·W + b with W stored as [fan_in, fan_out] (the transpose of PyTorch's layout), so that
+/// neither the forward product nor the weight gradient needs a transposed copy.
 pub struct Linear {
     pub weight: Var,
     pub bias: Var,
@@ -15,11 +17,11 @@ impl Linear {
         let bound = 1.0 / (fan_in as f32).sqrt();
         let w: Vec<f32> = (0..fan_in * fan_out).map(|_| rng.random_range(-bound..bound)).collect();
         let b: Vec<f32> = (0..fan_out).map(|_| rng.random_range(-bound..bound)).collect();
-        Ok(Self { weight: Var::from_vec(w, (fan_out, fan_in), device)?, bias: Var::from_vec(b, fan_out, device)? })
+        Ok(Self { weight: Var::from_vec(w, (fan_in, fan_out), device)?, bias: Var::from_vec(b, fan_out, device)? })
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight.as_tensor().t()?)?.broadcast_add(self.bias.as_tensor())
+        x.matmul(self.weight.as_tensor())?.broadcast_add(self.bias.as_tensor())
     }
 }
 

@@ -20,7 +20,10 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// Two panels: reconstruction (NB NLL per cell) and the prior/KL term, train and validation.
+/// With more than three epochs the first is left out: it starts from an untrained decoder and
+/// would flatten the rest of the curve.
 pub fn loss_curves(path: &Path, history: &[EpochLog], model: &str, best_epoch: usize) -> Result<()> {
+    let history = if history.len() > 3 { &history[1..] } else { history };
     let prior_name = if model == "dgd" { "−log p(z)" } else { "KL" };
     draw_png(path, (1200, 500), |root| {
         let panels = root.split_evenly((1, 2));
@@ -30,14 +33,15 @@ pub fn loss_curves(path: &Path, history: &[EpochLog], model: &str, best_epoch: u
             (prior_name, |l| l.train_prior, |l| l.val_prior),
         ];
         for (area, (title, train, val)) in panels.iter().zip(series) {
-            let x_max = history.last().map(|l| l.epoch).unwrap_or(1).max(2) as f64;
+            let x_min = history.first().map(|l| l.epoch).unwrap_or(1) as f64;
+            let x_max = (history.last().map(|l| l.epoch).unwrap_or(1) as f64).max(x_min + 1.0);
             let (lo, hi) = range(history.iter().flat_map(|l| [train(l), val(l)]));
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("{model}: {title}"), ("sans-serif", 18))
                 .margin(10)
                 .x_label_area_size(35)
                 .y_label_area_size(70)
-                .build_cartesian_2d(1.0..x_max, lo..hi)
+                .build_cartesian_2d(x_min..x_max, lo..hi)
                 .map_err(|e| e.to_string())?;
             chart.configure_mesh().x_desc("epoch").draw().map_err(|e| e.to_string())?;
             for (name, get, color) in [("train", train, BLUE), ("validation", val, RED)] {
