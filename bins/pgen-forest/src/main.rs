@@ -4,7 +4,6 @@
 use anyhow::Result;
 use clap::Parser;
 use perturbgen::io::id_map::IdMap;
-use perturbgen::limma::LimmaConfig;
 use perturbgen::pseudobulk::PseudoBulk;
 use perturbgen::regress::forest::{n_work_units, predict, ForestParams, TargetKind};
 use std::path::PathBuf;
@@ -50,15 +49,8 @@ struct Args {
     min_samples_leaf: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Model formula for limma; `Rpert` is the compound factor.
-    #[arg(long, default_value = "~0+Rpert+donor_id+plate_name+row")]
-    design: String,
-    #[arg(long, default_value = "Dimethyl Sulfoxide")]
-    negative_control: String,
-    #[arg(long, default_value = "Rscript")]
-    rscript: PathBuf,
-    #[arg(long, default_value = "scripts/limma_de.R")]
-    script: PathBuf,
+    #[command(flatten)]
+    limma: perturbgen::cli::LimmaArgs,
     #[command(flatten)]
     common: perturbgen::cli::CommonArgs,
 }
@@ -85,7 +77,7 @@ fn run(args: Args) -> Result<()> {
     params.validate()?;
     let targets = IdMap::read(&args.targets)?;
     let pb = PseudoBulk::read(&args.pseudobulk)?;
-    let limma = LimmaConfig { rscript: args.rscript, script: args.script, design: args.design, negative_control: args.negative_control, threads: args.common.threads };
+    let limma = args.limma.config(args.common.threads);
     let bar = perturbgen::progress::bar(n_work_units(&pb, &params) as u64, "forests");
     let start = std::time::Instant::now();
     let (table, prediction) = perturbgen::threads::with_threads(args.common.threads, || {

@@ -12,6 +12,32 @@ pub struct CommonArgs {
     pub verbose: u8,
 }
 
+/// How a stage runs the official limma recipe (pgen-limma, pgen-forest).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimmaArgs {
+    /// Model formula; `Rpert` is the compound factor, other terms name sample columns.
+    #[arg(long, default_value = "~0+Rpert+donor_id+plate_name+row")]
+    pub design: String,
+    #[arg(long, default_value = "Dimethyl Sulfoxide")]
+    pub negative_control: String,
+    #[arg(long, default_value = "Rscript")]
+    pub rscript: std::path::PathBuf,
+    #[arg(long, default_value = "scripts/limma_de.R")]
+    pub script: std::path::PathBuf,
+}
+
+impl LimmaArgs {
+    pub fn config(&self, threads: usize) -> crate::limma::LimmaConfig {
+        crate::limma::LimmaConfig {
+            rscript: self.rscript.clone(),
+            script: self.script.clone(),
+            design: self.design.clone(),
+            negative_control: self.negative_control.clone(),
+            threads,
+        }
+    }
+}
+
 /// Sets up logging, runs the stage and exits 1 with a one-line error if it fails.
 pub fn main(verbose: u8, run: impl FnOnce() -> anyhow::Result<()>) {
     init_logging(verbose);
