@@ -21,6 +21,7 @@ BUSY = 0.1  # CPUs used by other processes during a run above which it is flagge
 TOOLS = [
     ("rust", "pgen-train (candle)"),
     ("torch", "PyTorch"),
+    ("torch-malloc", "PyTorch, pgen-train's malloc settings"),
     ("torch-trivial", "PyTorch, trivial loss (mean logit²)"),
     ("torch-fused", "PyTorch, Adam(fused=True)"),
 ]
@@ -97,7 +98,8 @@ def main():
             lines.append(f"| {name} | {med[key]:.3f} | {batch / med[key]:.0f} | {med['torch'] / med[key]:.2f}× |")
     lines += [
         "",
-        f"**candle / PyTorch throughput: {ratio:.2f}×** (goal ≥ {GOAL}×: {verdict} it).",
+        f"**candle / PyTorch throughput: {ratio:.2f}×** (goal ≥ {GOAL}×: {verdict} it)"
+        + (f"; against PyTorch with the same malloc settings as pgen-train: {med['torch-malloc'] / med['rust']:.2f}×." if "torch-malloc" in med else "."),
         "",
         f"First-step loss (PyTorch, its own random init): {t0['first_loss']:.1f} per cell "
         f"(NB NLL {t0['first_nll_per_cell']:.1f}); pgen-train's bench does not print its loss.",

@@ -108,6 +108,10 @@ for i in $(seq 1 "$REPS"); do
     timed "$OUT/runs/rust/run$i" "${RUST[@]}"
     echo "== repetition $i of $REPS: PyTorch"
     timed "$OUT/runs/torch/run$i" "${TORCH[@]}"
+    # pgen-train tells glibc's malloc to keep freed blocks (model::keep_freed_memory); the same
+    # settings through glibc's environment variables, so that the allocator is not the difference.
+    echo "== repetition $i of $REPS: PyTorch with pgen-train's malloc settings"
+    timed "$OUT/runs/torch-malloc/run$i" env MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647 "${TORCH[@]}"
 done
 if [[ $VARIANTS == 1 ]]; then
     echo "== PyTorch, trivial loss (mean logit²)"
