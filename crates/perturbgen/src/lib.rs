@@ -14,6 +14,7 @@ pub mod io;
 pub mod limma;
 pub mod model;
 pub mod plot;
+pub mod pca;
 pub mod progress;
 pub mod pseudobulk;
 pub mod regress;

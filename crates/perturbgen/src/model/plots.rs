@@ -64,46 +64,17 @@ pub fn loss_curves(path: &Path, history: &[EpochLog], model: &str, best_epoch: u
     })
 }
 
-/// Projects n × d latents to 2-D: the first two dimensions when d ≤ 2, else the top two
-/// principal components (power iteration on the d × d covariance; d is small).
+/// Projects n × d latents to 2-D: the first two dimensions when d ≤ 2, else the scores of the
+/// top two principal components.
 pub fn project_2d(latents: &[f32], d: usize) -> Vec<(f64, f64)> {
     let n = latents.len() / d.max(1);
     if d <= 2 {
         return (0..n).map(|i| (latents[i * d] as f64, if d == 2 { latents[i * d + 1] as f64 } else { 0.0 })).collect();
     }
     let mean: Vec<f64> = (0..d).map(|j| (0..n).map(|i| latents[i * d + j] as f64).sum::<f64>() / n.max(1) as f64).collect();
-    let mut cov = vec![0f64; d * d];
-    for i in 0..n {
-        for a in 0..d {
-            let xa = latents[i * d + a] as f64 - mean[a];
-            for b in 0..d {
-                cov[a * d + b] += xa * (latents[i * d + b] as f64 - mean[b]);
-            }
-        }
-    }
-    let mut components: Vec<Vec<f64>> = Vec::new();
-    for c in 0..2 {
-        let mut v: Vec<f64> = (0..d).map(|j| if j == c { 1.0 } else { 0.1 }).collect();
-        for _ in 0..200 {
-            let mut w: Vec<f64> = (0..d).map(|a| (0..d).map(|b| cov[a * d + b] * v[b]).sum()).collect();
-            for p in &components {
-                let dot: f64 = w.iter().zip(p).map(|(x, y)| x * y).sum();
-                w.iter_mut().zip(p).for_each(|(x, y)| *x -= dot * y);
-            }
-            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if norm < 1e-300 {
-                break;
-            }
-            v = w.iter().map(|x| x / norm).collect();
-        }
-        components.push(v);
-    }
-    (0..n)
-        .map(|i| {
-            let p = |c: &Vec<f64>| (0..d).map(|j| (latents[i * d + j] as f64 - mean[j]) * c[j]).sum::<f64>();
-            (p(&components[0]), p(&components[1]))
-        })
-        .collect()
+    let centred: Vec<f64> = (0..n * d).map(|i| latents[i] as f64 - mean[i % d]).collect();
+    let (scores, _) = crate::pca::pca(&centred, n, d, 2, 0);
+    (0..n).map(|i| (scores[i * 2], scores[i * 2 + 1])).collect()
 }
 
 /// Two scatter panels of the projected latents: coloured by cell type (with legend) and by
