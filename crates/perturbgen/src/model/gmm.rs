@@ -90,23 +90,6 @@ impl Gmm {
         let dirichlet = (candle_nn::ops::log_softmax(self.weight.as_tensor(), 0)?.sum_all()? * (c.dirichlet_alpha - 1.0))?;
         softball + gauss + dirichlet
     }
-
-    /// Draws `n` latents from the mixture (for generation and the latent plot).
-    pub fn sample(&self, n: usize, rng: &mut ChaCha8Rng) -> candle_core::Result<Vec<f32>> {
-        let mean = self.mean.as_tensor().to_vec2::<f32>()?;
-        let sd: Vec<Vec<f32>> = self.logprec.as_tensor().to_vec2::<f32>()?.iter().map(|r| r.iter().map(|l| (-0.5 * l).exp()).collect()).collect();
-        let w: Vec<f32> = candle_nn::ops::softmax(self.weight.as_tensor(), 0)?.to_vec1()?;
-        let pick = rand_distr::weighted::WeightedIndex::new(&w).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let mut out = Vec::with_capacity(n * self.dim);
-        for _ in 0..n {
-            let k = pick.sample(rng);
-            for j in 0..self.dim {
-                let e: f32 = StandardNormal.sample(rng);
-                out.push(mean[k][j] + sd[k][j] * e);
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// log Σ_k exp(x_bk) per row, stable.
