@@ -146,6 +146,47 @@ def test_resume_after_kill_gives_the_uninterrupted_model(bins, split, tmp_path):
     assert strip(a["history"]) == strip(b["history"])
 
 
+def drop_tensors(path, prefix):
+    """Rewrites a safetensors file without the tensors whose names start with `prefix`
+    (format: u64 little-endian header length, JSON header, then the data)."""
+    blob = path.read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    data = blob[8 + n:]
+    out_header, chunks, offset = {}, [], 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            out_header[name] = info
+            continue
+        if name.startswith(prefix):
+            continue
+        start, end = info["data_offsets"]
+        chunks.append(data[start:end])
+        out_header[name] = {**info, "data_offsets": [offset, offset + end - start]}
+        offset += end - start
+    raw = json.dumps(out_header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"".join(chunks))
+
+
+def test_resume_auto_starts_over_on_a_damaged_or_foreign_checkpoint(bins, split, tmp_path):
+    """--resume auto (what the workflow passes) continues only from a checkpoint of the same
+    settings; a truncated checkpoint or one of other settings gives a fresh run's bytes."""
+    settings = [*SMALL, "--max-epochs", 2]
+    fresh = tmp_path / "fresh"
+    run(train_cmd(bins, split, "dgd", fresh, *settings))
+    damaged = tmp_path / "damaged"
+    run(train_cmd(bins, split, "dgd", damaged, *settings, "--stop-after", 1))
+    # Damaged half-way: the parameters load, the mixture optimiser's state is missing.
+    drop_tensors(damaged / "last.safetensors", "opt.mix.")
+    run(train_cmd(bins, split, "dgd", damaged, *settings, "--resume", "auto"))
+    foreign = tmp_path / "foreign"
+    run(train_cmd(bins, split, "dgd", foreign, *settings, "--latent-dim", 3))
+    run(train_cmd(bins, split, "dgd", foreign, *settings, "--resume", "auto"))
+    for d in (damaged, foreign):
+        assert (d / "model.safetensors").read_bytes() == (fresh / "model.safetensors").read_bytes(), d.name
+
+
 @pytest.mark.parametrize("model", ["dgd", "nbvae"])
 def test_same_seed_same_bytes(model, bins, split, tmp_path):
     settings = [*SMALL, "--max-epochs", 3]

@@ -346,6 +346,10 @@ pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> 
         Resume::IfCompatible => {
             if let Err(e) = trainer.restore(&run.out_dir, "last") {
                 log::warn!("not resuming ({e}); starting from scratch");
+                // A restore that failed half-way may have loaded some tensors: start clean.
+                let m = &trainer.meta;
+                let device = trainer.net.device.clone();
+                *trainer = Trainer::new(m.config.clone(), m.covariates.clone(), m.genes.clone(), m.train_ids.clone(), m.val_ids.clone(), &device)?;
             }
         }
     }
