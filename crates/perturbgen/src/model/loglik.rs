@@ -7,10 +7,10 @@ use super::config::ModelKind;
 use super::data::{obs_column, ModelData};
 use super::nb_loss::nb_log_likelihood;
 use super::network::Network;
-use super::train::Latents;
+use super::train::{add_rows, Latents};
 use crate::cells::Cells;
 use crate::error::{Error, Result};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
@@ -48,13 +48,7 @@ impl LoadedModel {
         let z = match cfg.model {
             ModelKind::Dgd => self.fit_latents(data, fit_steps, on_step)?.values,
             ModelKind::Nbvae => {
-                let mut z = Vec::with_capacity(data.len() * cfg.latent_dim);
-                for rows in all.chunks(cfg.batch_size) {
-                    let batch = data.batch(rows);
-                    let x = Tensor::from_vec(batch.dense_log1p(), (rows.len(), data.n_genes()), device)?;
-                    let (mu, _) = self.net.encode(&x, &data.onehot(rows, device)?)?;
-                    z.extend(mu.flatten_all()?.to_vec1::<f32>()?);
-                }
+                let z = self.net.encoder_means(data, &all)?;
                 on_step();
                 z
             }
@@ -75,26 +69,14 @@ impl LoadedModel {
     /// decoder, dispersions and mixture frozen (how validation latents are fitted in training).
     pub fn fit_latents(&self, data: &ModelData, steps: usize, on_step: &dyn Fn()) -> Result<Latents> {
         let cfg = &self.meta.config;
-        let gmm = self.net.gmm.as_ref().ok_or_else(|| Error::Config("not a DGD model".into()))?;
         let d = cfg.latent_dim;
         let mut latents = Latents::zeros(data.len(), d);
         let all: Vec<usize> = (0..data.len()).collect();
-        let device = &self.net.device;
         for _ in 0..steps {
             let mut acc = vec![0f32; data.len() * d];
             for rows in all.chunks(cfg.batch_size) {
-                let zs: Vec<f32> = rows.iter().flat_map(|&r| latents.values[r * d..(r + 1) * d].iter().copied()).collect();
-                let z = Var::from_vec(zs, (rows.len(), d), device)?;
-                let logits = self.net.decode(z.as_tensor(), &data.onehot(rows, device)?)?;
-                let nll = self.net.nll(&logits, Arc::new(data.batch(rows)), true)?;
-                let loss = ((nll.sum_all()? - gmm.log_prob(z.as_tensor())?.sum_all()?)? / rows.len() as f64)?;
-                let grads = loss.backward()?;
-                if let Some(g) = grads.get(z.as_tensor()) {
-                    let g = g.flatten_all()?.to_vec1::<f32>()?;
-                    for (i, &r) in rows.iter().enumerate() {
-                        acc[r * d..(r + 1) * d].copy_from_slice(&g[i * d..(i + 1) * d]);
-                    }
-                }
+                let b = self.net.dgd_batch(data, rows, latents.rows(rows), None)?;
+                add_rows(&mut acc, rows, &b.z_grad, d);
             }
             latents.adam.step(&cfg.latent_adam, &mut latents.values, &acc);
             on_step();
@@ -232,10 +214,17 @@ impl LoglikRun {
     pub fn run(&self) -> Result<Vec<LoglikRow>> {
         let device = super::device(&self.device)?;
         let model = LoadedModel::load(&self.model, &device)?;
-        let mut cells = Cells::read(&self.counts, &self.obs)?;
-        if let Some(ids) = &self.cells {
-            cells = super::data::split_validation(cells, ids)?.val;
-        }
+        let all_cells = Cells::read(&self.counts, &self.obs)?;
+        // The baseline usually trains on the same file the scored cells come from (minus them):
+        // read it once.
+        let same_file = self.baseline.as_ref().is_some_and(|(c, o)| (c, o) == (&self.counts, &self.obs));
+        let (cells, rest) = match &self.cells {
+            Some(ids) => {
+                let split = super::data::split_validation(all_cells, ids)?;
+                (split.val, Some(split.train))
+            }
+            None => (all_cells, None),
+        };
         let scored: std::collections::HashSet<String> = cells.obs.obs_id.iter().cloned().collect();
         let name = model.meta.config.model.name();
         let data = model.data(cells, &self.counts, &self.obs)?;
@@ -245,9 +234,14 @@ impl LoglikRun {
         bar.finish_and_clear();
         let mut rows = rows_by_cell_type(name, &data.cells, &ll);
         if let Some((counts, obs)) = &self.baseline {
-            let train = Cells::read(counts, obs)?;
-            let keep: Vec<usize> = (0..train.len()).filter(|&i| !scored.contains(&train.obs.obs_id[i])).collect();
-            let train = train.take(&keep);
+            let train = match rest {
+                Some(rest) if same_file => rest,
+                _ => {
+                    let train = Cells::read(counts, obs)?;
+                    let keep: Vec<usize> = (0..train.len()).filter(|&i| !scored.contains(&train.obs.obs_id[i])).collect();
+                    train.take(&keep)
+                }
+            };
             data.cells.check_same_genes(&train, counts)?;
             let baseline = GroupMeanNb::fit(&train)?;
             let ll = baseline.loglik(&data.cells, &self.obs)?;

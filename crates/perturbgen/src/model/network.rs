@@ -1,11 +1,11 @@
 //! The model's parameters and forward passes: the conditional decoder shared by both models,
 //! the per-gene dispersions, and either the DGD's mixture prior or the VAE's encoder.
 use super::config::{ModelKind, TrainConfig};
-use super::data::Covariates;
+use super::data::{Covariates, ModelData};
 use super::gmm::Gmm;
 use super::nb_loss::{nb_nll, SparseBatch};
 use super::nn::Mlp;
-use candle_core::{Device, Tensor, Var, D};
+use candle_core::{backprop::GradStore, Device, Tensor, Var, D};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -76,6 +76,39 @@ impl Network {
         Ok((h.narrow(D::Minus1, 0, d)?, h.narrow(D::Minus1, d, d)?))
     }
 
+    /// DGD, one batch: NB NLL − log p(z) for the latents `z` (rows × d, row order of `rows`)
+    /// and its gradients. With `mixture_prior_weight` w (training), −w·log p(mixture params) is
+    /// added too. The loss is divided by the batch size.
+    pub fn dgd_batch(&self, data: &ModelData, rows: &[usize], z: Vec<f32>, mixture_prior_weight: Option<f64>) -> candle_core::Result<DgdBatch> {
+        let gmm = self.gmm.as_ref().ok_or_else(|| candle_core::Error::Msg("this model has no mixture prior (VAE)".into()))?;
+        let z = Var::from_vec(z, (rows.len(), self.config.latent_dim), &self.device)?;
+        let logits = self.decode(z.as_tensor(), &data.onehot(rows, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?)?;
+        let nll = self.nll(&logits, Arc::new(data.batch(rows)), true)?;
+        let (nll_sum, lpz_sum) = (nll.sum_all()?, gmm.log_prob(z.as_tensor())?.sum_all()?);
+        let mut loss = (&nll_sum - &lpz_sum)?;
+        if let Some(w) = mixture_prior_weight {
+            loss = (loss - (gmm.log_prior()? * w)?)?;
+        }
+        let grads = (loss / rows.len() as f64)?.backward()?;
+        let z_grad = match grads.get(z.as_tensor()) {
+            Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+            None => vec![0.0; rows.len() * self.config.latent_dim],
+        };
+        Ok(DgdBatch { grads, z_grad, nll_sum: nll_sum.to_scalar::<f32>()? as f64, log_pz_sum: lpz_sum.to_scalar::<f32>()? as f64 })
+    }
+
+    /// VAE: encoder means of `rows`, in batches of the training batch size (rows × d).
+    pub fn encoder_means(&self, data: &ModelData, rows: &[usize]) -> candle_core::Result<Vec<f32>> {
+        let mut z = Vec::with_capacity(rows.len() * self.config.latent_dim);
+        for chunk in rows.chunks(self.config.batch_size) {
+            let x = Tensor::from_vec(data.batch(chunk).dense_log1p(), (chunk.len(), data.n_genes()), &self.device)?;
+            let c = data.onehot(chunk, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let (mu, _) = self.encode(&x, &c)?;
+            z.extend(mu.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(z)
+    }
+
     /// Every parameter as a named tensor (`param.<name>`).
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
         self.all_vars().into_iter().map(|(n, v)| (format!("param.{n}"), v.as_tensor().clone())).collect()
@@ -92,4 +125,14 @@ impl Network {
         }
         Ok(())
     }
+}
+
+/// What [`Network::dgd_batch`] returns.
+pub struct DgdBatch {
+    /// Gradients of every variable (decoder, dispersions, mixture) for the optimisers.
+    pub grads: GradStore,
+    /// d loss / d z, rows × d.
+    pub z_grad: Vec<f32>,
+    pub nll_sum: f64,
+    pub log_pz_sum: f64,
 }

@@ -5,7 +5,6 @@ use super::plots;
 use super::train::Trainer;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
-use candle_core::Tensor;
 use std::path::Path;
 
 /// At most this many cells in the latent plot (an even stride over the cells).
@@ -31,16 +30,7 @@ fn latents(trainer: &Trainer, data: &ModelData, rows: &[usize]) -> Result<Vec<f3
     let d = trainer.meta.config.latent_dim;
     match trainer.meta.config.model {
         ModelKind::Dgd => Ok(rows.iter().flat_map(|&r| trainer.latents_train.values[r * d..(r + 1) * d].iter().copied()).collect()),
-        ModelKind::Nbvae => {
-            let device = &trainer.net.device;
-            let mut out = Vec::with_capacity(rows.len() * d);
-            for chunk in rows.chunks(trainer.meta.config.batch_size) {
-                let x = Tensor::from_vec(data.batch(chunk).dense_log1p(), (chunk.len(), data.n_genes()), device)?;
-                let (mu, _) = trainer.net.encode(&x, &data.onehot(chunk, device)?)?;
-                out.extend(mu.flatten_all()?.to_vec1::<f32>()?);
-            }
-            Ok(out)
-        }
+        ModelKind::Nbvae => Ok(trainer.net.encoder_means(data, rows)?),
     }
 }
 

@@ -8,7 +8,7 @@ use super::config::{ModelKind, TrainConfig};
 use super::data::{Covariates, ModelData};
 use super::network::Network;
 use crate::error::{Error, Result};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -28,6 +28,15 @@ pub fn stream_rng(seed: u64, purpose: u64, epoch: u64, batch: u64) -> ChaCha8Rng
 const STREAM_SHUFFLE: u64 = 1;
 const STREAM_EPSILON: u64 = 2;
 
+/// Adds per-row gradients (rows × d, in `rows` order) into the per-cell accumulator.
+pub fn add_rows(acc: &mut [f32], rows: &[usize], grad: &[f32], d: usize) {
+    for (i, &r) in rows.iter().enumerate() {
+        for j in 0..d {
+            acc[r * d + j] += grad[i * d + j];
+        }
+    }
+}
+
 /// Per-cell latents (DGD) with their own Adam moments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Latents {
@@ -42,7 +51,8 @@ impl Latents {
         Self { dim, values: vec![0.0; n * dim], adam: AdamState::new(n * dim) }
     }
 
-    fn rows(&self, rows: &[usize]) -> Vec<f32> {
+    /// The latents of `rows`, concatenated.
+    pub fn rows(&self, rows: &[usize]) -> Vec<f32> {
         rows.iter().flat_map(|&r| self.values[r * self.dim..(r + 1) * self.dim].iter().copied()).collect()
     }
 
@@ -202,39 +212,20 @@ impl Trainer {
         let n_total = data.len().max(1) as f64;
         let mut acc = vec![0f32; data.len() * d];
         let mut totals = PassTotals::default();
-        let gmm = self.net.gmm.as_ref().ok_or_else(|| Error::Config("DGD without a mixture prior".into()))?;
         for rows in order.chunks(cfg.batch_size) {
             let latents = if frozen { &self.latents_val } else { &self.latents_train };
-            let z = Var::from_vec(latents.rows(rows), (rows.len(), d), &self.net.device)?;
-            let c = data.onehot(rows, &self.net.device)?;
-            let batch = Arc::new(data.batch(rows));
-            let logits = self.net.decode(z.as_tensor(), &c)?;
-            let nll = self.net.nll(&logits, batch, true)?;
-            let log_pz = gmm.log_prob(z.as_tensor())?;
-            let (nll_sum, lpz_sum) = (nll.sum_all()?, log_pz.sum_all()?);
-            let mut loss = (&nll_sum - &lpz_sum)?;
+            // Training: the mixture's own priors, spread over the epoch's batches.
+            let prior_weight = (!frozen).then(|| rows.len() as f64 / n_total);
+            let b = self.net.dgd_batch(data, rows, latents.rows(rows), prior_weight)?;
             if !frozen {
-                // The mixture's own priors, spread over the epoch's batches.
-                loss = (loss - (gmm.log_prior()? * (rows.len() as f64 / n_total))?)?;
-            }
-            let loss = (loss / rows.len() as f64)?;
-            let grads = loss.backward()?;
-            if !frozen {
-                self.opt_net.step(&grads)?;
+                self.opt_net.step(&b.grads)?;
                 if let Some(opt) = self.opt_mix.as_mut() {
-                    opt.step(&grads)?;
+                    opt.step(&b.grads)?;
                 }
             }
-            if let Some(gz) = grads.get(z.as_tensor()) {
-                let gz = gz.flatten_all()?.to_vec1::<f32>()?;
-                for (i, &r) in rows.iter().enumerate() {
-                    for j in 0..d {
-                        acc[r * d + j] += gz[i * d + j];
-                    }
-                }
-            }
-            totals.recon += nll_sum.to_scalar::<f32>()? as f64;
-            totals.prior -= lpz_sum.to_scalar::<f32>()? as f64;
+            add_rows(&mut acc, rows, &b.z_grad, d);
+            totals.recon += b.nll_sum;
+            totals.prior -= b.log_pz_sum;
             totals.cells += rows.len();
             on_batch();
         }
