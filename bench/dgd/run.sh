@@ -94,7 +94,7 @@ timed() { # dir command...
 }
 # A private copy of pgen-train, so that a rebuild during the benchmark cannot mix two binaries.
 cp -p "$TRAIN" "$OUT/pgen-train"
-RUST=("$OUT/pgen-train" --model dgd --bench-steps "$STEPS" --batch-size "$BATCH" --threads "$THREADS"
+RUST=("$OUT/pgen-train" --model dgd --bench-steps "$STEPS" --set "common.batch_size=$BATCH" --threads "$THREADS"
     --counts "$COUNTS" --obs "$OBS" --validation "$VAL" --out-dir "$OUT/rust-train")
 TORCH=("$TORCH_PYTHON" "$HERE/torch_dgd.py" --bench-steps "$STEPS" --batch-size "$BATCH" --threads "$THREADS"
     --counts "$COUNTS" --obs "$OBS" --validation "$VAL")

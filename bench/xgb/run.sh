@@ -39,7 +39,7 @@ rss() { awk -F': ' '/Maximum resident/ {printf "%.2f", $2 / 1048576}' "$1"; }
 
 echo "== pgen-xgb --threads $THREADS"
 "$TIME" -v -o "$OUT/rust.time" "$XGB" --de-train "$OUT/de_train.parquet" --targets "$OUT/targets.csv" \
-    --rounds "$ROUNDS" --threads "$THREADS" --out "$OUT/rust.parquet" 2> "$OUT/rust.stderr"
+    --set "rounds=$ROUNDS" --threads "$THREADS" --out "$OUT/rust.parquet" 2> "$OUT/rust.stderr"
 grep -h "fitted" "$OUT/rust.stderr" || true
 rust_s=$(wall "$OUT/rust.time")
 

@@ -641,3 +641,21 @@ def test_workflow_limma_parameter_change_reruns_only_de(workflow_dir):
     n_cell_types = len(read_parquet(d / "results" / "de" / "de_train.parquet")["cell_type"].unique())
     assert jobs["limma_train"] == n_cell_types == 6, jobs
     assert jobs["limma_truth"] == 2, jobs  # B cells and Myeloid cells
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("xgb={eta: 0}", "xgb.eta: must be > 0"),
+    ("forest={n_trees: 0}", "forest.n_trees: must be at least 1"),
+    ("train={common: {min_epochs: 50, max_epochs: 10}}", "train.min_epochs: 50 is more than max_epochs 10"),
+    ("train={dgd: {dirichlet_alpha: 0}}", "train.dirichlet_alpha: must be > 0"),
+    ("xgb={tree_method: magic}", "magic"),
+])
+def test_workflow_bad_typed_values_fail_before_any_job(workflow_dir, override, expected):
+    """The typed sections are checked by their Rust types (pgen-config check) when the
+    workflow loads, so a bad value stops even a dry run, naming its key."""
+    d, bin_config = workflow_dir
+    proc = snakemake(d, "-n", "--config", bin_config, override, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert expected in out, out
+    assert "Job stats" not in out, out

@@ -70,7 +70,7 @@ def write_inputs(tmp_path, pairs):
 
 
 def forest_cmd(forest_bin, pb, targets, out, *extra):
-    return [forest_bin, "--pseudobulk", pb, "--targets", targets, "--script", SCRIPT, "--n-trees", 40,
+    return [forest_bin, "--pseudobulk", pb, "--targets", targets, "--script", SCRIPT, "--set", "n_trees=40",
             *extra, "--out", out]
 
 
@@ -129,5 +129,6 @@ def test_forest_bad_inputs(forest_bin, tmp_path):
     pd.read_parquet(pb).iloc[:0].to_parquet(empty, index=False)
     fails(forest_cmd(forest_bin, empty, targets, out), out, "empty.parquet", "no samples")
 
-    fails(forest_cmd(forest_bin, pb, targets, out, "--feature", "SMILES"), out, "unknown feature column `SMILES`")
-    fails(forest_cmd(forest_bin, pb, targets, out, "--target", "both"), out, "genes or pca")
+    fails(forest_cmd(forest_bin, pb, targets, out, "--set", "features=[cell_type, SMILES]"), out, "forest.features", "SMILES")
+    fails(forest_cmd(forest_bin, pb, targets, out, "--set", "target=both"), out, "forest.target", "genes", "pca")
+    fails(forest_cmd(forest_bin, pb, targets, out, "--set", "min_samples_leaf=0"), out, "forest.min_samples_leaf")

@@ -1,5 +1,5 @@
 """The generative models end to end with the release executables on the demo simulation:
-pgen-train (DGD, NB-VAE) and pgen-score --loglik.
+pgen-train (DGD, NB-VAE) and pgen-loglik.
 
 - Both models must give the held-out (validation) cells a higher NB log-likelihood than the
   per-gene NB with (cell type, compound) group means; that baseline's number is recomputed
@@ -22,16 +22,20 @@ from scipy import sparse, stats
 from conftest import _binary, run
 from test_xgb import fails
 
+def common(**settings):
+    """`--set common.KEY=VALUE` for each setting (pgen-train reads the `train` section)."""
+    return [a for k, v in settings.items() for a in ("--set", f"common.{k}={v}")]
+
+
 # The workflow's demo settings (config.yaml train.common), for the baseline comparison.
-DEMO = ["--batch-size", 1024, "--max-epochs", 30, "--min-epochs", 10, "--patience", 5, "--seed", 0]
-# A small, fast model for the determinism and resume tests.
-SMALL = ["--decoder-hidden", "32,64", "--encoder-hidden", "64,32", "--batch-size", 2048,
-         "--min-epochs", 100]
+DEMO = common(batch_size=1024, max_epochs=30, min_epochs=10, patience=5, seed=0)
+# A small, fast model for the determinism and resume tests (never stops early).
+SMALL = common(decoder_hidden="[32, 64]", encoder_hidden="[64, 32]", batch_size=2048, min_epochs=1, patience=1000)
 
 
 @pytest.fixture(scope="module")
 def bins():
-    return {n: _binary(f"pgen-{n}") for n in ["filter", "split", "train", "score"]}
+    return {n: _binary(f"pgen-{n}") for n in ["filter", "split", "train", "loglik"]}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +58,7 @@ def train_cmd(bins, split, model, out_dir, *extra):
 
 
 def loglik_cmd(bins, split, model_dir, table, obs=None):
-    return [bins["score"], "--loglik", "--model", model_dir, "--counts", split / "counts.parquet",
+    return [bins["loglik"], "--model", model_dir, "--counts", split / "counts.parquet",
             "--obs", obs or split / "obs.parquet", "--cells", split / "validation.txt",
             "--baseline-counts", split / "counts.parquet", "--baseline-obs", split / "obs.parquet",
             "--threads", 2, "--out-table", table]
@@ -63,7 +67,7 @@ def loglik_cmd(bins, split, model_dir, table, obs=None):
 def baseline_loglik_scipy(split):
     """Per-gene NB, mean = the (cell type, compound) group's training mean shrunk towards the
     gene's overall mean with the weight of one cell; r by pooled within-group moments
-    (the definition in pgen-score --help / the README), evaluated with scipy.stats.nbinom."""
+    (the definition in pgen-loglik --help / the README), evaluated with scipy.stats.nbinom."""
     obs = pd.read_parquet(split / "obs.parquet")
     counts = pd.read_parquet(split / "counts.parquet")
     val_ids = set(open(split / "validation.txt").read().split())
@@ -98,7 +102,7 @@ def baseline_loglik_scipy(split):
 @pytest.mark.parametrize("model", ["dgd", "nbvae"])
 def test_models_beat_the_group_mean_baseline(model, bins, split, tmp_path):
     out = tmp_path / model
-    run(train_cmd(bins, split, model, out, *DEMO, *(["--kl-warmup", 10] if model == "nbvae" else [])))
+    run(train_cmd(bins, split, model, out, *DEMO, *(["--set", "nbvae.kl_warmup=10"] if model == "nbvae" else [])))
     for f in ["model.safetensors", "model.json", "last.safetensors", "history.csv", "loss.png", "latent.png"]:
         assert (out / f).is_file(), f
     history = pd.read_csv(out / "history.csv")
@@ -109,7 +113,7 @@ def test_models_beat_the_group_mean_baseline(model, bins, split, tmp_path):
     t = pd.read_csv(table).set_index(["name", "cell_type"])
     ours = t.loc[(model, "all"), "mean_loglik_per_cell"]
     base = t.loc[("baseline_group_mean", "all"), "mean_loglik_per_cell"]
-    # The baseline, recomputed with scipy, must be what pgen-score reports.
+    # The baseline, recomputed with scipy, must be what pgen-loglik reports.
     scipy_base, n_val = baseline_loglik_scipy(split)
     assert t.loc[("baseline_group_mean", "all"), "cells"] == n_val
     assert abs(base - scipy_base) <= 1e-6 * abs(scipy_base), (base, scipy_base)
@@ -118,7 +122,7 @@ def test_models_beat_the_group_mean_baseline(model, bins, split, tmp_path):
 
 
 def test_resume_after_kill_gives_the_uninterrupted_model(bins, split, tmp_path):
-    settings = [*SMALL, "--max-epochs", 14, "--checkpoint-every", 1]
+    settings = [*SMALL, *common(max_epochs=14, checkpoint_every=1)]
     full, killed = tmp_path / "full", tmp_path / "killed"
     run(train_cmd(bins, split, "dgd", full, *settings))
     proc = subprocess.Popen([str(c) for c in train_cmd(bins, split, "dgd", killed, *settings)],
@@ -172,7 +176,7 @@ def drop_tensors(path, prefix):
 def test_resume_auto_starts_over_on_a_damaged_or_foreign_checkpoint(bins, split, tmp_path):
     """--resume auto (what the workflow passes) continues only from a checkpoint of the same
     settings; a truncated checkpoint or one of other settings gives a fresh run's bytes."""
-    settings = [*SMALL, "--max-epochs", 2]
+    settings = [*SMALL, *common(max_epochs=2)]
     fresh = tmp_path / "fresh"
     run(train_cmd(bins, split, "dgd", fresh, *settings))
     damaged = tmp_path / "damaged"
@@ -181,7 +185,7 @@ def test_resume_auto_starts_over_on_a_damaged_or_foreign_checkpoint(bins, split,
     drop_tensors(damaged / "last.safetensors", "opt.mix.")
     run(train_cmd(bins, split, "dgd", damaged, *settings, "--resume", "auto"))
     foreign = tmp_path / "foreign"
-    run(train_cmd(bins, split, "dgd", foreign, *settings, "--latent-dim", 3))
+    run(train_cmd(bins, split, "dgd", foreign, *settings, *common(latent_dim=3)))
     run(train_cmd(bins, split, "dgd", foreign, *settings, "--resume", "auto"))
     for d in (damaged, foreign):
         assert (d / "model.safetensors").read_bytes() == (fresh / "model.safetensors").read_bytes(), d.name
@@ -189,9 +193,9 @@ def test_resume_auto_starts_over_on_a_damaged_or_foreign_checkpoint(bins, split,
 
 @pytest.mark.parametrize("model", ["dgd", "nbvae"])
 def test_same_seed_same_bytes(model, bins, split, tmp_path):
-    settings = [*SMALL, "--max-epochs", 3]
+    settings = [*SMALL, *common(max_epochs=3)]
     for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
-        run(train_cmd(bins, split, model, tmp_path / name, *settings, "--seed", seed))
+        run(train_cmd(bins, split, model, tmp_path / name, *settings, *common(seed=seed)))
     blob = lambda n: (tmp_path / n / "model.safetensors").read_bytes()
     assert blob("a") == blob("b")
     assert blob("a") != blob("c")
@@ -202,17 +206,22 @@ def test_bad_inputs(bins, split, tmp_path):
     bad_ids = tmp_path / "ids.txt"
     bad_ids.write_text("no-such-cell\n")
     out = tmp_path / "o1" / "model"
-    cmd = train_cmd(bins, split, "dgd", out, *SMALL, "--max-epochs", 1)
+    cmd = train_cmd(bins, split, "dgd", out, *SMALL, *common(max_epochs=1))
     cmd[cmd.index("--validation") + 1] = bad_ids
     err = fails(cmd, out / "model.safetensors", "ids.txt", "row 1", "no-such-cell")
     assert not out.exists() or not any(out.iterdir()), err
-    # Unknown model, bad flag values.
-    fails(train_cmd(bins, split, "gan", tmp_path / "o2", *SMALL), tmp_path / "o2" / "model.safetensors", "unknown model")
-    fails(train_cmd(bins, split, "dgd", tmp_path / "o3", *SMALL, "--decoder-betas", "0.5"), tmp_path / "o3" / "model.safetensors", "betas")
+    # Unknown model, bad settings: one line naming the key.
+    fails(train_cmd(bins, split, "gan", tmp_path / "o2", *SMALL), tmp_path / "o2" / "model.safetensors", "invalid value 'gan'", "dgd, nbvae")
+    fails(train_cmd(bins, split, "dgd", tmp_path / "o3", *SMALL, *common(decoder_betas="[0.5]")), tmp_path / "o3" / "model.safetensors",
+          "train.common.decoder_betas")
+    fails(train_cmd(bins, split, "dgd", tmp_path / "o4", *SMALL, *common(min_epochs=5, max_epochs=2)), tmp_path / "o4" / "model.safetensors",
+          "train.min_epochs", "more than max_epochs")
+    fails(train_cmd(bins, split, "dgd", tmp_path / "o5", *SMALL, "--set", "dgd.dirichlet_alpha=-1"), tmp_path / "o5" / "model.safetensors",
+          "train.dirichlet_alpha")
     # Resuming with other settings is refused, naming them.
     model = tmp_path / "m"
-    run(train_cmd(bins, split, "dgd", model, *SMALL, "--max-epochs", 1))
-    proc = subprocess.run([str(c) for c in train_cmd(bins, split, "dgd", model, *SMALL, "--max-epochs", 1, "--latent-dim", 3, "--resume")],
+    run(train_cmd(bins, split, "dgd", model, *SMALL, *common(max_epochs=1)))
+    proc = subprocess.run([str(c) for c in train_cmd(bins, split, "dgd", model, *SMALL, *common(max_epochs=1, latent_dim=3), "--resume")],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "latent_dim" in proc.stderr.strip().splitlines()[-1], proc.stderr
     # Scoring cells with a category the model never saw: the column and the value are named.

@@ -95,16 +95,17 @@ CASES = {
     "onehot": dict(extras=[], args=[], params={}),
     "compound_mean+cell_type_mean, depth 3, eta 0.1": dict(
         extras=["compound_mean", "cell_type_mean"],
-        args=["--max-depth", "3", "--eta", "0.1"],
+        args=["--set", "max_depth=3", "--set", "eta=0.1"],
         params={"max_depth": 3, "eta": 0.1}),
     "cell-type scale, base_score 0.5": dict(
         extras=["compound_mean"], scale=True,
-        args=["--cell-type-scale", "--base-score", "0.5"],
+        args=["--set", "cell_type_scale=true", "--set", "base_score=0.5"],
         params={"base_score": 0.5}),
     "subsample/colsample with a seed, hist": dict(
         extras=["compound_mean"],
-        args=["--subsample", "0.7", "--colsample-bytree", "0.8", "--seed", "7", "--tree-method", "hist",
-              "--lambda", "2", "--min-child-weight", "0.5"],
+        # --params (the JSON the workflow passes) and a --set over it.
+        args=["--params", '{"subsample": 0.7, "colsample_bytree": 0.8, "seed": 7, "tree_method": "hist", "lambda": 1}',
+              "--set", "lambda=2", "--set", "min_child_weight=0.5"],
         params={"subsample": 0.7, "colsample_bytree": 0.8, "seed": 7, "tree_method": "hist",
                 "lambda": 2, "min_child_weight": 0.5}),
 }
@@ -118,9 +119,9 @@ def test_xgb_matches_python_xgboost(xgb_bin, tmp_path, case):
     de.to_parquet(tmp_path / "de_train.parquet", index=False)
     ids.to_csv(tmp_path / "targets.csv", index=False)
     rounds = 30
-    feats = [a for e in spec["extras"] for a in ("--feature", e)]
+    feats = ["--set", f"features=[{', '.join(spec['extras'])}]"]
     run([xgb_bin, "--de-train", tmp_path / "de_train.parquet", "--targets", tmp_path / "targets.csv",
-         "--rounds", rounds, *feats, *spec["args"], "--threads", 2, "--out", tmp_path / "xgb.parquet"])
+         "--set", f"rounds={rounds}", *feats, *spec["args"], "--threads", 2, "--out", tmp_path / "xgb.parquet"])
     got = pd.read_parquet(tmp_path / "xgb.parquet")
     assert list(got.columns) == DE_KEYS + GENES
     assert list(zip(got["cell_type"], got["sm_name"])) == list(zip(ids["cell_type"], ids["sm_name"]))
@@ -143,7 +144,7 @@ def test_xgb_thread_count_does_not_change_predictions(xgb_bin, tmp_path):
     for threads in (1, 2):
         out = tmp_path / f"p{threads}.parquet"
         run([xgb_bin, "--de-train", tmp_path / "de.parquet", "--targets", tmp_path / "t.csv",
-             "--subsample", "0.8", "--rounds", 10, "--threads", threads, "--out", out])
+             "--set", "subsample=0.8", "--set", "rounds=10", "--threads", threads, "--out", out])
         outs.append(pd.read_parquet(out))
     pd.testing.assert_frame_equal(outs[0], outs[1])
 
@@ -190,14 +191,17 @@ def test_xgb_bad_inputs(xgb_bin, tmp_path):
           out, "nan.parquet", "row 5", "ZNF4")
 
     # Hyperparameters out of range.
-    fails([xgb_bin, "--de-train", good, "--targets", tmp_path / "t.csv", "--subsample", "0", "--out", out],
-          out, "subsample")
-    fails([xgb_bin, "--de-train", good, "--targets", tmp_path / "t.csv", "--feature", "smiles", "--out", out],
-          out, "smiles")
-    fails([xgb_bin, "--de-train", good, "--targets", tmp_path / "t.csv", "--tree-method", "magic", "--out", out],
-          out, "tree_method")
+    fails([xgb_bin, "--de-train", good, "--targets", tmp_path / "t.csv", "--set", "subsample=0", "--out", out],
+          out, "xgb.subsample", "(0, 1]")
+    fails([xgb_bin, "--de-train", good, "--targets", tmp_path / "t.csv", "--set", "features=[smiles]", "--out", out],
+          out, "xgb.features", "smiles")
+    fails([xgb_bin, "--de-train", good, "--targets", tmp_path / "t.csv", "--set", "tree_method=magic", "--out", out],
+          out, "xgb.tree_method", "magic")
+    # An unknown key: named, with the keys there are.
+    fails([xgb_bin, "--de-train", good, "--targets", tmp_path / "t.csv", "--set", "etaa=0.1", "--out", out],
+          out, "unknown field `etaa`", "eta")
     # A parameter XGBoost itself refuses: its message, and the parameters.
-    fails([xgb_bin, "--de-train", good, "--targets", tmp_path / "t.csv", "--param", "booster=magic", "--out", out],
+    fails([xgb_bin, "--de-train", good, "--targets", tmp_path / "t.csv", "--set", "params.booster=magic", "--out", out],
           out, "XGBoost", "magic", "booster=magic")
 
 
@@ -208,7 +212,7 @@ def test_blend_and_leaderboard_cli(xgb_bin, tmp_path):
     de, ids = fixture_tables()
     de.to_parquet(tmp_path / "de.parquet", index=False)
     ids.to_csv(tmp_path / "t.csv", index=False)
-    run([xgb_bin, "--de-train", tmp_path / "de.parquet", "--targets", tmp_path / "t.csv", "--rounds", 20,
+    run([xgb_bin, "--de-train", tmp_path / "de.parquet", "--targets", tmp_path / "t.csv", "--set", "rounds=20",
          "--out", tmp_path / "xgb.parquet"])
     run([_binary("pgen-baseline"), "--kind", "zero", "--targets", tmp_path / "t.csv",
          "--de-train", tmp_path / "de.parquet", "--out", tmp_path / "zero.parquet"])
@@ -231,7 +235,7 @@ def test_blend_and_leaderboard_cli(xgb_bin, tmp_path):
     held = pd.read_parquet(inner / "truth.parquet")
     assert set(held["cell_type"]) == {"B cells", "Myeloid cells"} and len(held) == 2
     assert not set(zip(held["cell_type"], held["sm_name"])) & set(zip(ids["cell_type"], ids["sm_name"]))
-    run([xgb_bin, "--de-train", inner / "train.parquet", "--targets", inner / "t.csv", "--rounds", 20,
+    run([xgb_bin, "--de-train", inner / "train.parquet", "--targets", inner / "t.csv", "--set", "rounds=20",
          "--out", inner / "xgb.parquet"])
     run([_binary("pgen-baseline"), "--kind", "zero", "--targets", inner / "t.csv",
          "--de-train", inner / "train.parquet", "--out", inner / "zero.parquet"])

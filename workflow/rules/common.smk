@@ -1,31 +1,63 @@
 # Shared configuration handling and helper functions (no rules here).
+import json
 import os
 import shlex
+import subprocess
+import sys
+import tempfile
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
-def _coerce_cli_strings(cfg, schema, root):
-    """`--config key='{a: 1}'` hands nested values over as strings (YAML BaseLoader):
-    turn them back into integers/numbers/booleans/null where the schema allows no string."""
-    if "$ref" in schema:
-        node = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
+_SCHEMA_DIR = os.path.join(workflow.basedir, "workflow", "schemas")
+_SCHEMA_DOCS = {}
+
+
+def _schema_doc(name):
+    """A schema file of workflow/schemas (config.schema.yaml, or stages.schema.json which
+    pgen-config generates from the Rust parameter types)."""
+    if name not in _SCHEMA_DOCS:
+        with open(os.path.join(_SCHEMA_DIR, name)) as fh:
+            _SCHEMA_DOCS[name] = yaml.safe_load(fh)
+    return _SCHEMA_DOCS[name]
+
+
+def _resolve(schema, doc):
+    """Follows `$ref` (within `doc`, or `file#/pointer` into another schema file)."""
+    while "$ref" in schema:
+        target, _, pointer = schema["$ref"].partition("#")
+        if target:
+            doc = target
+        node = _schema_doc(doc)
+        for part in pointer.strip("/").split("/") if pointer.strip("/") else []:
             node = node[part]
         schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema, doc
+
+
+def _coerce_cli_strings(cfg, schema, doc="config.schema.yaml"):
+    """`--config key='{a: 1}'` hands nested values over as strings (YAML BaseLoader):
+    turn them back into integers/numbers/booleans/null where the schema allows no string."""
+    schema, doc = _resolve(schema, doc)
     if isinstance(cfg, dict):
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties")
         for key, value in cfg.items():
             sub = props.get(key, extra if isinstance(extra, dict) else None)
             if sub is not None:
-                cfg[key] = _coerce_cli_strings(value, sub, root)
+                cfg[key] = _coerce_cli_strings(value, sub, doc)
         return cfg
-    if isinstance(cfg, list) and isinstance(schema.get("items"), dict):
-        return [_coerce_cli_strings(v, schema["items"], root) for v in cfg]
+    items = schema.get("items") or schema.get("prefixItems")
+    if isinstance(cfg, list) and isinstance(items, (dict, list)):
+        pick = (lambda i: items[min(i, len(items) - 1)]) if isinstance(items, list) else (lambda i: items)
+        return [_coerce_cli_strings(v, pick(i), doc) for i, v in enumerate(cfg)]
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types
+    for alt in schema.get("anyOf", []) + schema.get("oneOf", []):
+        alt_types = _resolve(alt, doc)[0].get("type", [])
+        types = types + ([alt_types] if isinstance(alt_types, str) else alt_types)
     if isinstance(cfg, str) and "string" not in types:
         if "null" in types and cfg in ("null", "None", "~", ""):
             return None
@@ -44,10 +76,38 @@ def _coerce_cli_strings(cfg, schema, root):
     return cfg
 
 
-with open(workflow.source_path("../schemas/config.schema.yaml")) as _fh:
-    _SCHEMA = yaml.safe_load(_fh)
-_coerce_cli_strings(config, _SCHEMA, _SCHEMA)
+_coerce_cli_strings(config, _schema_doc("config.schema.yaml"))
 validate(config, schema="../schemas/config.schema.yaml")
+
+
+def _check_typed_sections():
+    """Runs the typed sections (xgb, forest, train) through their Rust types and checks
+    (pgen-config check), so that a bad value stops the workflow before any job, naming its key.
+    Skipped, with a note, until the executables are built."""
+    exe = os.path.join(config["bin_dir"], "pgen-config")
+    if not os.path.exists(exe):
+        print(f"note: {exe} not built yet: typed config sections not checked (run scripts/setup)", file=sys.stderr)
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="pgen-config-", delete=False) as fh:
+        json.dump(config, fh)
+    try:
+        result = subprocess.run([exe, "check", fh.name], capture_output=True, text=True, env={**os.environ, "RUST_LOG": "warn"})
+    finally:
+        os.unlink(fh.name)
+    if result.returncode != 0:
+        message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"pgen-config check failed ({result.returncode})"
+        raise WorkflowError("config: " + message.removeprefix("error: ").replace(fh.name + ": ", ""))
+
+
+_check_typed_sections()
+
+
+def section_params(name, **only):
+    """`--params JSON` for the executable of config section `name` (the whole section, or the
+    keys given as `only`), shell-quoted; Snakemake reruns the rule when it changes."""
+    value = only if only else config[name]
+    return "--params " + shlex.quote(json.dumps(value, sort_keys=True))
+
 
 SIM_DIR = "results/simulated"
 INGEST_DIR = "results/ingest"

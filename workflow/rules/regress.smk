@@ -9,7 +9,7 @@ rule xgb:
     output:
         f"{STAGE['predictions']}/xgb.parquet",
     params:
-        args=xgb_args(),
+        args=section_params("xgb"),
         log_level=config["log_level"],
     threads: rule_threads("xgb")
     resources:
@@ -38,7 +38,7 @@ rule forest:
         prediction=f"{STAGE['predictions']}/forest.parquet",
         pseudobulk="results/forest/predicted_pseudobulk.parquet",
     params:
-        args=forest_args(),
+        args=section_params("forest"),
         **LIMMA_PARAMS,
     threads: rule_threads("forest")
     resources:
@@ -92,7 +92,7 @@ rule xgb_inner:
     output:
         f"{INNER}/predictions/xgb.parquet",
     params:
-        args=xgb_args(),
+        args=section_params("xgb"),
         log_level=config["log_level"],
     threads: rule_threads("xgb")
     resources:
@@ -120,7 +120,7 @@ rule forest_inner:
     output:
         f"{INNER}/predictions/forest.parquet",
     params:
-        args=forest_args(),
+        args=section_params("forest"),
         **LIMMA_PARAMS,
     threads: rule_threads("forest")
     resources:

@@ -7,35 +7,6 @@ for _name in BLENDS:
         raise ValueError(f"blend name `{_name}` is taken by a route or output; pick another")
 
 
-def xgb_args():
-    """pgen-xgb flags from config['xgb'], shell-quoted."""
-    x = config["xgb"]
-    args = []
-    for key in ("rounds", "eta", "max_depth", "min_child_weight", "subsample", "colsample_bytree", "lambda", "alpha", "gamma", "tree_method", "seed", "base_score"):
-        args.extend([f"--{key.replace('_', '-')}", str(x[key])])
-    if x["cell_type_scale"]:
-        args.append("--cell-type-scale")
-    for feature in x["features"]:
-        args.extend(["--feature", feature])
-    for name, value in x["params"].items():
-        args.extend(["--param", f"{name}={value}"])
-    return shlex.join(args)
-
-
-def forest_args():
-    """pgen-forest flags from config['forest'] (forest parameters only; limma's come from config['de'])."""
-    f = config["forest"]
-    args = ["--target", f["target"], "--components", str(f["components"])]
-    for key in ("n_trees", "m_fraction", "min_samples_leaf", "seed"):
-        args.extend([f"--{key.replace('_', '-')}", str(f[key])])
-    for key in ("m", "max_depth"):
-        if f[key] is not None:
-            args.extend([f"--{key.replace('_', '-')}", str(f[key])])
-    for feature in f["features"]:
-        args.extend(["--feature", feature])
-    return shlex.join(args)
-
-
 # Routes whose inner-hold-out prediction exists (rules in regress.smk): blends can fit weights over them.
 INNER_ROUTES = ["xgb", "forest", "zero"]
 

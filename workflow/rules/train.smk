@@ -19,9 +19,8 @@ if MODELS:
             loss=f"{MODEL_DIR}/{{model}}/loss.png",
             latent=f"{MODEL_DIR}/{{model}}/latent.png",
         params:
-            args=lambda wildcards: train_args(wildcards.model),
+            args=lambda wildcards: train_params(wildcards.model),
             out_dir=lambda wildcards: f"{MODEL_DIR}/{wildcards.model}",
-            device=config["train"]["device"],
             log_level=config["log_level"],
         wildcard_constraints:
             model="|".join(MODELS),
@@ -38,7 +37,7 @@ if MODELS:
         shell:
             "RUST_LOG={params.log_level} {input.exe} --model {wildcards.model} --counts {input.counts}"
             " --obs {input.obs} --validation {input.validation} --out-dir {params.out_dir}"
-            " --resume auto --device {params.device} {params.args} --threads {threads} > {log} 2>&1"
+            " --resume auto {params.args} --threads {threads} > {log} 2>&1"
 
     rule loglik:
         """Mean NB log-likelihood of the validation cells (DGD: latents fitted with the decoder
@@ -49,14 +48,13 @@ if MODELS:
             counts=rules.split.output.train_counts,
             obs=rules.split.output.train_obs,
             validation=rules.split.output.validation,
-            exe=binary("pgen-score"),
+            exe=binary("pgen-loglik"),
         output:
             table=f"{STAGE['scores']}/loglik/{{model}}.csv",
             plot=f"{STAGE['scores']}/loglik/{{model}}.png",
         params:
             model_dir=lambda wildcards: f"{MODEL_DIR}/{wildcards.model}",
-            fit_steps=config["train"]["loglik_fit_steps"],
-            device=config["train"]["device"],
+            args=loglik_params(),
             log_level=config["log_level"],
         wildcard_constraints:
             model="|".join(MODELS),
@@ -68,8 +66,8 @@ if MODELS:
         conda:
             "../../envs/perturbgen.yaml"
         shell:
-            "RUST_LOG={params.log_level} {input.exe} --loglik --model {params.model_dir}"
+            "RUST_LOG={params.log_level} {input.exe} --model {params.model_dir}"
             " --counts {input.counts} --obs {input.obs} --cells {input.validation}"
             " --baseline-counts {input.counts} --baseline-obs {input.obs}"
-            " --fit-steps {params.fit_steps} --device {params.device} --threads {threads}"
+            " {params.args} --threads {threads}"
             " --out-table {output.table} --plot {output.plot} --title {wildcards.model} > {log} 2>&1"

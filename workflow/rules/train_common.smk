@@ -4,20 +4,13 @@ MODELS = list(config["train"]["models"])
 MODEL_DIR = STAGE["models"]
 
 
-def train_args(model):
-    """pgen-train flags from config['train'] (shared keys, then the model's own section)."""
+def train_params(model):
+    """pgen-train's `--params`: the shared settings and `model`'s own (the other model's keys
+    stay out, so that changing them does not rerun this one), and the device."""
     t = config["train"]
-    settings = {**t["common"], **t.get(model, {})}
-    args = []
-    for key, value in settings.items():
-        if value is None:
-            continue
-        flag = f"--{key.replace('_', '-')}"
-        if key == "covariates":
-            for c in value:
-                args += ["--covariate", c]
-        elif isinstance(value, list):
-            args += [flag, ",".join(str(v) for v in value)]
-        else:
-            args += [flag, str(value)]
-    return shlex.join(args)
+    return section_params("train", common=t["common"], device=t["device"], models=[model], **{model: t.get(model) or {}})
+
+
+def loglik_params():
+    t = config["train"]
+    return section_params("train", device=t["device"], loglik_fit_steps=t["loglik_fit_steps"], models=[])

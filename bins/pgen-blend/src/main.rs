@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use perturbgen::atomic::OutputSet;
 use perturbgen::io::de_table::DeTable;
-use perturbgen::regress::blend::{blend, fit_weights, inner_holdout, write_weights, Input};
+use perturbgen::blend::{blend, fit_weights, inner_holdout, write_weights, Input};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
@@ -14,7 +14,7 @@ struct Args {
     #[command(subcommand)]
     command: Command,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,8 +67,8 @@ enum Command {
 }
 
 fn main() {
-    let args = Args::parse();
-    perturbgen::cli::main(args.common.verbose, || run(args));
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
 fn read_inputs(items: &[String], flag: &str) -> Result<Vec<Input>> {

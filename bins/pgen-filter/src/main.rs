@@ -29,16 +29,16 @@ struct Args {
     #[arg(long)]
     removed: PathBuf,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 fn main() {
-    let args = Args::parse();
-    perturbgen::cli::main(args.common.verbose, || run(args));
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
-    perturbgen::threads::with_threads(args.common.threads, || -> Result<()> {
+    perturbgen::threads::with_threads(args.common.threads(), || -> Result<()> {
         let cells = Cells::read(&args.counts, &args.obs)?;
         let mut config = FilterConfig { min_cells: args.min_cells, negative_control: args.negative_control.clone(), ..Default::default() };
         if !args.drop_compounds.is_empty() {

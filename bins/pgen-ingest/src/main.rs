@@ -32,17 +32,17 @@ struct Args {
     #[arg(long)]
     qc_plot: Option<PathBuf>,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 fn main() {
-    let args = Args::parse();
-    perturbgen::cli::main(args.common.verbose, || run(args));
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
     let inputs = IngestInputs { counts: args.counts, obs: args.obs, excluded: args.excluded, genes: args.genes };
     let outputs = IngestOutputs { counts: args.out_counts, obs: args.out_obs, summary: args.summary, qc_plot: args.qc_plot };
-    perturbgen::threads::with_threads(args.common.threads, || ingest(&inputs, &outputs))??;
+    perturbgen::threads::with_threads(args.common.threads(), || ingest(&inputs, &outputs))??;
     Ok(())
 }

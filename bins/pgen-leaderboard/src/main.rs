@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use perturbgen::atomic::OutputSet;
-use perturbgen::regress::leaderboard::{choose, collect, plot, write_table, Entry};
+use perturbgen::leaderboard::{choose, collect, plot, write_table, Entry};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -27,7 +27,7 @@ struct Args {
     #[arg(long)]
     out_submission: Option<PathBuf>,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 fn pairs(items: &[String], flag: &str) -> Result<Vec<(String, PathBuf)>> {
@@ -41,8 +41,8 @@ fn pairs(items: &[String], flag: &str) -> Result<Vec<(String, PathBuf)>> {
 }
 
 fn main() {
-    let args = Args::parse();
-    perturbgen::cli::main(args.common.verbose, || run(args));
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {

@@ -15,25 +15,25 @@ struct Args {
     #[arg(long)]
     cell_type: String,
     #[command(flatten)]
-    limma: perturbgen::cli::LimmaArgs,
+    limma: perturbgen_cli::LimmaArgs,
     /// Keep only the pairs of this id_map (e.g. the hold-out targets).
     #[arg(long)]
     targets: Option<PathBuf>,
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 fn main() {
-    let args = Args::parse();
-    perturbgen::cli::main(args.common.verbose, || run(args));
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
     let pb = PseudoBulk::read(&args.pseudobulk)?;
     let targets = args.targets.as_deref().map(IdMap::read).transpose()?;
-    let config = args.limma.config(args.common.threads);
+    let config = args.limma.config(args.common.threads());
     let table = run_limma(&pb, &args.cell_type, &config, targets.as_ref(), &args.pseudobulk)?;
     log::info!("{}: {} compounds × {} genes", args.cell_type, table.n_rows(), table.genes.len());
     table.write(&args.out)?;

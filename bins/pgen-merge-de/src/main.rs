@@ -12,12 +12,12 @@ struct Args {
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 fn main() {
-    let args = Args::parse();
-    perturbgen::cli::main(args.common.verbose, || run(args));
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {

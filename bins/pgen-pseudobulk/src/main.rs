@@ -16,19 +16,19 @@ struct Args {
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 fn main() {
-    let args = Args::parse();
-    perturbgen::cli::main(args.common.verbose, || run(args));
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
     if args.counts.len() != args.obs.len() {
         bail!("{} --counts but {} --obs: give them in pairs", args.counts.len(), args.obs.len());
     }
-    perturbgen::threads::with_threads(args.common.threads, || -> Result<()> {
+    perturbgen::threads::with_threads(args.common.threads(), || -> Result<()> {
         let sets: Vec<Cells> = args.counts.iter().zip(&args.obs).map(|(c, o)| Cells::read(c, o)).collect::<perturbgen::Result<_>>()?;
         let inputs: Vec<(&Cells, &std::path::Path)> = sets.iter().zip(&args.counts).map(|(c, p)| (c, p.as_path())).collect();
         let pb = PseudoBulk::from_cells(&inputs)?;

@@ -1,6 +1,6 @@
 //! pgen-score: MRRMSE of a prediction against the truth, as a table and a bar plot; also the
-//! Kaggle submission CSV of a prediction for an id_map; with --loglik, the NB log-likelihood
-//! of held-out cells under a trained generative model against the group-mean NB baseline.
+//! Kaggle submission CSV of a prediction for an id_map. (A generative model's log-likelihood
+//! score is pgen-loglik.)
 use anyhow::{bail, Result};
 use clap::Parser;
 use perturbgen::atomic::OutputSet;
@@ -13,34 +13,8 @@ use std::path::PathBuf;
 #[command(version, about = "Score predictions (MRRMSE) and write Kaggle submissions")]
 struct Args {
     /// Prediction (de_train layout).
-    #[arg(long, required_unless_present = "loglik")]
-    prediction: Option<PathBuf>,
-    /// Score a generative model instead: the mean NB log-likelihood per cell of held-out cells
-    /// (--model, --counts, --obs, --cells), with the per-gene NB baseline whose mean is the
-    /// (cell type, compound) group's training mean (--baseline-counts, --baseline-obs).
-    #[arg(long, requires_all = ["model", "counts", "obs"])]
-    loglik: bool,
-    /// pgen-train output folder (its model.* is loaded).
     #[arg(long)]
-    model: Option<PathBuf>,
-    /// Cells to score (counts and obs).
-    #[arg(long)]
-    counts: Option<PathBuf>,
-    #[arg(long)]
-    obs: Option<PathBuf>,
-    /// Only these obs_ids of --counts (one per line), e.g. the validation cells.
-    #[arg(long)]
-    cells: Option<PathBuf>,
-    /// Training cells for the baseline (without --cells' cells).
-    #[arg(long, requires = "baseline_obs")]
-    baseline_counts: Option<PathBuf>,
-    #[arg(long)]
-    baseline_obs: Option<PathBuf>,
-    /// DGD: Adam steps fitting the scored cells' latents (decoder frozen).
-    #[arg(long, default_value_t = 100)]
-    fit_steps: usize,
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    prediction: PathBuf,
     /// Truth (de_train layout).
     #[arg(long)]
     truth: Option<PathBuf>,
@@ -58,46 +32,16 @@ struct Args {
     #[arg(long)]
     submission: Option<PathBuf>,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 fn main() {
-    let args = Args::parse();
-    perturbgen::model::limit_threads(args.common.threads);
-    perturbgen::model::keep_freed_memory();
-    perturbgen::cli::main(args.common.verbose, || if args.loglik { run_loglik(args) } else { run(args) });
-}
-
-fn run_loglik(args: Args) -> Result<()> {
-    use perturbgen::model::loglik::{write_loglik, LoglikRun};
-    let (Some(model), Some(counts), Some(obs)) = (&args.model, &args.counts, &args.obs) else {
-        bail!("--loglik needs --model, --counts and --obs");
-    };
-    let Some(table) = &args.out_table else { bail!("--loglik needs --out-table") };
-    let run = LoglikRun {
-        model: model.clone(),
-        counts: counts.clone(),
-        obs: obs.clone(),
-        cells: args.cells.clone(),
-        baseline: args.baseline_counts.clone().zip(args.baseline_obs.clone()),
-        fit_steps: args.fit_steps,
-        device: args.device.clone(),
-    };
-    let rows = perturbgen::threads::with_threads(args.common.threads, || run.run())??;
-    for r in &rows {
-        println!("{}: mean log-likelihood per cell {:.4} over {} cells × {} genes", r.name, r.mean_per_cell, r.cells, r.genes);
-    }
-    let mut out = OutputSet::new();
-    write_loglik(&out.stage(table)?, &rows)?;
-    if let Some(p) = &args.plot {
-        perturbgen::model::loglik::plot_loglik(&out.stage(p)?, &rows, &args.title)?;
-    }
-    out.commit()?;
-    Ok(())
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
-    let Some(prediction_path) = &args.prediction else { bail!("--prediction is required") };
+    let prediction_path = &args.prediction;
     let prediction = DeTable::read(prediction_path)?;
     let mut out = OutputSet::new();
     if let Some(truth_path) = &args.truth {

@@ -30,12 +30,12 @@ struct Args {
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 fn main() {
-    let args = Args::parse();
-    perturbgen::cli::main(args.common.verbose, || run(args));
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
@@ -51,7 +51,7 @@ fn run(args: Args) -> Result<()> {
     if let Some(n) = args.compounds {
         config.n_compounds = n;
     }
-    let summary = perturbgen::threads::with_threads(args.common.threads, || simulate(&config, &args.out))??;
+    let summary = perturbgen::threads::with_threads(args.common.threads(), || simulate(&config, &args.out))??;
     log::info!(
         "median total counts {:.0}, median max count {:.0}, median non-zero genes {:.0}",
         summary.median_total_counts, summary.median_max_count, summary.median_nonzero_genes

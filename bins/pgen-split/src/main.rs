@@ -50,12 +50,12 @@ struct Args {
     #[arg(long)]
     out_validation: PathBuf,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 fn main() {
-    let args = Args::parse();
-    perturbgen::cli::main(args.common.verbose, || run(args));
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
 fn spec(args: &Args) -> Result<TargetSpec> {
@@ -81,7 +81,7 @@ fn spec(args: &Args) -> Result<TargetSpec> {
 }
 
 fn run(args: Args) -> Result<()> {
-    perturbgen::threads::with_threads(args.common.threads, || -> Result<()> {
+    perturbgen::threads::with_threads(args.common.threads(), || -> Result<()> {
         let spec = spec(&args)?;
         let cells = Cells::read(&args.counts, &args.obs)?;
         let s = split(&cells.obs, &spec, &args.negative_control, args.validation_fraction, args.keep_target_relevant, args.seed)?;

@@ -1,23 +1,21 @@
 //! pgen-train: trains the conditional DGD or NB-VAE (candle) on the training cells and writes
 //! the best epoch's checkpoint, a resume checkpoint, the per-epoch history and its plots.
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use perturbgen::cells::Cells;
-use perturbgen::model::config::{ModelKind, TrainConfig};
-use perturbgen::model::data::{Covariates, ModelData, Scale};
-use perturbgen::model::nb_loss::Dispersion;
-use perturbgen::model::train::{train, Resume, TrainRun, Trainer};
-use perturbgen::model::{self, adam::AdamParams};
+use perturbgen_models::config::{ModelKind, TrainSection};
+use perturbgen_models::data::{Covariates, ModelData};
+use perturbgen_models::train::{train, Resume, TrainRun, Trainer};
+use perturbgen_models as model;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Train the conditional DGD or NB-VAE on single-cell counts")]
-// A flag given twice takes its last value, so a sweep can append overrides to fixed settings.
+// A flag given twice takes its last value (`--set` accumulates; the last of a key wins).
 #[command(args_override_self = true)]
 struct Args {
-    /// dgd or nbvae.
-    #[arg(long)]
-    model: String,
+    #[arg(long, value_enum)]
+    model: ModelKind,
     /// Training cells' counts and obs (the split stage's train_counts / train_obs).
     #[arg(long)]
     counts: PathBuf,
@@ -32,71 +30,12 @@ struct Args {
     out_dir: PathBuf,
     /// Continue from out_dir/last.*: `yes` (same settings and cells required), `auto` (continue
     /// if they match, else start from scratch), `no`.
-    #[arg(long, default_value = "no", num_args = 0..=1, default_missing_value = "yes")]
-    resume: String,
-    /// cpu, or cuda[:N] with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long)]
-    latent_dim: Option<usize>,
-    /// Decoder hidden sizes, input side first, comma-separated (default 256,1024).
-    #[arg(long, value_delimiter = ',')]
-    decoder_hidden: Option<Vec<usize>>,
-    /// VAE encoder hidden sizes (default 1024,256).
-    #[arg(long, value_delimiter = ',')]
-    encoder_hidden: Option<Vec<usize>>,
-    /// Obs columns to condition on (repeatable; default cell_type, plate_name, well).
-    #[arg(long = "covariate")]
-    covariates: Vec<String>,
-    /// Per-cell scale M of the NB mean: max, sum or mean of the cell's counts.
-    #[arg(long)]
-    scale: Option<String>,
-    /// r = exp(θ) ("exp") or exp(θ) + 1 ("exp_plus_one").
-    #[arg(long)]
-    dispersion: Option<String>,
-    #[arg(long)]
-    dispersion_init: Option<f64>,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    max_epochs: Option<usize>,
-    #[arg(long)]
-    min_epochs: Option<usize>,
-    #[arg(long)]
-    patience: Option<usize>,
-    #[arg(long)]
-    seed: Option<u64>,
-    #[arg(long)]
-    decoder_lr: Option<f64>,
-    /// beta1,beta2
-    #[arg(long, value_delimiter = ',')]
-    decoder_betas: Option<Vec<f64>>,
-    #[arg(long)]
-    latent_lr: Option<f64>,
-    #[arg(long, value_delimiter = ',')]
-    latent_betas: Option<Vec<f64>>,
-    #[arg(long)]
-    mixture_lr: Option<f64>,
-    #[arg(long, value_delimiter = ',')]
-    mixture_betas: Option<Vec<f64>>,
-    /// Mixture components (DGD).
-    #[arg(long)]
-    components: Option<usize>,
-    #[arg(long)]
-    softball_radius: Option<f64>,
-    #[arg(long)]
-    softball_sharpness: Option<f64>,
-    #[arg(long)]
-    sd_init: Option<f64>,
-    #[arg(long)]
-    logprec_prior_sd: Option<f64>,
-    #[arg(long)]
-    dirichlet_alpha: Option<f64>,
-    /// VAE KL warm-up epochs.
-    #[arg(long)]
-    kl_warmup: Option<usize>,
-    #[arg(long)]
-    checkpoint_every: Option<usize>,
+    #[arg(long, value_enum, default_value = "no", num_args = 0..=1, default_missing_value = "yes")]
+    resume: ResumeArg,
+    /// Model settings: the `train` section (`common`, then `<model>`; see
+    /// `perturbgen_models::config::ModelParams`), e.g. `--set dgd.latent_dim=8`, `--set device=cuda`.
+    #[command(flatten)]
+    params: perturbgen_cli::ConfigArgs,
     /// Stop after this many epochs as if interrupted (the resume checkpoint is written).
     #[arg(long, hide = true)]
     stop_after: Option<usize>,
@@ -104,78 +43,32 @@ struct Args {
     #[arg(long)]
     bench_steps: Option<usize>,
     #[command(flatten)]
-    common: perturbgen::cli::CommonArgs,
+    common: perturbgen_cli::CommonArgs,
 }
 
 fn main() {
-    let args = Args::parse();
-    model::limit_threads(args.common.threads);
+    let args: Args = perturbgen_cli::parse_args();
+    model::limit_threads(args.common.threads());
     model::keep_freed_memory();
-    perturbgen::cli::main(args.common.verbose, || run(args));
+    perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
-fn betas(name: &str, v: &Option<Vec<f64>>, adam: &mut AdamParams) -> Result<()> {
-    if let Some(b) = v {
-        anyhow::ensure!(b.len() == 2, "--{name}-betas takes two numbers, beta1,beta2 (got {})", b.len());
-        (adam.beta1, adam.beta2) = (b[0], b[1]);
-    }
-    Ok(())
-}
-
-fn config(args: &Args) -> Result<TrainConfig> {
-    let mut c = TrainConfig::defaults(ModelKind::parse(&args.model)?);
-    macro_rules! set {
-        ($($field:ident).+ = $value:expr) => {
-            if let Some(v) = $value.clone() {
-                c.$($field).+ = v;
-            }
-        };
-    }
-    set!(latent_dim = args.latent_dim);
-    set!(decoder_hidden = args.decoder_hidden);
-    set!(encoder_hidden = args.encoder_hidden);
-    if !args.covariates.is_empty() {
-        c.covariates = args.covariates.clone();
-    }
-    if let Some(s) = &args.scale {
-        c.scale = Scale::parse(s).with_context(|| format!("--scale `{s}`: expected max, sum or mean"))?;
-    }
-    if let Some(s) = &args.dispersion {
-        c.dispersion = Dispersion::parse(s).with_context(|| format!("--dispersion `{s}`: expected exp or exp_plus_one"))?;
-    }
-    set!(dispersion_init = args.dispersion_init);
-    set!(batch_size = args.batch_size);
-    set!(max_epochs = args.max_epochs);
-    set!(min_epochs = args.min_epochs);
-    set!(patience = args.patience);
-    set!(seed = args.seed);
-    set!(decoder_adam.lr = args.decoder_lr);
-    set!(latent_adam.lr = args.latent_lr);
-    set!(mixture_adam.lr = args.mixture_lr);
-    betas("decoder", &args.decoder_betas, &mut c.decoder_adam)?;
-    betas("latent", &args.latent_betas, &mut c.latent_adam)?;
-    betas("mixture", &args.mixture_betas, &mut c.mixture_adam)?;
-    set!(gmm.components = args.components);
-    set!(gmm.softball_radius = args.softball_radius);
-    set!(gmm.softball_sharpness = args.softball_sharpness);
-    set!(gmm.sd_init = args.sd_init);
-    set!(gmm.logprec_prior_sd = args.logprec_prior_sd);
-    set!(gmm.dirichlet_alpha = args.dirichlet_alpha);
-    set!(kl_warmup = args.kl_warmup);
-    set!(checkpoint_every = args.checkpoint_every);
-    c.validate()?;
-    Ok(c)
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ResumeArg {
+    Yes,
+    Auto,
+    No,
 }
 
 fn run(args: Args) -> Result<()> {
-    let config = config(&args)?;
-    let resume = match args.resume.as_str() {
-        "yes" => Resume::Require,
-        "auto" => Resume::IfCompatible,
-        "no" => Resume::No,
-        other => anyhow::bail!("--resume `{other}`: expected yes, auto or no"),
+    let plan = args.params.checked::<TrainSection>()?;
+    let config = plan.config(args.model).clone();
+    let resume = match args.resume {
+        ResumeArg::Yes => Resume::Require,
+        ResumeArg::Auto => Resume::IfCompatible,
+        ResumeArg::No => Resume::No,
     };
-    let device = model::device(&args.device)?;
+    let device = model::device(&plan.device)?;
     let cells = Cells::read(&args.counts, &args.obs)?;
     let split = model::data::split_validation(cells, &args.validation)?;
     let covariates = Covariates::fit(&split.train.obs, &config.covariates)?;
@@ -185,7 +78,7 @@ fn run(args: Args) -> Result<()> {
     log::info!("{} training and {} validation cells × {} genes; {} covariate columns", train_ids.len(), val_ids.len(), genes.len(), covariates.width());
     let train_data = ModelData::new(split.train, config.scale, &covariates, &args.obs)?;
     let val_data = ModelData::new(split.val, config.scale, &covariates, &args.obs)?;
-    let threads = args.common.threads;
+    let threads = args.common.threads();
     perturbgen::threads::with_threads(threads, || -> Result<()> {
         let mut trainer = Trainer::new(config.clone(), covariates, genes, train_ids, val_ids, &device)?;
         if let Some(steps) = args.bench_steps {
@@ -208,7 +101,7 @@ fn run(args: Args) -> Result<()> {
         );
         let interrupted = args.stop_after == Some(outcome.epochs_run) && !outcome.stopped_early && outcome.epochs_run < config.max_epochs;
         if !interrupted {
-            perturbgen::model::report::write_report(&args.out_dir, &trainer, &train_data)?;
+            perturbgen_models::report::write_report(&args.out_dir, &trainer, &train_data)?;
         }
         Ok(())
     })??;

@@ -28,7 +28,7 @@ pub fn zero_prediction(targets: &IdMap, de_train: &DeTable, de_train_path: &Path
 /// Concatenates DE tables with identical genes, ordered by (compound, cell type) like de_train.
 pub fn merge_tables(tables: Vec<(DeTable, std::path::PathBuf)>) -> Result<DeTable> {
     let mut iter = tables.into_iter();
-    let Some((first, _)) = iter.next() else { return Err(Error::Config("no DE tables to merge".into())) };
+    let Some((first, _)) = iter.next() else { return Err(Error::Data("no DE tables to merge".into())) };
     let mut rows: Vec<(DeRowKey, Vec<f64>)> = (0..first.n_rows()).map(|i| (first.keys[i].clone(), first.row(i).to_vec())).collect();
     let genes = first.genes;
     for (t, path) in iter {
@@ -39,7 +39,7 @@ pub fn merge_tables(tables: Vec<(DeTable, std::path::PathBuf)>) -> Result<DeTabl
     }
     rows.sort_by(|a, b| (&a.0.sm_name, &a.0.cell_type).cmp(&(&b.0.sm_name, &b.0.cell_type)));
     if let Some(w) = rows.windows(2).find(|w| w[0].0.sm_name == w[1].0.sm_name && w[0].0.cell_type == w[1].0.cell_type) {
-        return Err(Error::Config(format!("pair ({}, {}) is in two of the tables", w[0].0.cell_type, w[0].0.sm_name)));
+        return Err(Error::Data(format!("pair ({}, {}) is in two of the tables", w[0].0.cell_type, w[0].0.sm_name)));
     }
     let mut out = DeTable { genes, ..Default::default() };
     for (k, v) in rows {

@@ -34,29 +34,48 @@ pub enum Error {
     BadValue { path: PathBuf, row: u64, column: String, expected: String, found: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// A parameter (a config key or flag) outside its allowed values; `key` is its dotted config
+    /// name (`xgb.eta`) or flag.
+    #[error("{key}: {message}")]
+    Param { key: String, message: String },
+    /// Well-formed inputs that cannot serve the request: a hold-out pair without cells, a target
+    /// cell type without negative-control samples, two tables claiming the same pair.
     #[error("{0}")]
-    Config(String),
-    /// A tensor operation failed (shapes, device, dtype) inside the models.
-    #[error("model: {0}")]
-    Candle(#[from] candle_core::Error),
+    Data(String),
+    /// R (limma/edgeR) could not be started or stopped with an error.
+    #[error("{0}")]
+    R(String),
+    /// The worker pool of `threads` threads could not be started.
+    #[error("cannot start {threads} worker threads: {source}")]
+    Threads {
+        threads: usize,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
+    /// No font for the plots' text.
+    #[error("{0}")]
+    Font(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn param(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Param { key: key.into(), message: message.into() }
+    }
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
-    pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+    pub fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
         Error::Parquet { path: path.into(), source }
     }
-    pub(crate) fn arrow(path: impl Into<PathBuf>, source: arrow_schema::ArrowError) -> Self {
+    pub fn arrow(path: impl Into<PathBuf>, source: arrow_schema::ArrowError) -> Self {
         Error::Arrow { path: path.into(), source }
     }
-    pub(crate) fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Invalid { path: path.into(), message: message.into() }
     }
-    pub(crate) fn bad_value(
+    pub fn bad_value(
         path: impl Into<PathBuf>,
         row: u64,
         column: &str,

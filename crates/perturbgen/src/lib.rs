@@ -1,23 +1,25 @@
 //! perturbgen: predicting single-cell responses to unseen drugs (Kaggle "Open Problems –
-//! Single-Cell Perturbations" layout). This crate holds everything the `pgen-*` executables
-//! share: the data model, readers and writers, the simulator, and (later) models and metrics.
+//! Single-Cell Perturbations" layout). The core crate: the data model, readers and writers,
+//! pseudo-bulk, the limma bridge, scoring, blends and the simulator. The heavy dependencies live
+//! in their own crates: `perturbgen-models` (candle), `perturbgen-regress` (XGBoost,
+//! smartcore) and `perturbgen-cli` (clap, logging), so each `pgen-*` links only what it uses.
 pub mod atomic;
 pub mod baseline;
+pub mod blend;
 pub mod categorical;
 pub mod cells;
-pub mod cli;
 pub mod counts;
 pub mod error;
 pub mod filter;
 pub mod ingest;
 pub mod io;
+pub mod leaderboard;
 pub mod limma;
-pub mod model;
 pub mod plot;
+pub mod params;
 pub mod pca;
 pub mod progress;
 pub mod pseudobulk;
-pub mod regress;
 pub mod score;
 pub mod simulate;
 pub mod split;

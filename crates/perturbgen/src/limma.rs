@@ -38,7 +38,7 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
         let mut present: Vec<&str> = sub.keys.iter().map(|k| k.sm_name.as_str()).collect();
         present.sort();
         present.dedup();
-        return Err(Error::Config(format!(
+        return Err(Error::Data(format!(
             "{cell_type}: unknown negative control `{}` (no such samples; compounds present: {})",
             config.negative_control,
             present.join(", ")
@@ -59,7 +59,7 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
         .env("OMP_NUM_THREADS", config.threads.to_string())
         .env("OPENBLAS_NUM_THREADS", config.threads.to_string())
         .output()
-        .map_err(|e| Error::Config(format!("cannot run `{}` (R with limma and edgeR; see scripts/setup): {e}", config.rscript.display())))?;
+        .map_err(|e| Error::R(format!("cannot run `{}` (R with limma and edgeR; see scripts/setup): {e}", config.rscript.display())))?;
     let stderr = String::from_utf8_lossy(&result.stderr);
     for line in stderr.lines() {
         log::debug!("R: {line}");
@@ -68,7 +68,7 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
         let line = stderr.lines().rev().find(|l| l.starts_with("error:") || l.starts_with("Error")).unwrap_or("R failed without a message");
         // The script's messages already name the cell type.
         let line = line.trim_start_matches("error:").trim();
-        return Err(Error::Config(format!("limma: {line}")));
+        return Err(Error::R(format!("limma: {line}")));
     }
     for line in stderr.lines().filter(|l| l.contains("not estimable")) {
         log::info!("{cell_type}: {line}");
@@ -136,7 +136,7 @@ fn read_results(pb: &PseudoBulk, cell_type: &str, dir: &Path, pairs: Option<&IdM
     if let Some(pairs) = pairs {
         for r in pairs.rows.iter().filter(|r| r.cell_type == cell_type) {
             if !table.keys.iter().any(|k| k.sm_name == r.sm_name) {
-                return Err(Error::Config(format!("{cell_type}: target compound `{}` has no pseudo-bulk samples", r.sm_name)));
+                return Err(Error::Data(format!("{cell_type}: target compound `{}` has no pseudo-bulk samples", r.sm_name)));
             }
         }
     }

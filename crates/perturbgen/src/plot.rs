@@ -28,10 +28,10 @@ pub fn ensure_font() -> Result<()> {
         Err("no TTF font found for plots: install fonts-dejavu-core or set PGEN_FONT to a .ttf file".to_string())
     })
     .clone()
-    .map_err(Error::Config)
+    .map_err(Error::Font)
 }
 
-pub(crate) fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
+pub fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::invalid(path, format!("cannot draw plot: {e}"))
 }
 

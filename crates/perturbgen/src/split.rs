@@ -48,21 +48,21 @@ pub fn choose_targets(obs: &ObsTable, spec: &TargetSpec, negative_control: &str)
         TargetSpec::Listed(pairs) => {
             for (t, c) in pairs {
                 if !present.contains(&(t.clone(), c.clone())) {
-                    return Err(Error::Config(format!("hold-out pair ({t}, {c}) has no cells in the training data")));
+                    return Err(Error::Data(format!("hold-out pair ({t}, {c}) has no cells in the training data")));
                 }
                 if c == negative_control {
-                    return Err(Error::Config(format!("hold-out pair ({t}, {c}) is the negative control, which every contrast needs")));
+                    return Err(Error::Data(format!("hold-out pair ({t}, {c}) is the negative control, which every contrast needs")));
                 }
             }
             (pairs.clone(), true)
         }
         TargetSpec::Drawn { n_compounds, cell_types: wanted, seed } => {
             if wanted.is_empty() {
-                return Err(Error::Config("hold-out: no cell types given to draw compounds in".into()));
+                return Err(Error::Data("hold-out: no cell types given to draw compounds in".into()));
             }
             for t in wanted {
                 if !cell_types.contains(t.as_str()) {
-                    return Err(Error::Config(format!("hold-out cell type `{t}` has no cells (present: {})", sorted(&cell_types))));
+                    return Err(Error::Data(format!("hold-out cell type `{t}` has no cells (present: {})", sorted(&cell_types))));
                 }
             }
             let mut candidates: Vec<String> = obs
@@ -75,7 +75,7 @@ pub fn choose_targets(obs: &ObsTable, spec: &TargetSpec, negative_control: &str)
                 .collect();
             candidates.sort();
             if *n_compounds > candidates.len() {
-                return Err(Error::Config(format!(
+                return Err(Error::Data(format!(
                     "hold-out asks for {n_compounds} compounds but only {} are measured in all of {}",
                     candidates.len(),
                     wanted.join(", ")
@@ -90,12 +90,12 @@ pub fn choose_targets(obs: &ObsTable, spec: &TargetSpec, negative_control: &str)
         TargetSpec::IdMap(ids) => (ids.rows.iter().map(|r| (r.cell_type.clone(), r.sm_name.clone())).collect(), false),
     };
     if pairs.is_empty() {
-        return Err(Error::Config("the hold-out is empty: no target pairs".into()));
+        return Err(Error::Data("the hold-out is empty: no target pairs".into()));
     }
     // Every target's cell type needs its own untreated cells for the contrast.
     for (t, _) in &pairs {
         if !present.contains(&(t.clone(), negative_control.to_string())) {
-            return Err(Error::Config(format!("target cell type `{t}` has no {negative_control} cells in the training data")));
+            return Err(Error::Data(format!("target cell type `{t}` has no {negative_control} cells in the training data")));
         }
     }
     let targets = match spec {
@@ -113,7 +113,7 @@ fn sorted(set: &HashSet<&str>) -> String {
 
 pub fn split(obs: &ObsTable, spec: &TargetSpec, negative_control: &str, validation_fraction: f64, keep_target_relevant: bool, seed: u64) -> Result<SplitResult> {
     if !(0.0..1.0).contains(&validation_fraction) {
-        return Err(Error::Config(format!("validation fraction must be in [0, 1), got {validation_fraction}")));
+        return Err(Error::param("split.validation_fraction", format!("must be in [0, 1), got {validation_fraction}")));
     }
     let (targets, holdout) = choose_targets(obs, spec, negative_control)?;
     let target_pairs: HashSet<(&str, &str)> = targets.rows.iter().map(|r| (r.cell_type.as_str(), r.sm_name.as_str())).collect();

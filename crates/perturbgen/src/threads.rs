@@ -8,6 +8,6 @@ pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Re
         .num_threads(threads)
         .thread_name(|i| format!("pgen-worker-{i}"))
         .build()
-        .map_err(|e| Error::Config(format!("cannot start {threads} worker threads: {e}")))?;
+        .map_err(|source| Error::Threads { threads, source })?;
     Ok(pool.install(f))
 }

@@ -309,7 +309,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// Floats as pandas prints them in CSV (`1.0`, `0.1`).
-pub(crate) fn fmt_float(v: f64) -> String {
+pub fn fmt_float(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.1}")
     } else {
@@ -318,7 +318,7 @@ pub(crate) fn fmt_float(v: f64) -> String {
 }
 
 /// Positions of the named columns in a CSV header, or the missing-column error.
-pub(crate) fn header_indices(path: &Path, headers: &csv::StringRecord, names: &[&str], expected: &str) -> Result<Vec<usize>> {
+pub fn header_indices(path: &Path, headers: &csv::StringRecord, names: &[&str], expected: &str) -> Result<Vec<usize>> {
     names
         .iter()
         .map(|name| {
@@ -331,7 +331,7 @@ pub(crate) fn header_indices(path: &Path, headers: &csv::StringRecord, names: &[
         .collect()
 }
 
-pub(crate) fn csv_error(path: &Path, e: csv::Error) -> Error {
+pub fn csv_error(path: &Path, e: csv::Error) -> Error {
     let line = e.position().map(|p| p.line()).unwrap_or(0);
     match e.into_kind() {
         csv::ErrorKind::Io(io) => Error::io(path, io),

@@ -85,18 +85,18 @@ impl Layout {
 
     fn generic(config: &SimConfig) -> Result<Self> {
         if config.n_compounds < 2 || config.n_compounds % 2 != 0 {
-            return Err(Error::Config(format!("--compounds must be an even number ≥ 2 (two plate layouts), got {}", config.n_compounds)));
+            return Err(Error::param("--compounds", format!("must be an even number ≥ 2 (two plate layouts), got {}", config.n_compounds)));
         }
         let per_layout = config.n_compounds / 2;
         let used = per_layout + config.dmso_wells + config.positive_control_wells;
         if used > 96 {
-            return Err(Error::Config(format!(
+            return Err(Error::Data(format!(
                 "{per_layout} compounds + {} DMSO + {} positive-control wells do not fit a 96-well plate",
                 config.dmso_wells, config.positive_control_wells
             )));
         }
         if config.measured_in_all_per_layout > per_layout {
-            return Err(Error::Config("more compounds measured in every cell type than compounds per layout".into()));
+            return Err(Error::Data("more compounds measured in every cell type than compounds per layout".into()));
         }
         let genes = (0..config.n_genes).map(|g| format!("GENE{:05}", g + 1)).collect();
         let mut compounds: Vec<Compound> = (0..config.n_compounds)
@@ -272,9 +272,9 @@ fn assign_wells(
     for (layout, wells) in out.iter_mut().enumerate() {
         let mut taken = HashSet::new();
         for (&k, name) in &fixed[layout] {
-            let (row, col) = parse_well(name).ok_or_else(|| Error::Config(format!("bad well name `{name}`")))?;
+            let (row, col) = parse_well(name).ok_or_else(|| Error::Data(format!("bad well name `{name}`")))?;
             if !taken.insert((row, col)) {
-                return Err(Error::Config(format!("well {name} given to two compounds")));
+                return Err(Error::Data(format!("well {name} given to two compounds")));
             }
             wells.push(Well { name: name.clone(), row, col, compound: k });
         }
@@ -282,7 +282,7 @@ fn assign_wells(
         free.shuffle(&mut stream(config.seed, super::rng::Purpose::Layout, layout as u64));
         let mut place = |k: usize, row: Option<usize>, wells: &mut Vec<Well>| -> Result<()> {
             let at = row.and_then(|r| free.iter().rposition(|w| w.0 == r)).or(free.len().checked_sub(1));
-            let (row, col) = free.remove(at.ok_or_else(|| Error::Config(format!("plate layout {layout} has no free well left")))?);
+            let (row, col) = free.remove(at.ok_or_else(|| Error::Data(format!("plate layout {layout} has no free well left")))?);
             wells.push(Well { name: well_name(row, col), row, col, compound: k });
             Ok(())
         };

@@ -111,7 +111,7 @@ pub fn simulate(config: &SimConfig, out_dir: &Path) -> Result<SimulationSummary>
             for (i, cell) in batch.cells.iter().enumerate() {
                 let id = format!("{:016x}", cell.id);
                 if !seen_ids.insert(cell.id) {
-                    return Err(Error::Config(format!("cell id {id} drawn twice; try another --seed")));
+                    return Err(Error::Data(format!("cell id {id} drawn twice; try another --seed")));
                 }
                 let plate = &layout.plates[cell.plate];
                 let well = &layout.wells[plate.layout][cell.well];

@@ -5,11 +5,11 @@ use candle_core::{DType, Device, Tensor, Var};
 use perturbgen::cells::Cells;
 use perturbgen::counts::CountMatrix;
 use perturbgen::io::obs::{CellMeta, ObsTable};
-use perturbgen::model::adam::{AdamParams, AdamState};
-use perturbgen::model::config::{ModelKind, TrainConfig};
-use perturbgen::model::data::{Covariates, ModelData};
-use perturbgen::model::nb_loss::{digamma, nb_log_likelihood, nb_nll, Dispersion, SparseBatch};
-use perturbgen::model::train::{train, Resume, TrainRun, Trainer};
+use perturbgen_models::adam::{AdamParams, AdamState};
+use perturbgen_models::config::{ModelKind, ModelParams, TrainConfig};
+use perturbgen_models::data::{Covariates, ModelData};
+use perturbgen_models::nb_loss::{digamma, nb_log_likelihood, nb_nll, Dispersion, SparseBatch};
+use perturbgen_models::train::{train, Resume, TrainRun, Trainer};
 use statrs::distribution::{Discrete, NegativeBinomial};
 use std::sync::Arc;
 
@@ -206,17 +206,47 @@ fn toy_cells() -> Cells {
 }
 
 fn small_config(model: ModelKind) -> TrainConfig {
-    let mut c = TrainConfig::defaults(model);
-    c.decoder_hidden = vec![16, 32];
-    c.encoder_hidden = vec![32, 16];
-    c.latent_dim = 3;
-    c.batch_size = 64;
-    c.max_epochs = 10;
-    c.min_epochs = 100;
-    c.kl_warmup = 3;
-    c.checkpoint_every = 100;
-    c.covariates = vec!["cell_type".into(), "plate_name".into()];
-    c
+    // min_epochs = max_epochs: no early stop.
+    ModelParams {
+        decoder_hidden: Some(vec![16, 32]),
+        encoder_hidden: Some(vec![32, 16]),
+        latent_dim: Some(3),
+        batch_size: Some(64),
+        max_epochs: Some(10),
+        min_epochs: Some(10),
+        kl_warmup: Some(3),
+        checkpoint_every: Some(100),
+        covariates: Some(vec!["cell_type".into(), "plate_name".into()]),
+        ..Default::default()
+    }
+    .check(model)
+    .unwrap()
+}
+
+#[test]
+fn model_params_merge_and_check_name_the_key() {
+    use perturbgen::params::ParamGuard;
+    use perturbgen_models::config::TrainSection;
+    let section = TrainSection {
+        common: ModelParams { latent_dim: Some(7), max_epochs: Some(40), min_epochs: Some(20), ..Default::default() },
+        dgd: ModelParams { latent_dim: Some(9), decoder_betas: Some([0.6, 0.8]), ..Default::default() },
+        ..Default::default()
+    };
+    let plan = section.clone().check().unwrap();
+    // The model's own key wins over common's; common's over the write-up default.
+    assert_eq!((plan.config(ModelKind::Dgd).latent_dim, plan.config(ModelKind::Nbvae).latent_dim), (9, 7));
+    assert_eq!(plan.config(ModelKind::Nbvae).max_epochs, 40);
+    assert_eq!((plan.config(ModelKind::Dgd).decoder_adam.beta1, plan.config(ModelKind::Dgd).decoder_adam.beta2), (0.6, 0.8));
+    assert_eq!(plan.config(ModelKind::Nbvae).decoder_adam.lr, 1e-3, "the VAE keeps its own default");
+    let key_of = |p: ModelParams| match p.check(ModelKind::Dgd) {
+        Err(perturbgen::Error::Param { key, .. }) => key,
+        other => panic!("expected a parameter error, got {other:?}"),
+    };
+    assert_eq!(key_of(ModelParams { min_epochs: Some(300), ..Default::default() }), "train.min_epochs");
+    assert_eq!(key_of(ModelParams { dirichlet_alpha: Some(0.0), ..Default::default() }), "train.dirichlet_alpha");
+    assert_eq!(key_of(ModelParams { softball_sharpness: Some(f64::NAN), ..Default::default() }), "train.softball_sharpness");
+    assert_eq!(key_of(ModelParams { latent_betas: Some([1.0, 0.5]), ..Default::default() }), "train.latent_betas");
+    assert_eq!(key_of(ModelParams { dispersion_init: Some(0.5), ..Default::default() }), "train.dispersion_init");
 }
 
 fn train_once(model: ModelKind, dir: &std::path::Path, threads: usize, stop_after: Option<usize>, resume: bool) -> Vec<u8> {
@@ -275,7 +305,7 @@ fn training_lowers_the_loss() {
 
 #[test]
 fn f32_log1p_is_within_a_few_ulps() {
-    use perturbgen::model::nb_loss::Log1p;
+    use perturbgen_models::nb_loss::Log1p;
     let mut q = 1e-12f64;
     while q < 1e7 {
         for f in [1.0, 1.37, 2.9, 4.999] {

@@ -3,7 +3,7 @@
 //! pair is written all-or-nothing, so a kill during a write leaves the previous pair intact.
 use super::config::TrainConfig;
 use super::data::Covariates;
-use crate::atomic::OutputSet;
+use perturbgen::atomic::OutputSet;
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -56,7 +56,7 @@ pub fn save(dir: &Path, stem: &str, meta: &CheckpointMeta, tensors: Vec<(String,
     candle_core::safetensors::save(&map, &st_tmp).map_err(|e| Error::invalid(&st_path, format!("cannot write checkpoint: {e}")))?;
     let body = serde_json::to_vec(meta).map_err(|e| Error::invalid(&json_path, e.to_string()))?;
     std::fs::write(&json_tmp, body).map_err(|e| Error::io(&json_path, e))?;
-    set.commit()
+    Ok(set.commit()?)
 }
 
 pub fn load(dir: &Path, stem: &str, device: &Device) -> Result<(CheckpointMeta, HashMap<String, Tensor>)> {

@@ -107,7 +107,6 @@ impl PassTotals {
 
 impl Trainer {
     pub fn new(config: TrainConfig, covariates: Covariates, genes: Vec<String>, train_ids: Vec<String>, val_ids: Vec<String>, device: &Device) -> Result<Self> {
-        config.validate()?;
         let net = Network::new(config.clone(), covariates.clone(), genes.clone(), device)?;
         let opt_net = Adam::new(net.network_vars(), config.decoder_adam);
         let opt_mix = (config.model == ModelKind::Dgd).then(|| Adam::new(net.mixture_vars(), config.mixture_adam));
@@ -199,7 +198,7 @@ impl Trainer {
         let ((train_recon, train_prior), (val_recon, val_prior)) = (t.mean(), v.mean());
         let log = EpochLog { epoch, train_recon, train_prior, val_recon, val_prior, val_loss: val_recon + val_prior, kl_weight, seconds: start.elapsed().as_secs_f64() };
         if !log.train_recon.is_finite() || !log.val_loss.is_finite() {
-            return Err(Error::Config(format!("epoch {epoch}: the loss is not finite (train {train_recon}, validation {}); lower the learning rates", log.val_loss)));
+            return Err(Error::Diverged(format!("epoch {epoch}: the loss is not finite (train {train_recon}, validation {}); lower the learning rates", log.val_loss)));
         }
         Ok(log)
     }
@@ -355,7 +354,7 @@ pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> 
             break;
         }
         let epoch = trainer.meta.epoch + 1;
-        let bar = crate::progress::bar(batches as u64, &format!("epoch {epoch}/{}", cfg.max_epochs));
+        let bar = perturbgen::progress::bar(batches as u64, &format!("epoch {epoch}/{}", cfg.max_epochs));
         let log = trainer.epoch(epoch, run.train, run.val, &|| bar.inc(1))?;
         bar.finish_and_clear();
         log::info!(

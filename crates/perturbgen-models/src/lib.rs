@@ -1,6 +1,7 @@
 //! The generative models (SPEC §4): a conditional Deep Generative Decoder and a conditional
 //! NB-VAE in candle, trained on counts with a negative-binomial likelihood.
 pub mod adam;
+pub mod error;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -13,27 +14,37 @@ pub mod plots;
 pub mod report;
 pub mod train;
 
+pub use error::{Error, Result};
+
 use candle_core::Device;
 
-/// The compute device: `cpu` (default) or `cuda[:N]` (needs the `cuda` feature).
-pub fn device(name: &str) -> crate::Result<Device> {
+/// Parses a device name: `cpu` (None) or `cuda[:N]` (Some(N)).
+pub fn device_kind(name: &str) -> std::result::Result<Option<usize>, String> {
     match name {
-        "cpu" => Ok(Device::Cpu),
+        "cpu" => Ok(None),
         s if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal = s.strip_prefix("cuda:").map(|n| n.parse::<usize>()).transpose().map_err(|_| crate::Error::Config(format!("bad device `{s}` (expected cuda:N)")))?.unwrap_or(0);
+            let ordinal = s.strip_prefix("cuda:").map(|n| n.parse::<usize>()).transpose().map_err(|_| format!("bad device `{s}` (expected cuda:N)"))?;
             if !cfg!(feature = "cuda") {
-                return Err(crate::Error::Config(format!("device `{s}`: this build has no CUDA support (rebuild with `--features cuda`)")));
+                return Err(format!("device `{s}`: this build has no CUDA support (rebuild with `--features cuda`)"));
             }
-            Ok(Device::new_cuda(ordinal)?)
+            Ok(Some(ordinal.unwrap_or(0)))
         }
-        s => Err(crate::Error::Config(format!("unknown device `{s}` (expected cpu or cuda[:N])"))),
+        s => Err(format!("unknown device `{s}` (expected cpu or cuda[:N])")),
+    }
+}
+
+/// The compute device: `cpu` (default) or `cuda[:N]` (needs the `cuda` feature).
+pub fn device(name: &str) -> Result<Device> {
+    match device_kind(name).map_err(|m| Error::param("--device", m))? {
+        None => Ok(Device::Cpu),
+        Some(ordinal) => Ok(Device::new_cuda(ordinal)?),
     }
 }
 
 /// Caps candle's own CPU parallelism (its matmul and reduction pools read these variables once,
 /// at first use) at `threads`; must run before the first tensor operation.
 pub fn limit_threads(threads: usize) {
-    let n = threads.max(1).to_string();
+    let n = threads.to_string();
     // SAFETY-free in edition 2021; called at start-up before other threads exist.
     std::env::set_var("RAYON_NUM_THREADS", &n);
     std::env::set_var("CANDLE_NUM_THREADS", &n);

@@ -1,11 +1,12 @@
 //! Regression routes, blends and the leaderboard on small hand-made tables.
 use perturbgen::io::de_table::{DeRowKey, DeTable};
 use perturbgen::io::id_map::{IdMap, IdMapRow};
-use perturbgen::regress::blend::{blend, check_weights, fit_weights, inner_holdout, Input};
-use perturbgen::regress::features::{Design, Extra};
-use perturbgen::regress::leaderboard::{choose, collect, read_overall};
-use perturbgen::regress::xgb::{parse_param, predict, XgbParams};
-use perturbgen::regress::xgboost;
+use perturbgen::blend::{blend, check_weights, fit_weights, inner_holdout, Input};
+use perturbgen::leaderboard::{choose, collect, read_overall};
+use perturbgen::params::ParamGuard;
+use perturbgen_regress::features::{Design, Extra};
+use perturbgen_regress::xgb::{predict, ParamValue, TreeMethod, XgbParams};
+use perturbgen_regress::xgboost;
 use std::path::{Path, PathBuf};
 
 fn key(ct: &str, cp: &str) -> DeRowKey {
@@ -80,7 +81,7 @@ fn single_gene_fit_recovers_a_step() {
     // y = 3 where x0 = 1, else -1; 200 rounds at eta 0.3 converge to the step.
     let x: Vec<f32> = (0..20).flat_map(|i| [(i % 2) as f32, (i % 5) as f32]).collect();
     let y: Vec<f32> = (0..20).map(|i| if i % 2 == 1 { 3.0 } else { -1.0 }).collect();
-    let params = XgbParams { rounds: 200, ..Default::default() }.booster_params();
+    let params = XgbParams { rounds: 200, ..Default::default() }.check().unwrap().booster_params();
     let pred = xgboost::fit_predict(&x, &y, 2, &[1.0, 0.0, 0.0, 4.0], &params, 200).unwrap();
     assert!((pred[0] - 3.0).abs() < 1e-3 && (pred[1] + 1.0).abs() < 1e-3, "{pred:?}");
 }
@@ -89,22 +90,22 @@ fn single_gene_fit_recovers_a_step() {
 fn xgb_predicts_targets_in_id_map_order_with_de_train_metadata() {
     let de = fixture();
     let targets = ids(&[("B", "c"), ("B", "b")]);
-    let params = XgbParams { rounds: 50, min_child_weight: 0.0, ..Default::default() };
-    let out = predict(&de, &targets, &params, &[Extra::CompoundMean], &p("de"), &p("t"), &|| {}).unwrap();
+    let params = XgbParams { rounds: 50, min_child_weight: 0.0, features: vec![Extra::CompoundMean], ..Default::default() }.check().unwrap();
+    let out = predict(&de, &targets, &params, &p("de"), &p("t"), &|| {}).unwrap();
     assert_eq!(out.genes, de.genes);
     assert_eq!(out.keys, vec![key("B", "c"), key("B", "b")]);
     // g2 = 2 · compound effect whatever the cell type: c → 6, b → −4.
     assert!((out.row(0)[1] - 6.0).abs() < 0.05 && (out.row(1)[1] + 4.0).abs() < 0.05, "{:?}", out.values);
     // Same result with more threads.
-    let again = perturbgen::threads::with_threads(2, || predict(&de, &targets, &params, &[Extra::CompoundMean], &p("de"), &p("t"), &|| {})).unwrap().unwrap();
+    let again = perturbgen::threads::with_threads(2, || predict(&de, &targets, &params, &p("de"), &p("t"), &|| {})).unwrap().unwrap();
     assert_eq!(out, again);
 }
 
 #[test]
 fn xgb_bad_inputs_are_one_line_errors() {
     let de = fixture();
-    let params = XgbParams { rounds: 2, ..Default::default() };
-    let run = |de: &DeTable, t: &IdMap| predict(de, t, &params, &[], Path::new("de_train.parquet"), Path::new("targets.csv"), &|| {}).unwrap_err().to_string();
+    let params = XgbParams { rounds: 2, ..Default::default() }.check().unwrap();
+    let run = |de: &DeTable, t: &IdMap| predict(de, t, &params, Path::new("de_train.parquet"), Path::new("targets.csv"), &|| {}).unwrap_err().to_string();
 
     let e = run(&de, &ids(&[("B", "zz")]));
     assert!(e.contains("targets.csv") && e.contains("`zz`") && e.contains("no features"), "{e}");
@@ -123,15 +124,22 @@ fn xgb_bad_inputs_are_one_line_errors() {
     let e = run(&de, &IdMap::default());
     assert!(e.contains("no target pairs"), "{e}");
 
-    let bad = XgbParams { extra: vec![("booster".into(), "magic".into())], rounds: 1, ..Default::default() };
-    let e = predict(&de, &ids(&[("B", "b")]), &bad, &[], &p("de"), &p("t"), &|| {}).unwrap_err().to_string();
+    let bad = XgbParams { params: [("booster".to_string(), ParamValue::Text("magic".into()))].into(), rounds: 1, ..Default::default() }.check().unwrap();
+    let e = predict(&de, &ids(&[("B", "b")]), &bad, &p("de"), &p("t"), &|| {}).unwrap_err().to_string();
     assert!(e.contains("XGBoost") && e.contains("booster=magic") && !e.contains('\n'), "{e}");
-    assert!(XgbParams { tree_method: "magic".into(), ..Default::default() }.validate().is_err());
-    assert!(XgbParams { subsample: 1.5, ..Default::default() }.validate().is_err());
-    assert!(XgbParams { rounds: 0, ..Default::default() }.validate().is_err());
-    assert!(Extra::parse("smiles").is_err());
-    assert_eq!(parse_param("max_bin = 64").unwrap(), ("max_bin".to_string(), "64".to_string()));
-    assert!(parse_param("nope").is_err());
+    let key_of = |p: XgbParams| match p.check() {
+        Err(perturbgen::Error::Param { key, .. }) => key,
+        other => panic!("expected a parameter error, got {other:?}"),
+    };
+    assert_eq!(key_of(XgbParams { subsample: 1.5, ..Default::default() }), "xgb.subsample");
+    assert_eq!(key_of(XgbParams { rounds: 0, ..Default::default() }), "xgb.rounds");
+    assert_eq!(key_of(XgbParams { eta: f64::NAN, ..Default::default() }), "xgb.eta");
+    assert_eq!(key_of(XgbParams { features: vec![Extra::CellTypeMean, Extra::CellTypeMean], ..Default::default() }), "xgb.features");
+    // Free-form parameters reach XGBoost as text, set last.
+    let p = XgbParams { tree_method: TreeMethod::Hist, params: [("max_bin".to_string(), ParamValue::Integer(64)), ("x".to_string(), ParamValue::Number(0.5))].into(), ..Default::default() };
+    let booster = p.check().unwrap().booster_params();
+    assert!(booster.contains(&("tree_method".to_string(), "hist".to_string())));
+    assert_eq!(&booster[booster.len() - 2..], &[("max_bin".to_string(), "64".to_string()), ("x".to_string(), "0.5".to_string())]);
 }
 
 fn input(route: &str, t: DeTable) -> Input {

@@ -4,13 +4,14 @@
 //! Column order (the Python comparison test builds the same matrix): the training table's cell
 //! types (sorted), then its compounds (sorted), then the extras in the order given.
 use crate::error::{Error, Result};
-use crate::io::de_table::DeTable;
-use crate::io::id_map::IdMap;
+use perturbgen::io::de_table::DeTable;
+use perturbgen::io::id_map::IdMap;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 /// A per-gene feature computed from the training DE values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Extra {
     /// The compound's mean DE value for this gene over its other measured cell types (for a
     /// training row, leaving that row out; NaN = missing when there is none).
@@ -24,14 +25,6 @@ impl Extra {
         match self {
             Extra::CompoundMean => "compound_mean",
             Extra::CellTypeMean => "cell_type_mean",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "compound_mean" => Ok(Extra::CompoundMean),
-            "cell_type_mean" => Ok(Extra::CellTypeMean),
-            _ => Err(Error::Config(format!("unknown extra feature `{s}` (expected compound_mean or cell_type_mean)"))),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Training data for the generative models: the cells' counts kept sparse (CSR) and densified
 //! per mini-batch inside the NB op, the per-cell scale M, and the one-hot conditioning vector.
 use super::nb_loss::SparseBatch;
-use crate::categorical::Categorical;
-use crate::cells::Cells;
+use perturbgen::categorical::Categorical;
+use perturbgen::cells::Cells;
 use crate::error::{Error, Result};
-use crate::io::obs::ObsTable;
+use perturbgen::io::obs::ObsTable;
 use candle_core::{Device, Tensor};
 use std::path::Path;
 
@@ -25,7 +25,7 @@ pub fn obs_column<'a>(obs: &'a ObsTable, name: &str) -> Option<&'a Categorical> 
 }
 
 /// How the per-cell scale M of the NB mean (m = M · sigmoid(decoder)) is taken from the counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scale {
     Max,
@@ -34,15 +34,6 @@ pub enum Scale {
 }
 
 impl Scale {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "max" => Some(Self::Max),
-            "sum" => Some(Self::Sum),
-            "mean" => Some(Self::Mean),
-            _ => None,
-        }
-    }
-
     /// M for every cell (at least 1, so that an all-zero cell still has a defined mean).
     pub fn of(self, cells: &Cells) -> Vec<f32> {
         let n_genes = cells.counts.n_genes() as f64;
@@ -73,7 +64,7 @@ impl Covariates {
         let mut out = Vec::new();
         for name in columns {
             let column = obs_column(obs, name).ok_or_else(|| {
-                Error::Config(format!("unknown covariate `{name}` (choose from {})", COVARIATE_COLUMNS.join(", ")))
+                Error::param("train.covariates", format!("unknown covariate `{name}` (choose from {})", COVARIATE_COLUMNS.join(", ")))
             })?;
             let mut used: Vec<bool> = vec![false; column.levels().len()];
             for &c in column.codes() {
@@ -96,20 +87,21 @@ impl Covariates {
         let mut per_cell = vec![Vec::with_capacity(self.columns.len()); obs.len()];
         let mut offset = 0u32;
         for (name, levels) in &self.columns {
-            let column = obs_column(obs, name).ok_or_else(|| Error::Config(format!("unknown covariate `{name}`")))?;
+            let column = obs_column(obs, name).ok_or_else(|| Error::param("train.covariates", format!("unknown covariate `{name}`")))?;
             let index: std::collections::HashMap<&str, u32> = levels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
             let map: Vec<Option<u32>> = column.levels().iter().map(|l| index.get(l.as_str()).copied()).collect();
             for (i, cell) in per_cell.iter_mut().enumerate() {
                 match map[column.code(i) as usize] {
                     Some(j) => cell.push(offset + j),
                     None => {
-                        return Err(Error::BadValue {
+                        return Err(perturbgen::Error::BadValue {
                             path: path.to_path_buf(),
                             row: i as u64 + 1,
                             column: name.clone(),
                             expected: format!("one of the {} categories the model was trained on", levels.len()),
                             found: format!("`{}` (cell {})", column.get(i), obs.obs_id[i]),
-                        })
+                        }
+                        .into())
                     }
                 }
             }
@@ -192,7 +184,7 @@ pub fn split_validation(cells: Cells, ids_path: &Path) -> Result<ValidationSplit
         if id.is_empty() {
             continue;
         }
-        let &i = index.get(id).ok_or_else(|| Error::BadValue {
+        let &i = index.get(id).ok_or_else(|| perturbgen::Error::BadValue {
             path: ids_path.to_path_buf(),
             row: line as u64 + 1,
             column: "obs_id".into(),

@@ -3,7 +3,7 @@
 //! type and by compound.
 use super::checkpoint::EpochLog;
 use crate::error::Result;
-use crate::plot::draw_png;
+use perturbgen::plot::draw_png;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -25,7 +25,7 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 pub fn loss_curves(path: &Path, history: &[EpochLog], model: &str, best_epoch: usize) -> Result<()> {
     let history = if history.len() > 3 { &history[1..] } else { history };
     let prior_name = if model == "dgd" { "−log p(z)" } else { "KL" };
-    draw_png(path, (1200, 500), |root| {
+    Ok(draw_png(path, (1200, 500), |root| {
         let panels = root.split_evenly((1, 2));
         type Get = fn(&EpochLog) -> f64;
         let series: [(&str, Get, Get); 2] = [
@@ -61,7 +61,7 @@ pub fn loss_curves(path: &Path, history: &[EpochLog], model: &str, best_epoch: u
             chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| e.to_string())?;
         }
         Ok(())
-    })
+    })?)
 }
 
 /// Projects n × d latents to 2-D: the first two dimensions when d ≤ 2, else the scores of the
@@ -73,14 +73,14 @@ pub fn project_2d(latents: &[f32], d: usize) -> Vec<(f64, f64)> {
     }
     let mean: Vec<f64> = (0..d).map(|j| (0..n).map(|i| latents[i * d + j] as f64).sum::<f64>() / n.max(1) as f64).collect();
     let centred: Vec<f64> = (0..n * d).map(|i| latents[i] as f64 - mean[i % d]).collect();
-    let (scores, _) = crate::pca::pca(&centred, n, d, 2, 0);
+    let (scores, _) = perturbgen::pca::pca(&centred, n, d, 2, 0);
     (0..n).map(|i| (scores[i * 2], scores[i * 2 + 1])).collect()
 }
 
 /// Two scatter panels of the projected latents: coloured by cell type (with legend) and by
 /// compound (the most frequent twelve named, the rest grey).
 pub fn latent_scatter(path: &Path, points: &[(f64, f64)], cell_type: &[&str], compound: &[&str], title: &str) -> Result<()> {
-    draw_png(path, (1400, 650), |root| {
+    Ok(draw_png(path, (1400, 650), |root| {
         let panels = root.split_evenly((1, 2));
         let (xl, xh) = range(points.iter().map(|p| p.0));
         let (yl, yh) = range(points.iter().map(|p| p.1));
@@ -114,5 +114,5 @@ pub fn latent_scatter(path: &Path, points: &[(f64, f64)], cell_type: &[&str], co
             chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(|e| e.to_string())?;
         }
         Ok(())
-    })
+    })?)
 }

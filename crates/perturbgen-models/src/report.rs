@@ -3,7 +3,7 @@ use super::config::ModelKind;
 use super::data::{obs_column, ModelData};
 use super::plots;
 use super::train::Trainer;
-use crate::atomic::write_atomic;
+use perturbgen::atomic::write_atomic;
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -11,7 +11,7 @@ use std::path::Path;
 const LATENT_PLOT_CELLS: usize = 20_000;
 
 pub fn write_history(path: &Path, trainer: &Trainer) -> Result<()> {
-    write_atomic(path, |w| {
+    Ok(write_atomic(path, |w| {
         writeln!(w, "epoch,train_recon,train_prior,val_recon,val_prior,val_loss,kl_weight,seconds,best")?;
         for l in &trainer.meta.history {
             writeln!(
@@ -22,7 +22,7 @@ pub fn write_history(path: &Path, trainer: &Trainer) -> Result<()> {
             )?;
         }
         Ok(())
-    })
+    })?)
 }
 
 /// Latents of (a stride of) the training cells: DGD's learned ones, the VAE's encoder means.
@@ -43,7 +43,7 @@ pub fn write_report(dir: &Path, trainer: &Trainer, data: &ModelData) -> Result<(
     let rows: Vec<usize> = (0..data.len()).step_by(stride).collect();
     let z = latents(trainer, data, &rows)?;
     let points = plots::project_2d(&z, meta.config.latent_dim);
-    let column = |name: &str| obs_column(&data.cells.obs, name).ok_or_else(|| Error::Config(format!("no obs column {name}")));
+    let column = |name: &str| obs_column(&data.cells.obs, name).ok_or_else(|| Error::data(format!("no obs column {name}")));
     let (ct, sm) = (column("cell_type")?, column("sm_name")?);
     let cell_type: Vec<&str> = rows.iter().map(|&r| ct.get(r)).collect();
     let compound: Vec<&str> = rows.iter().map(|&r| sm.get(r)).collect();

@@ -8,7 +8,7 @@ use super::data::{obs_column, ModelData};
 use super::nb_loss::nb_log_likelihood;
 use super::network::Network;
 use super::train::{add_rows, Latents};
-use crate::cells::Cells;
+use perturbgen::cells::Cells;
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -95,8 +95,8 @@ pub struct GroupMeanNb {
 }
 
 fn group_keys(cells: &Cells) -> Result<Vec<(String, String)>> {
-    let ct = obs_column(&cells.obs, "cell_type").ok_or_else(|| Error::Config("cell_type".into()))?;
-    let sm = obs_column(&cells.obs, "sm_name").ok_or_else(|| Error::Config("sm_name".into()))?;
+    let ct = obs_column(&cells.obs, "cell_type").ok_or_else(|| Error::data("obs has no cell_type column"))?;
+    let sm = obs_column(&cells.obs, "sm_name").ok_or_else(|| Error::data("obs has no sm_name column"))?;
     Ok((0..cells.len()).map(|i| (ct.get(i).to_string(), sm.get(i).to_string())).collect())
 }
 
@@ -229,7 +229,7 @@ impl LoglikRun {
         let name = model.meta.config.model.name();
         let data = model.data(cells, &self.counts, &self.obs)?;
         let steps = if model.meta.config.model == ModelKind::Dgd { self.fit_steps as u64 } else { 1 };
-        let bar = crate::progress::bar(steps, "latent fit steps");
+        let bar = perturbgen::progress::bar(steps, "latent fit steps");
         let ll = model.loglik(&data, self.fit_steps, &|| bar.inc(1))?;
         bar.finish_and_clear();
         let mut rows = rows_by_cell_type(name, &data.cells, &ll);
@@ -252,7 +252,7 @@ impl LoglikRun {
 }
 
 pub fn write_loglik(path: &Path, rows: &[LoglikRow]) -> Result<()> {
-    crate::atomic::write_atomic(path, |w| {
+    Ok(perturbgen::atomic::write_atomic(path, |w| {
         let mut out = csv::Writer::from_writer(w);
         out.write_record(["name", "cell_type", "cells", "genes", "mean_loglik_per_cell", "total_loglik"])?;
         for r in rows {
@@ -260,13 +260,13 @@ pub fn write_loglik(path: &Path, rows: &[LoglikRow]) -> Result<()> {
         }
         out.flush()?;
         Ok(())
-    })
+    })?)
 }
 
 /// Bars of the mean negative log-likelihood per cell (lower is better), all cells.
 pub fn plot_loglik(path: &Path, rows: &[LoglikRow], title: &str) -> Result<()> {
     let bars: Vec<(String, f64)> = rows.iter().filter(|r| r.cell_type == "all").map(|r| (r.name.clone(), -r.mean_per_cell)).collect();
-    crate::plot::draw_png(path, (900, 120 + 60 * bars.len() as u32), |root| {
-        crate::plot::bar_panel(root, &format!("{title}: held-out cells"), "mean NB negative log-likelihood per cell (lower is better)", &bars)
-    })
+    Ok(perturbgen::plot::draw_png(path, (900, 120 + 60 * bars.len() as u32), |root| {
+        perturbgen::plot::bar_panel(root, &format!("{title}: held-out cells"), "mean NB negative log-likelihood per cell (lower is better)", &bars)
+    })?)
 }

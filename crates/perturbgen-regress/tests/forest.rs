@@ -3,7 +3,8 @@
 //! tests/python/test_forest.py.
 use perturbgen::io::id_map::{IdMap, IdMapRow};
 use perturbgen::pseudobulk::{GroupKey, PseudoBulk};
-use perturbgen::regress::forest::{pca, predict_pseudobulk, ForestParams, TargetKind};
+use perturbgen::params::ParamGuard;
+use perturbgen_regress::forest::{pca, predict_pseudobulk, FeatureColumn, ForestConfig, ForestParams, ForestTarget};
 use std::path::Path;
 
 const CELL_TYPES: [&str; 4] = ["A", "B", "C", "D"];
@@ -82,12 +83,13 @@ fn ids(pairs: &[(&str, &str)]) -> IdMap {
     IdMap { rows: pairs.iter().enumerate().map(|(i, p)| IdMapRow { id: i as i64, cell_type: p.0.into(), sm_name: p.1.into() }).collect() }
 }
 
-fn params(target: TargetKind) -> ForestParams {
-    ForestParams { n_trees: 60, target, ..Default::default() }
+fn params(target: ForestTarget, components: usize) -> ForestParams {
+    ForestParams { n_trees: 60, target, components, ..Default::default() }
 }
 
-fn run(pb: &PseudoBulk, targets: &IdMap, p: &ForestParams) -> perturbgen::Result<perturbgen::regress::forest::ForestPrediction> {
-    predict_pseudobulk(pb, targets, p, Some("DMSO"), Path::new("train.parquet"), Path::new("targets.csv"), &|| {})
+fn run(pb: &PseudoBulk, targets: &IdMap, p: &ForestParams) -> perturbgen_regress::Result<perturbgen_regress::forest::ForestPrediction> {
+    let config: ForestConfig = p.clone().check()?;
+    predict_pseudobulk(pb, targets, &config, Some("DMSO"), Path::new("train.parquet"), Path::new("targets.csv"), &|| {})
 }
 
 /// The true log-CPM of (cell type, compound) without the wobble.
@@ -118,8 +120,8 @@ fn forests_recover_a_known_compound_effect_in_an_unseen_cell_type() {
     let pb = fixture();
     // (C, c3) and (D, c1) are held out: the forests never see them.
     let targets = ids(&[("C", "c3"), ("D", "c1")]);
-    for target in [TargetKind::Genes, TargetKind::Pca { components: 10 }] {
-        let out = run(&pb, &targets, &params(target)).unwrap();
+    for (target, components) in [(ForestTarget::Genes, 10), (ForestTarget::Pca, 10)] {
+        let out = run(&pb, &targets, &params(target, components)).unwrap();
         // One predicted sample per well of the compound (4 plates), per target.
         assert_eq!(out.predicted.n_samples(), 8);
         assert_eq!(out.train.n_samples(), pb.n_samples() - 8);
@@ -140,7 +142,7 @@ fn forests_recover_a_known_compound_effect_in_an_unseen_cell_type() {
             // per gene, 0.9 with PCA (measured: a component mixes compound and cell-type
             // loadings, so predicting its score drags cell-type genes along by up to −0.77 —
             // the reason `genes` is the default).
-            let other_tol = if target == TargetKind::Genes { 0.4 } else { 0.9 };
+            let other_tol = if target == ForestTarget::Genes { 0.4 } else { 0.9 };
             for &g in &affected {
                 let ratio = shift[g] / truth[g];
                 assert!((0.33..1.5).contains(&ratio), "{target:?} ({ct}, c{cp}) gene {g}: shift {:.3} vs true {:.3}", shift[g], truth[g]);
@@ -176,9 +178,9 @@ fn same_bytes_for_one_and_two_threads() {
     let pb = fixture();
     let targets = ids(&[("C", "c3"), ("D", "c1")]);
     let dir = tempfile::tempdir().unwrap();
-    for (name, target) in [("genes", TargetKind::Genes), ("pca", TargetKind::Pca { components: 8 })] {
+    for (name, target) in [("genes", ForestTarget::Genes), ("pca", ForestTarget::Pca)] {
         // 25 trees: shards of 10, 10 and 5, weighted by their tree counts.
-        let p = ForestParams { n_trees: 25, ..params(target) };
+        let p = ForestParams { n_trees: 25, ..params(target, 8) };
         let mut files = Vec::new();
         for threads in [1, 2] {
             let out = perturbgen::threads::with_threads(threads, || run(&pb, &targets, &p)).unwrap().unwrap();
@@ -197,7 +199,7 @@ fn same_bytes_for_one_and_two_threads() {
 #[test]
 fn bad_inputs_are_one_line_errors() {
     let pb = fixture();
-    let p = params(TargetKind::Genes);
+    let p = params(ForestTarget::Genes, 10);
     let err = |pb: &PseudoBulk, t: &IdMap, p: &ForestParams| run(pb, t, p).unwrap_err().to_string();
 
     // A compound never measured in a training well.
@@ -222,9 +224,9 @@ fn bad_inputs_are_one_line_errors() {
     let empty = PseudoBulk { genes: pb.genes.clone(), ..Default::default() };
     let e = err(&empty, &ids(&[("C", "c3")]), &p);
     assert!(e.contains("train.parquet") && e.contains("no samples"), "{e}");
-    // An unknown feature column.
-    let e = err(&pb, &ids(&[("C", "c3")]), &ForestParams { features: vec!["cell_type".into(), "SMILES".into()], ..p.clone() });
-    assert!(e.contains("unknown feature column `SMILES`"), "{e}");
+    // A feature column given twice (an unknown one does not deserialise: see pgen-config's tests).
+    let e = err(&pb, &ids(&[("C", "c3")]), &ForestParams { features: vec![FeatureColumn::CellType, FeatureColumn::CellType], ..p.clone() });
+    assert!(e.contains("forest.features") && e.contains("`cell_type` given twice"), "{e}");
     // A negative count: file, row and column named.
     let mut neg = pb.clone();
     neg.counts[2 * N_GENES + 5] = -1.0;
@@ -232,9 +234,9 @@ fn bad_inputs_are_one_line_errors() {
     assert!(e.contains("train.parquet") && e.contains("row 3, column `G5`"), "{e}");
     // Parameters out of range.
     let e = err(&pb, &ids(&[("C", "c3")]), &ForestParams { n_trees: 0, ..p.clone() });
-    assert!(e.contains("n_trees"), "{e}");
+    assert!(e.contains("forest.n_trees"), "{e}");
     let e = err(&pb, &ids(&[("C", "c3")]), &ForestParams { m_fraction: 1.5, ..p.clone() });
-    assert!(e.contains("m_fraction"), "{e}");
+    assert!(e.contains("forest.m_fraction"), "{e}");
     for e in [err(&pb, &ids(&[("C", "zz")]), &p), err(&empty, &ids(&[("C", "c3")]), &p)] {
         assert!(!e.contains('\n'), "{e}");
     }

@@ -42,21 +42,21 @@ pub fn align(reference: &DeTable, other: &DeTable, other_path: &Path) -> Result<
 /// Checks weights: one per input, finite, non-negative, summing to 1 (within 1e-6).
 pub fn check_weights(weights: &[f64], n: usize) -> Result<()> {
     if weights.len() != n {
-        return Err(Error::Config(format!("blend: {} weights for {n} prediction tables", weights.len())));
+        return Err(Error::param("--weights", format!("{} weights for {n} prediction tables", weights.len())));
     }
     if weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
-        return Err(Error::Config(format!("blend: weights must be non-negative numbers, found {weights:?}")));
+        return Err(Error::param("--weights", format!("must be non-negative numbers, found {weights:?}")));
     }
     let sum: f64 = weights.iter().sum();
     if (sum - 1.0).abs() > 1e-6 {
-        return Err(Error::Config(format!("blend: weights must sum to 1, found {weights:?} (sum {sum})")));
+        return Err(Error::param("--weights", format!("must sum to 1, found {weights:?} (sum {sum})")));
     }
     Ok(())
 }
 
 /// Σ w_k · table_k, in the first table's row and gene order.
 pub fn blend(inputs: &[Input], weights: &[f64]) -> Result<DeTable> {
-    let Some(first) = inputs.first() else { return Err(Error::Config("blend: no prediction tables".into())) };
+    let Some(first) = inputs.first() else { return Err(Error::Data("blend: no prediction tables".into())) };
     check_weights(weights, inputs.len())?;
     let mut values = vec![0f64; first.table.values.len()];
     for (inp, &w) in inputs.iter().zip(weights) {
@@ -109,7 +109,7 @@ fn project_simplex(v: &[f64]) -> Vec<f64> {
 pub fn fit_weights(truth: &DeTable, inputs: &[Input], truth_path: &Path) -> Result<(Vec<f64>, f64)> {
     let k = inputs.len();
     if k == 0 {
-        return Err(Error::Config("blend: no prediction tables to weigh".into()));
+        return Err(Error::Data("blend: no prediction tables to weigh".into()));
     }
     if truth.n_rows() == 0 {
         return Err(Error::invalid(truth_path, "no rows to fit blend weights on"));

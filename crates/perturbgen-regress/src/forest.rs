@@ -2,7 +2,7 @@
 //! "random forest on pseudo-bulk counts"). One-hot covariates of each training sample (cell
 //! type, compound, donor, plate, row) → its log-CPM profile and log library size; the forests
 //! predict one pseudo-bulk sample per (target pair, well where the compound was measured), and
-//! the official limma recipe ([`crate::limma::run_limma`]) turns the target cell type's real
+//! the official limma recipe ([`perturbgen::limma::run_limma`]) turns the target cell type's real
 //! samples plus the predicted ones into DE values.
 //!
 //! Outputs the forests learn (smartcore's forests are single-output, one forest per output):
@@ -16,17 +16,18 @@
 //! in parallel (rayon) and their predictions are averaged weighted by their tree counts in a
 //! fixed order, so the bytes do not depend on the thread count.
 use super::features::Pair;
-use crate::baseline::merge_tables;
+use perturbgen::baseline::merge_tables;
 use crate::error::{Error, Result};
-use crate::io::de_table::DeTable;
-use crate::io::id_map::IdMap;
-use crate::limma::{run_limma, LimmaConfig};
-use crate::pseudobulk::{GroupKey, PseudoBulk};
-pub use crate::pca::pca;
-use crate::pca::mix;
+use perturbgen::io::de_table::DeTable;
+use perturbgen::io::id_map::IdMap;
+use perturbgen::limma::{run_limma, LimmaConfig};
+use perturbgen::pseudobulk::{GroupKey, PseudoBulk};
+pub use perturbgen::pca::pca;
+use perturbgen::pca::mix;
 use rayon::prelude::*;
 use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, RandomForestRegressorParameters};
 use smartcore::linalg::basic::matrix::DenseMatrix;
+use perturbgen::params::{ensure, ParamGuard};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -36,102 +37,137 @@ pub const SHARD_TREES: usize = 10;
 /// Pseudo-bulk key columns that can be one-hot features.
 pub const FEATURE_COLUMNS: [&str; 6] = ["cell_type", "sm_name", "donor_id", "plate_name", "row", "well"];
 
-/// The default features: the sample's covariates except the well (a well is one compound on
-/// one plate, so it adds nothing the compound and plate do not say).
-pub const DEFAULT_FEATURES: [&str; 5] = ["cell_type", "sm_name", "donor_id", "plate_name", "row"];
-
-/// What the forests are fitted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetKind {
+/// What the forests are fitted on (config `forest.target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ForestTarget {
     /// One forest per gene's log-CPM.
     Genes,
     /// One forest per principal component of the centred log-CPM matrix (top `components`).
-    Pca { components: usize },
+    Pca,
 }
 
-impl TargetKind {
-    pub fn parse(kind: &str, components: usize) -> Result<Self> {
-        match kind {
-            "genes" => Ok(TargetKind::Genes),
-            "pca" => Ok(TargetKind::Pca { components }),
-            _ => Err(Error::Config(format!("forest: --target must be genes or pca, found `{kind}`"))),
-        }
+/// A pseudo-bulk key column that can be a one-hot feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureColumn {
+    CellType,
+    SmName,
+    DonorId,
+    PlateName,
+    Row,
+    Well,
+}
+
+impl FeatureColumn {
+    pub fn name(self) -> &'static str {
+        FEATURE_COLUMNS[self as usize]
     }
 }
 
-/// Hyperparameters (defaults: 100 trees, m = ⌈p/3⌉ as for regression forests in R's
-/// randomForest, unlimited depth, leaves of ≥ 3 samples: as good as 1 on the demo's inner
-/// hold-out, 0.8185 vs 0.8178, and 28 % faster). smartcore's own defaults (10 trees, m = √p even for regression) are not
+/// Random forests on the pseudo-bulk counts (`pgen-forest`, config section `forest`).
+/// Defaults: 100 trees, m = ⌈p/3⌉ as for regression forests in R's randomForest, unlimited
+/// depth, leaves of ≥ 3 samples (as good as 1 on the demo's inner hold-out, 0.8185 vs 0.8178,
+/// and 28 % faster). smartcore's own defaults (10 trees, m = √p even for regression) are not
 /// used: every value is set here.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct ForestParams {
+    /// `genes`: one forest per gene's log-CPM; `pca`: one per principal component (top
+    /// `components`) of the centred log-CPM. Measured on the demo's inner hold-out (MRRMSE,
+    /// 100 trees, m = p/3): genes 0.818, pca 50/100/200 components 1.005/0.991/0.904. PCA is
+    /// ~10× faster but the components mix cell-type and compound loadings; it is the option for
+    /// Kaggle size (18,211 genes), where one forest per gene takes hours.
+    pub target: ForestTarget,
+    /// Principal components (`target: pca`), at least 1.
+    pub components: usize,
+    /// Pseudo-bulk key columns one-hot encoded as features, each at most once.
+    pub features: Vec<FeatureColumn>,
+    /// Trees per forest, at least 1.
     pub n_trees: usize,
-    /// Features tried per split as a fraction of p (rounded up, at least 1); `m` overrides it.
+    /// Features tried per split as a fraction of p (rounded up, at least 1), in (0, 1].
     pub m_fraction: f64,
+    /// Features tried per split (overrides `m_fraction`); null = use `m_fraction`.
     pub m: Option<usize>,
+    /// Maximum tree depth; null = unlimited.
     pub max_depth: Option<u16>,
+    /// Minimum samples per leaf, at least 1.
     pub min_samples_leaf: usize,
     pub seed: u64,
-    pub target: TargetKind,
-    /// Pseudo-bulk key columns one-hot encoded as features (see [`FEATURE_COLUMNS`]).
-    pub features: Vec<String>,
 }
 
 impl Default for ForestParams {
     fn default() -> Self {
+        use FeatureColumn::*;
         Self {
+            target: ForestTarget::Genes,
+            components: 50,
+            // The sample's covariates except the well: a well is one compound on one plate, so
+            // it adds nothing the compound and plate do not say.
+            features: vec![CellType, SmName, DonorId, PlateName, Row],
             n_trees: 100,
             m_fraction: 1.0 / 3.0,
             m: None,
             max_depth: None,
             min_samples_leaf: 3,
             seed: 0,
-            // Measured on the demo's inner hold-out (MRRMSE, 100 trees, m = p/3): genes 0.818,
-            // pca 50/100/200 components 1.005/0.991/0.904 (xgb 0.875, zero 1.033). PCA is ~10×
-            // faster but the components mix cell-type and compound loadings; it is the option
-            // for Kaggle size (18,211 genes), where one forest per gene takes hours.
-            target: TargetKind::Genes,
-            features: DEFAULT_FEATURES.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
 
-impl ForestParams {
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
-        if self.n_trees == 0 {
-            return bad("forest: n_trees must be at least 1".into());
-        }
-        if !(self.m_fraction > 0.0 && self.m_fraction <= 1.0) {
-            return bad(format!("forest: m_fraction must be in (0, 1], found {}", self.m_fraction));
-        }
-        if self.m == Some(0) {
-            return bad("forest: m must be at least 1".into());
-        }
-        if self.max_depth == Some(0) {
-            return bad("forest: max_depth must be at least 1 (or unset)".into());
-        }
-        if self.min_samples_leaf == 0 {
-            return bad("forest: min_samples_leaf must be at least 1".into());
-        }
-        if let TargetKind::Pca { components: 0 } = self.target {
-            return bad("forest: components must be at least 1".into());
-        }
-        if self.features.is_empty() {
-            return bad("forest: at least one feature column is needed".into());
-        }
+/// What the fitting code works on: [`TargetKind::Pca`] carries its component count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Genes,
+    Pca { components: usize },
+}
+
+/// Checked [`ForestParams`]: the only form the fitting code takes (the parameters, with the
+/// target and the feature names in the form the fitting code uses).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForestConfig {
+    params: ForestParams,
+    pub target: TargetKind,
+    /// Feature column names, in the order given.
+    pub features: Vec<String>,
+}
+
+impl std::ops::Deref for ForestConfig {
+    type Target = ForestParams;
+    fn deref(&self) -> &ForestParams {
+        &self.params
+    }
+}
+
+impl ParamGuard for ForestParams {
+    type Checked = ForestConfig;
+    const SECTION: &'static str = "forest";
+
+    fn check(self) -> perturbgen::Result<ForestConfig> {
+        let s = Self::SECTION;
+        ensure(self.n_trees >= 1, s, "n_trees", || "must be at least 1".into())?;
+        ensure(self.m_fraction > 0.0 && self.m_fraction <= 1.0, s, "m_fraction", || format!("must be in (0, 1], found {}", self.m_fraction))?;
+        ensure(self.m != Some(0), s, "m", || "must be at least 1 (or null)".into())?;
+        ensure(self.max_depth != Some(0), s, "max_depth", || "must be at least 1 (or null)".into())?;
+        ensure(self.min_samples_leaf >= 1, s, "min_samples_leaf", || "must be at least 1".into())?;
+        ensure(self.components >= 1, s, "components", || "must be at least 1".into())?;
+        ensure(!self.features.is_empty(), s, "features", || "at least one feature column is needed".into())?;
         let mut seen = HashSet::new();
         for f in &self.features {
-            if !FEATURE_COLUMNS.contains(&f.as_str()) {
-                return bad(format!("forest: unknown feature column `{f}` (expected one of {})", FEATURE_COLUMNS.join(", ")));
-            }
-            if !seen.insert(f) {
-                return bad(format!("forest: feature column `{f}` given twice"));
-            }
+            ensure(seen.insert(*f), s, "features", || format!("feature column `{}` given twice", f.name()))?;
         }
-        Ok(())
+        Ok(ForestConfig {
+            target: match self.target {
+                ForestTarget::Genes => TargetKind::Genes,
+                ForestTarget::Pca => TargetKind::Pca { components: self.components },
+            },
+            features: self.features.iter().map(|f| f.name().to_string()).collect(),
+            params: self,
+        })
     }
+}
 
+impl ForestConfig {
     /// Features tried per split for `p` features.
     pub fn mtry(&self, p: usize) -> usize {
         self.m.unwrap_or_else(|| (self.m_fraction * p as f64).ceil() as usize).clamp(1, p.max(1))
@@ -279,9 +315,9 @@ fn shard_seed(seed: u64, output: usize, shard: usize) -> u64 {
 
 /// Fits one forest per column of `targets` (n × outputs, column-major: one Vec per output) on
 /// `x` and predicts `xt`. Work = outputs × fixed shards, in parallel; deterministic.
-fn fit_forests(x: &[f64], n: usize, p: usize, xt: &[f64], nt: usize, targets: &[Vec<f64>], params: &ForestParams, progress: &(dyn Fn() + Sync)) -> Result<Vec<Vec<f64>>> {
-    let xm = DenseMatrix::new(n, p, x.to_vec(), false).map_err(|e| Error::Config(format!("forest: training matrix: {e}")))?;
-    let xtm = DenseMatrix::new(nt, p, xt.to_vec(), false).map_err(|e| Error::Config(format!("forest: target matrix: {e}")))?;
+fn fit_forests(x: &[f64], n: usize, p: usize, xt: &[f64], nt: usize, targets: &[Vec<f64>], params: &ForestConfig, progress: &(dyn Fn() + Sync)) -> Result<Vec<Vec<f64>>> {
+    let xm = DenseMatrix::new(n, p, x.to_vec(), false).map_err(|e| Error::Forest(format!("training matrix: {e}")))?;
+    let xtm = DenseMatrix::new(nt, p, xt.to_vec(), false).map_err(|e| Error::Forest(format!("target matrix: {e}")))?;
     let n_shards = params.n_trees.div_ceil(SHARD_TREES);
     let mtry = params.mtry(p);
     let units: Vec<(usize, usize)> = (0..targets.len()).flat_map(|o| (0..n_shards).map(move |s| (o, s))).collect();
@@ -301,7 +337,7 @@ fn fit_forests(x: &[f64], n: usize, p: usize, xt: &[f64], nt: usize, targets: &[
             let out = RandomForestRegressor::fit(&xm, &targets[o], rp)
                 .and_then(|f| f.predict(&xtm))
                 .map(|v: Vec<f64>| v.into_iter().map(|x| x * trees as f64).collect())
-                .map_err(|e| Error::Config(format!("forest: output {o}, shard {s}: {e}")));
+                .map_err(|e| Error::Forest(format!("output {o}, shard {s}: {e}")));
             progress();
             out
         })
@@ -319,7 +355,7 @@ fn fit_forests(x: &[f64], n: usize, p: usize, xt: &[f64], nt: usize, targets: &[
 }
 
 /// Number of forest fits (outputs × shards) [`predict_pseudobulk`] will run, for a progress bar.
-pub fn n_work_units(pb: &PseudoBulk, params: &ForestParams) -> usize {
+pub fn n_work_units(pb: &PseudoBulk, params: &ForestConfig) -> usize {
     let outputs = match params.target {
         TargetKind::Genes => pb.genes.len(),
         TargetKind::Pca { components } => components.min(pb.genes.len()).min(pb.n_samples()),
@@ -332,13 +368,12 @@ pub fn n_work_units(pb: &PseudoBulk, params: &ForestParams) -> usize {
 pub fn predict_pseudobulk(
     pb: &PseudoBulk,
     targets: &IdMap,
-    params: &ForestParams,
+    params: &ForestConfig,
     negative_control: Option<&str>,
     pb_path: &Path,
     targets_path: &Path,
     progress: &(dyn Fn() + Sync),
 ) -> Result<ForestPrediction> {
-    params.validate()?;
     let pairs: Vec<Pair> = targets.rows.iter().map(|r| (r.cell_type.clone(), r.sm_name.clone())).collect();
     let keep = check_inputs(pb, &pairs, negative_control, pb_path, targets_path)?;
     let train = subset(pb, &keep);
@@ -423,7 +458,7 @@ pub fn predict_pseudobulk(
 pub fn predict(
     pb: &PseudoBulk,
     targets: &IdMap,
-    params: &ForestParams,
+    params: &ForestConfig,
     limma: &LimmaConfig,
     pb_path: &Path,
     targets_path: &Path,

@@ -18,24 +18,17 @@ use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 /// How the per-gene parameter θ maps to the dispersion r.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Dispersion {
     /// r = exp(θ) (the write-up's VAE).
     Exp,
     /// r = exp(θ) + 1 (the scDGD reference: r ≥ 1).
+    #[serde(alias = "exp+1")]
     ExpPlusOne,
 }
 
 impl Dispersion {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "exp" => Some(Self::Exp),
-            "exp_plus_one" | "exp+1" => Some(Self::ExpPlusOne),
-            _ => None,
-        }
-    }
-
     pub fn r(self, theta: f64) -> f64 {
         match self {
             Self::Exp => theta.exp(),

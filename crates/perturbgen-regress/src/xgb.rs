@@ -3,27 +3,62 @@
 //! ([`Extra`]). Genes are fitted in parallel (rayon, one single-threaded booster per gene).
 use super::features::{check_training, target_pairs, Design, Extra};
 use super::xgboost;
-use crate::baseline::target_keys;
+use perturbgen::baseline::target_keys;
 use crate::error::{Error, Result};
-use crate::io::de_table::DeTable;
-use crate::io::id_map::IdMap;
+use perturbgen::io::de_table::DeTable;
+use perturbgen::io::id_map::IdMap;
 use rayon::prelude::*;
+use perturbgen::params::{ensure, ParamGuard};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Hyperparameters (XGBoost's names and defaults, `num_boost_round` = `rounds`).
-#[derive(Debug, Clone, PartialEq)]
+/// XGBoost's tree construction algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TreeMethod {
+    Exact,
+    Approx,
+    Hist,
+    Auto,
+}
+
+impl TreeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TreeMethod::Exact => "exact",
+            TreeMethod::Approx => "approx",
+            TreeMethod::Hist => "hist",
+            TreeMethod::Auto => "auto",
+        }
+    }
+}
+
+/// XGBoost on the DE values (`pgen-xgb`, config section `xgb`): one regressor per gene on
+/// one-hot (cell type, compound) and optional per-gene extras. XGBoost's own names; defaults
+/// are XGBoost's except `base_score`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct XgbParams {
+    /// Boosting rounds (`num_boost_round`), at least 1.
     pub rounds: usize,
+    /// Learning rate, > 0.
     pub eta: f64,
+    /// Maximum tree depth.
     pub max_depth: u32,
+    /// Minimum sum of instance weight in a child, ≥ 0.
     pub min_child_weight: f64,
+    /// Row subsampling per tree, in (0, 1].
     pub subsample: f64,
+    /// Column subsampling per tree, in (0, 1].
     pub colsample_bytree: f64,
+    /// L2 regularisation (`reg_lambda`), ≥ 0.
     pub lambda: f64,
+    /// L1 regularisation (`reg_alpha`), ≥ 0.
     pub alpha: f64,
+    /// Minimum loss reduction to split, ≥ 0.
     pub gamma: f64,
-    pub tree_method: String,
+    pub tree_method: TreeMethod,
     pub seed: u64,
     /// Initial prediction (XGBoost's default is 0.5; DE values centre on 0).
     pub base_score: f64,
@@ -32,8 +67,33 @@ pub struct XgbParams {
     /// (B, Myeloid) have weaker p-values, and the trees cannot learn a per-cell-type scale for
     /// compounds never measured in it.
     pub cell_type_scale: bool,
-    /// Further `name=value` XGBoost parameters, set last.
-    pub extra: Vec<(String, String)>,
+    /// Extra per-gene features: `compound_mean` (the compound's mean DE for the gene over its
+    /// other measured cell types) and/or `cell_type_mean` (the cell type's over its other
+    /// compounds).
+    pub features: Vec<Extra>,
+    /// Any other XGBoost parameter, `name: value`, set last.
+    pub params: BTreeMap<String, ParamValue>,
+}
+
+/// A free-form XGBoost parameter value, handed to XGBoost as text.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Bool(bool),
+    Integer(i64),
+    Number(f64),
+    Text(String),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Bool(b) => write!(f, "{b}"),
+            ParamValue::Integer(i) => write!(f, "{i}"),
+            ParamValue::Number(x) => write!(f, "{x}"),
+            ParamValue::Text(s) => f.write_str(s),
+        }
+    }
 }
 
 impl Default for XgbParams {
@@ -48,43 +108,57 @@ impl Default for XgbParams {
             lambda: 1.0,
             alpha: 0.0,
             gamma: 0.0,
-            tree_method: "exact".into(),
+            tree_method: TreeMethod::Exact,
             seed: 0,
             base_score: 0.0,
             cell_type_scale: false,
-            extra: Vec::new(),
+            features: Vec::new(),
+            params: BTreeMap::new(),
         }
     }
 }
 
-impl XgbParams {
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
-        if self.rounds == 0 {
-            return bad("xgb: rounds must be at least 1".into());
-        }
-        if !(self.eta > 0.0 && self.eta.is_finite()) {
-            return bad(format!("xgb: eta must be > 0, found {}", self.eta));
-        }
-        if !["exact", "approx", "hist", "auto"].contains(&self.tree_method.as_str()) {
-            return bad(format!("xgb: tree_method must be exact, approx, hist or auto, found `{}`", self.tree_method));
-        }
-        for (name, v) in [("subsample", self.subsample), ("colsample_bytree", self.colsample_bytree)] {
-            if !(v > 0.0 && v <= 1.0) {
-                return bad(format!("xgb: {name} must be in (0, 1], found {v}"));
-            }
-        }
-        if !self.base_score.is_finite() {
-            return bad(format!("xgb: base_score must be a number, found {}", self.base_score));
-        }
-        for (name, v) in [("min_child_weight", self.min_child_weight), ("lambda", self.lambda), ("alpha", self.alpha), ("gamma", self.gamma)] {
-            if !(v >= 0.0 && v.is_finite()) {
-                return bad(format!("xgb: {name} must be >= 0, found {v}"));
-            }
-        }
-        Ok(())
-    }
+/// Checked [`XgbParams`]: the only form [`predict`] takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XgbConfig {
+    params: XgbParams,
+}
 
+impl std::ops::Deref for XgbConfig {
+    type Target = XgbParams;
+    fn deref(&self) -> &XgbParams {
+        &self.params
+    }
+}
+
+impl ParamGuard for XgbParams {
+    type Checked = XgbConfig;
+    const SECTION: &'static str = "xgb";
+
+    fn check(self) -> perturbgen::Result<XgbConfig> {
+        let s = Self::SECTION;
+        ensure(self.rounds >= 1, s, "rounds", || "must be at least 1".into())?;
+        ensure(self.eta > 0.0 && self.eta.is_finite(), s, "eta", || format!("must be > 0, found {}", self.eta))?;
+        for (name, v) in [("subsample", self.subsample), ("colsample_bytree", self.colsample_bytree)] {
+            ensure(v > 0.0 && v <= 1.0, s, name, || format!("must be in (0, 1], found {v}"))?;
+        }
+        ensure(self.base_score.is_finite(), s, "base_score", || format!("must be a number, found {}", self.base_score))?;
+        for (name, v) in [("min_child_weight", self.min_child_weight), ("lambda", self.lambda), ("alpha", self.alpha), ("gamma", self.gamma)] {
+            ensure(v >= 0.0 && v.is_finite(), s, name, || format!("must be >= 0, found {v}"))?;
+        }
+        let mut seen = Vec::new();
+        for f in &self.features {
+            ensure(!seen.contains(f), s, "features", || format!("`{}` is given twice", f.name()))?;
+            seen.push(*f);
+        }
+        for name in self.params.keys() {
+            ensure(!name.trim().is_empty() && !name.contains('\0'), s, "params", || format!("bad parameter name `{name}`"))?;
+        }
+        Ok(XgbConfig { params: self })
+    }
+}
+
+impl XgbConfig {
     /// The booster parameters, in the order they are set (`nthread` = 1: genes run in parallel).
     pub fn booster_params(&self) -> Vec<(String, String)> {
         let mut p: Vec<(String, String)> = [
@@ -98,7 +172,7 @@ impl XgbParams {
             ("lambda", self.lambda.to_string()),
             ("alpha", self.alpha.to_string()),
             ("gamma", self.gamma.to_string()),
-            ("tree_method", self.tree_method.clone()),
+            ("tree_method", self.tree_method.as_str().to_string()),
             ("seed", self.seed.to_string()),
             ("base_score", self.base_score.to_string()),
             ("verbosity", "1".into()),
@@ -106,16 +180,8 @@ impl XgbParams {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        p.extend(self.extra.iter().cloned());
+        p.extend(self.params.params.iter().map(|(k, v)| (k.clone(), v.to_string())));
         p
-    }
-}
-
-/// Parses `name=value`.
-pub fn parse_param(s: &str) -> Result<(String, String)> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
-        _ => Err(Error::Config(format!("XGBoost parameter `{s}`: expected name=value"))),
     }
 }
 
@@ -124,14 +190,13 @@ pub fn parse_param(s: &str) -> Result<(String, String)> {
 pub fn predict(
     de_train: &DeTable,
     targets: &IdMap,
-    params: &XgbParams,
-    extras: &[Extra],
+    params: &XgbConfig,
     de_train_path: &Path,
     targets_path: &Path,
     progress: &(dyn Fn() + Sync),
 ) -> Result<DeTable> {
-    params.validate()?;
     check_training(de_train, de_train_path)?;
+    let extras = &params.features[..];
     let pairs = target_pairs(targets);
     let design = Design::new(de_train, &pairs, extras, de_train_path, targets_path)?;
     let keys = target_keys(targets, de_train, de_train_path)?;
@@ -184,7 +249,10 @@ pub fn predict(
                 y.clear();
                 y.extend((0..n).map(|i| (de_train.values[i * ng + g] / train_scale[i]) as f32));
                 let out = xgboost::fit_predict(x, y, p, xt, &booster_params, params.rounds)
-                    .map_err(|e| Error::Config(format!("gene `{}`: {e}", de_train.genes[g])));
+                    .map_err(|e| match e {
+                        Error::Xgboost(m) => Error::Xgboost(format!("gene `{}`: {m}", de_train.genes[g])),
+                        e => e,
+                    });
                 if out.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -205,7 +273,7 @@ pub fn predict(
         }
     }
     if failed.load(Ordering::Relaxed) {
-        return Err(Error::Config("XGBoost failed on a gene".into()));
+        return Err(Error::Xgboost("failed on a gene".into()));
     }
     Ok(DeTable { keys, genes: de_train.genes.clone(), values })
 }

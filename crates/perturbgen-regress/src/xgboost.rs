@@ -29,7 +29,7 @@ fn check(ret: i32, what: &str) -> Result<()> {
     if ret == 0 {
         Ok(())
     } else {
-        Err(Error::Config(format!("XGBoost: {what} failed: {}", last_error())))
+        Err(Error::Xgboost(format!("{what} failed: {}", last_error())))
     }
 }
 
@@ -53,7 +53,7 @@ unsafe impl Send for DMatrix {}
 impl DMatrix {
     pub fn dense(data: &[f32], rows: usize, cols: usize) -> Result<Self> {
         if rows * cols != data.len() {
-            return Err(Error::Config(format!("XGBoost matrix: {} values for {rows} × {cols}", data.len())));
+            return Err(Error::Xgboost(format!("matrix: {} values for {rows} × {cols}", data.len())));
         }
         let mut handle = ptr::null_mut();
         // SAFETY: `data` holds rows × cols floats; XGBoost copies them.
@@ -63,7 +63,7 @@ impl DMatrix {
 
     pub fn set_labels(&mut self, labels: &[f32]) -> Result<()> {
         if labels.len() != self.rows {
-            return Err(Error::Config(format!("XGBoost: {} labels for {} rows", labels.len(), self.rows)));
+            return Err(Error::Xgboost(format!("{} labels for {} rows", labels.len(), self.rows)));
         }
         let key = CString::new("label").expect("static");
         // SAFETY: copies `labels.len()` floats.
@@ -110,7 +110,7 @@ impl Booster {
 
     pub fn set_param(&mut self, name: &str, value: &str) -> Result<()> {
         let (n, v) = (CString::new(name), CString::new(value));
-        let (Ok(n), Ok(v)) = (n, v) else { return Err(Error::Config(format!("XGBoost parameter `{name}`: contains a NUL byte"))) };
+        let (Ok(n), Ok(v)) = (n, v) else { return Err(Error::param(format!("xgb.params.{name}"), "contains a NUL byte")) };
         // SAFETY: NUL-terminated strings, copied by XGBoost.
         check(unsafe { sys::XGBoosterSetParam(self.handle, n.as_ptr(), v.as_ptr()) }, &format!("parameter {name}={value}"))
     }
@@ -128,7 +128,7 @@ impl Booster {
         // SAFETY: XGBoost owns `out` (valid until the next call on this booster); copied at once.
         check(unsafe { sys::XGBoosterPredict(self.handle, data.handle, 0, 0, 0, &mut len, &mut out) }, "prediction")?;
         if out.is_null() || len as usize != data.rows {
-            return Err(Error::Config(format!("XGBoost: {len} predictions for {} rows", data.rows)));
+            return Err(Error::Xgboost(format!("{len} predictions for {} rows", data.rows)));
         }
         Ok(unsafe { std::slice::from_raw_parts(out, len as usize) }.to_vec())
     }
@@ -161,9 +161,9 @@ pub fn fit_predict(x: &[f32], y: &[f32], cols: usize, x_new: &[f32], params: &[(
     for i in 0..rounds {
         // XGBoost checks parameters when the first round configures the booster: name them.
         booster.update(&train, i as i32).map_err(|e| match (i, e) {
-            (0, Error::Config(m)) => {
+            (0, Error::Xgboost(m)) => {
                 let list: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                Error::Config(format!("{m} (parameters {})", list.join(" ")))
+                Error::Xgboost(format!("{m} (parameters {})", list.join(" ")))
             }
             (_, e) => e,
         })?;

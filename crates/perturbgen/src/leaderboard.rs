@@ -32,7 +32,7 @@ pub fn collect(tables: &[(String, PathBuf)]) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for (route, path) in tables {
         if out.iter().any(|e: &Entry| &e.route == route) {
-            return Err(Error::Config(format!("route `{route}` is given twice")));
+            return Err(Error::Data(format!("route `{route}` is given twice")));
         }
         out.push(Entry { route: route.clone(), mrrmse: read_overall(path)? });
     }
@@ -66,12 +66,12 @@ pub fn plot(path: &Path, entries: &[Entry], chosen: Option<&str>, title: &str) -
 pub fn choose(wanted: Option<&str>, routes: &[String], entries: &[Entry]) -> Result<String> {
     if let Some(w) = wanted {
         if !routes.iter().any(|r| r == w) {
-            return Err(Error::Config(format!("leaderboard: route `{w}` to submit is not one of the routes {routes:?}")));
+            return Err(Error::param("leaderboard.submit", format!("route `{w}` is not one of the routes {routes:?}")));
         }
         return Ok(w.to_string());
     }
     entries
         .first()
         .map(|e| e.route.clone())
-        .ok_or_else(|| Error::Config("leaderboard: no scores to choose the best route from; name the route to submit".into()))
+        .ok_or_else(|| Error::Data("leaderboard: no scores to choose the best route from; name the route to submit".into()))
 }

@@ -1,0 +1,348 @@
+//! Everything that defines a model run (architecture, likelihood, optimisation, seeds); stored
+//! with every checkpoint so that scoring and resuming use exactly what training used.
+use super::adam::AdamParams;
+use super::data::Scale;
+use super::gmm::GmmConfig;
+use super::nb_loss::Dispersion;
+use super::data::COVARIATE_COLUMNS;
+use perturbgen::params::{ensure, ParamGuard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Deep Generative Decoder: no encoder, one learned latent per cell, GMM prior.
+    Dgd,
+    /// Conditional VAE with an NB likelihood.
+    Nbvae,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dgd => "dgd",
+            Self::Nbvae => "nbvae",
+        }
+    }
+}
+
+/// Checked [`ModelParams`] for one model (from [`TrainSection::check`]): the only form
+/// [`crate::train::Trainer`] takes. Stored in every checkpoint.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub model: ModelKind,
+    pub latent_dim: usize,
+    /// Decoder hidden layers, input side first (write-up: 256, 1024).
+    pub decoder_hidden: Vec<usize>,
+    /// VAE encoder hidden layers (write-up: 1024, 256).
+    pub encoder_hidden: Vec<usize>,
+    /// Obs columns one-hot encoded into the conditioning vector.
+    pub covariates: Vec<String>,
+    pub scale: Scale,
+    pub dispersion: Dispersion,
+    /// Initial r of every gene.
+    pub dispersion_init: f64,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    /// Early stopping is not considered before this epoch.
+    pub min_epochs: usize,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    pub seed: u64,
+    /// Decoder and dispersions (DGD: 2e-3, betas 0.5/0.7; VAE: encoder too).
+    pub decoder_adam: AdamParams,
+    /// DGD latents: one step per epoch from the gradients accumulated over the epoch.
+    pub latent_adam: AdamParams,
+    /// DGD mixture parameters.
+    pub mixture_adam: AdamParams,
+    pub gmm: GmmConfig,
+    /// VAE: KL weight ramps linearly from 0 to 1 over this many epochs.
+    pub kl_warmup: usize,
+    /// Write the resume checkpoint every this many epochs (and at the end).
+    pub checkpoint_every: usize,
+}
+
+impl TrainConfig {
+    /// The write-up's settings (SPEC §4) for `model`: what every unset [`ModelParams`] key takes.
+    fn defaults(model: ModelKind) -> Self {
+        let adam = |lr: f64, beta1: f64, beta2: f64| AdamParams { lr, beta1, beta2, eps: 1e-8 };
+        Self {
+            model,
+            latent_dim: 5,
+            decoder_hidden: vec![256, 1024],
+            encoder_hidden: vec![1024, 256],
+            covariates: vec!["cell_type".into(), "plate_name".into(), "well".into()],
+            scale: Scale::Max,
+            dispersion: match model {
+                ModelKind::Dgd => Dispersion::ExpPlusOne,
+                ModelKind::Nbvae => Dispersion::Exp,
+            },
+            dispersion_init: 2.0,
+            batch_size: 8192,
+            max_epochs: 250,
+            min_epochs: 100,
+            patience: 30,
+            seed: 0,
+            decoder_adam: match model {
+                ModelKind::Dgd => adam(2e-3, 0.5, 0.7),
+                ModelKind::Nbvae => adam(1e-3, 0.9, 0.999),
+            },
+            latent_adam: adam(1e-2, 0.5, 0.7),
+            mixture_adam: adam(1e-1, 0.5, 0.7),
+            gmm: GmmConfig {
+                components: 1,
+                softball_radius: 1.0,
+                softball_sharpness: 5.0,
+                sd_init: 0.05,
+                logprec_prior_sd: 1.0,
+                dirichlet_alpha: 1.0,
+            },
+            kl_warmup: 50,
+            checkpoint_every: 5,
+        }
+    }
+
+}
+
+/// One model's settings (`train.common`, `train.dgd`, `train.nbvae` in the workflow config). A
+/// key left out (or null) takes the model's own value in `train.<model>`, else `train.common`'s,
+/// else the write-up's setting (SPEC §4), given in brackets as DGD / NB-VAE where they differ.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelParams {
+    /// Latent dimensions [5].
+    pub latent_dim: Option<usize>,
+    /// Decoder hidden layer sizes, input side first [256, 1024].
+    pub decoder_hidden: Option<Vec<usize>>,
+    /// NB-VAE encoder hidden layer sizes, input side first [1024, 256].
+    pub encoder_hidden: Option<Vec<usize>>,
+    /// Obs columns one-hot encoded into the conditioning vector [cell_type, plate_name, well].
+    pub covariates: Option<Vec<String>>,
+    /// M of the NB mean M·sigmoid(decoder): the cell's max, sum or mean count [max].
+    pub scale: Option<Scale>,
+    /// r = exp(θ) or exp(θ) + 1 [exp_plus_one / exp].
+    pub dispersion: Option<Dispersion>,
+    /// Initial r of every gene, > 0 (> 1 with exp_plus_one) [2].
+    pub dispersion_init: Option<f64>,
+    /// Cells per mini-batch [8192].
+    pub batch_size: Option<usize>,
+    /// Epochs at most [250].
+    pub max_epochs: Option<usize>,
+    /// Early stopping is not considered before this epoch; ≤ max_epochs [100].
+    pub min_epochs: Option<usize>,
+    /// Stop after this many epochs without a better validation loss [30].
+    pub patience: Option<usize>,
+    /// Seed of initialisation, latents and batch order [0].
+    pub seed: Option<u64>,
+    /// Adam learning rate of the decoder, dispersions (and VAE encoder) [2e-3 / 1e-3].
+    pub decoder_lr: Option<f64>,
+    /// Adam (beta1, beta2) of the decoder [0.5, 0.7 / 0.9, 0.999].
+    pub decoder_betas: Option<[f64; 2]>,
+    /// DGD latents' Adam learning rate: one step per epoch from the epoch's accumulated
+    /// gradients [1e-2].
+    pub latent_lr: Option<f64>,
+    /// DGD latents' Adam (beta1, beta2) [0.5, 0.7].
+    pub latent_betas: Option<[f64; 2]>,
+    /// DGD mixture parameters' Adam learning rate [1e-1].
+    pub mixture_lr: Option<f64>,
+    /// DGD mixture parameters' Adam (beta1, beta2) [0.5, 0.7].
+    pub mixture_betas: Option<[f64; 2]>,
+    /// DGD Gaussian-mixture prior components (diagonal) [1].
+    pub components: Option<usize>,
+    /// DGD softball prior on the mixture means: radius, > 0 [1].
+    pub softball_radius: Option<f64>,
+    /// DGD softball prior: sharpness of its logistic edge, > 0 [5].
+    pub softball_sharpness: Option<f64>,
+    /// DGD component standard deviation at initialisation, also the centre of the
+    /// log-precision prior, > 0 [0.05].
+    pub sd_init: Option<f64>,
+    /// DGD standard deviation of the Gaussian prior on each log-precision, > 0 [1].
+    pub logprec_prior_sd: Option<f64>,
+    /// DGD Dirichlet concentration on the mixture weights, > 0 (1 = flat) [1].
+    pub dirichlet_alpha: Option<f64>,
+    /// NB-VAE: epochs of the KL weight's linear 0 → 1 ramp [50].
+    pub kl_warmup: Option<usize>,
+    /// Write the resume checkpoint every this many epochs (and at the end) [5].
+    pub checkpoint_every: Option<usize>,
+}
+
+impl ModelParams {
+    /// `self` with every unset key taken from `base`.
+    pub fn or(self, base: &ModelParams) -> ModelParams {
+        macro_rules! merge {
+            ($($f:ident),*) => { ModelParams { $($f: self.$f.or_else(|| base.$f.clone())),* } };
+        }
+        merge!(
+            latent_dim, decoder_hidden, encoder_hidden, covariates, scale, dispersion, dispersion_init, batch_size, max_epochs,
+            min_epochs, patience, seed, decoder_lr, decoder_betas, latent_lr, latent_betas, mixture_lr, mixture_betas, components,
+            softball_radius, softball_sharpness, sd_init, logprec_prior_sd, dirichlet_alpha, kl_warmup, checkpoint_every
+        )
+    }
+
+    /// The full settings for `model`: the write-up's defaults overridden by every key set here.
+    fn resolve(self, model: ModelKind) -> TrainConfig {
+        let mut c = TrainConfig::defaults(model);
+        macro_rules! set {
+            ($($field:ident).+ = $value:expr) => {
+                if let Some(v) = $value {
+                    c.$($field).+ = v;
+                }
+            };
+        }
+        set!(latent_dim = self.latent_dim);
+        set!(decoder_hidden = self.decoder_hidden);
+        set!(encoder_hidden = self.encoder_hidden);
+        set!(covariates = self.covariates);
+        set!(scale = self.scale);
+        set!(dispersion = self.dispersion);
+        set!(dispersion_init = self.dispersion_init);
+        set!(batch_size = self.batch_size);
+        set!(max_epochs = self.max_epochs);
+        set!(min_epochs = self.min_epochs);
+        set!(patience = self.patience);
+        set!(seed = self.seed);
+        set!(decoder_adam.lr = self.decoder_lr);
+        set!(latent_adam.lr = self.latent_lr);
+        set!(mixture_adam.lr = self.mixture_lr);
+        for (betas, adam) in [(self.decoder_betas, &mut c.decoder_adam), (self.latent_betas, &mut c.latent_adam), (self.mixture_betas, &mut c.mixture_adam)] {
+            if let Some([b1, b2]) = betas {
+                (adam.beta1, adam.beta2) = (b1, b2);
+            }
+        }
+        set!(gmm.components = self.components);
+        set!(gmm.softball_radius = self.softball_radius);
+        set!(gmm.softball_sharpness = self.softball_sharpness);
+        set!(gmm.sd_init = self.sd_init);
+        set!(gmm.logprec_prior_sd = self.logprec_prior_sd);
+        set!(gmm.dirichlet_alpha = self.dirichlet_alpha);
+        set!(kl_warmup = self.kl_warmup);
+        set!(checkpoint_every = self.checkpoint_every);
+        c
+    }
+
+    /// Resolves and checks the settings for `model`; errors name the key as `train.<key>`.
+    pub fn check(self, model: ModelKind) -> perturbgen::Result<TrainConfig> {
+        let c = self.resolve(model);
+        let s = "train";
+        ensure(c.latent_dim >= 1, s, "latent_dim", || "must be at least 1".into())?;
+        for (key, v) in [("batch_size", c.batch_size), ("max_epochs", c.max_epochs), ("checkpoint_every", c.checkpoint_every), ("patience", c.patience)] {
+            ensure(v >= 1, s, key, || "must be at least 1".into())?;
+        }
+        ensure(c.min_epochs <= c.max_epochs, s, "min_epochs", || format!("{} is more than max_epochs {}", c.min_epochs, c.max_epochs))?;
+        for (key, v) in [("decoder_hidden", &c.decoder_hidden), ("encoder_hidden", &c.encoder_hidden)] {
+            ensure(!v.is_empty() && !v.contains(&0), s, key, || format!("layer sizes must be at least 1 (and at least one layer), found {v:?}"))?;
+        }
+        ensure(
+            c.dispersion_init > 0.0 && c.dispersion_init.is_finite() && !(c.dispersion == Dispersion::ExpPlusOne && c.dispersion_init <= 1.0),
+            s,
+            "dispersion_init",
+            || format!("{} is not reachable with this dispersion parametrisation (r > 0, or r > 1 for exp_plus_one)", c.dispersion_init),
+        )?;
+        for (name, a) in [("decoder", &c.decoder_adam), ("latent", &c.latent_adam), ("mixture", &c.mixture_adam)] {
+            ensure(a.lr > 0.0 && a.lr.is_finite(), s, &format!("{name}_lr"), || format!("must be > 0, found {}", a.lr))?;
+            ensure((0.0..1.0).contains(&a.beta1) && (0.0..1.0).contains(&a.beta2), s, &format!("{name}_betas"), || {
+                format!("must be in [0, 1), found [{}, {}]", a.beta1, a.beta2)
+            })?;
+        }
+        let g = &c.gmm;
+        ensure(g.components >= 1, s, "components", || "must be at least 1".into())?;
+        for (key, v) in [
+            ("softball_radius", g.softball_radius),
+            ("softball_sharpness", g.softball_sharpness),
+            ("sd_init", g.sd_init),
+            ("logprec_prior_sd", g.logprec_prior_sd),
+            ("dirichlet_alpha", g.dirichlet_alpha),
+        ] {
+            ensure(v > 0.0 && v.is_finite(), s, key, || format!("must be > 0, found {v}"))?;
+        }
+        ensure(!c.covariates.is_empty(), s, "covariates", || "at least one covariate is needed to condition on".into())?;
+        for name in &c.covariates {
+            ensure(COVARIATE_COLUMNS.contains(&name.as_str()), s, "covariates", || {
+                format!("unknown covariate `{name}` (choose from {})", COVARIATE_COLUMNS.join(", "))
+            })?;
+        }
+        Ok(c)
+    }
+}
+
+/// The generative models (`pgen-train`, `pgen-loglik`; config section `train`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSection {
+    /// Models to train and score; [] skips the generative models.
+    pub models: Vec<ModelKind>,
+    /// `cpu`, or `cuda[:N]` (needs a build with `--features cuda`).
+    pub device: String,
+    /// DGD: Adam steps fitting the scored cells' latents (model frozen) in `pgen-loglik`.
+    pub loglik_fit_steps: usize,
+    /// Settings shared by both models.
+    pub common: ModelParams,
+    /// DGD settings (over `common`).
+    pub dgd: ModelParams,
+    /// NB-VAE settings (over `common`).
+    pub nbvae: ModelParams,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            models: vec![ModelKind::Dgd, ModelKind::Nbvae],
+            device: "cpu".into(),
+            loglik_fit_steps: 100,
+            common: ModelParams::default(),
+            dgd: ModelParams::default(),
+            nbvae: ModelParams::default(),
+        }
+    }
+}
+
+impl TrainSection {
+    /// `model`'s own keys over `common`'s.
+    pub fn params(&self, model: ModelKind) -> ModelParams {
+        let own = match model {
+            ModelKind::Dgd => &self.dgd,
+            ModelKind::Nbvae => &self.nbvae,
+        };
+        own.clone().or(&self.common)
+    }
+}
+
+/// Checked [`TrainSection`]: one [`TrainConfig`] per model (both are checked, whichever is listed).
+#[derive(Debug, Clone)]
+pub struct TrainPlan {
+    pub models: Vec<ModelKind>,
+    pub device: String,
+    pub loglik_fit_steps: usize,
+    dgd: TrainConfig,
+    nbvae: TrainConfig,
+}
+
+impl TrainPlan {
+    pub fn config(&self, model: ModelKind) -> &TrainConfig {
+        match model {
+            ModelKind::Dgd => &self.dgd,
+            ModelKind::Nbvae => &self.nbvae,
+        }
+    }
+}
+
+impl ParamGuard for TrainSection {
+    type Checked = TrainPlan;
+    const SECTION: &'static str = "train";
+
+    fn check(self) -> perturbgen::Result<TrainPlan> {
+        crate::device_kind(&self.device).map_err(|m| perturbgen::Error::param("train.device", m))?;
+        ensure(self.loglik_fit_steps >= 1, Self::SECTION, "loglik_fit_steps", || "must be at least 1".into())?;
+        let mut seen = Vec::new();
+        for m in &self.models {
+            ensure(!seen.contains(m), Self::SECTION, "models", || format!("`{}` is given twice", m.name()))?;
+            seen.push(*m);
+        }
+        Ok(TrainPlan {
+            dgd: self.params(ModelKind::Dgd).check(ModelKind::Dgd)?,
+            nbvae: self.params(ModelKind::Nbvae).check(ModelKind::Nbvae)?,
+            models: self.models,
+            device: self.device,
+            loglik_fit_steps: self.loglik_fit_steps,
+        })
+    }
+}
