@@ -31,7 +31,8 @@ def _resolve(schema, doc):
         if target:
             doc = target
         node = _schema_doc(doc)
-        for part in pointer.strip("/").split("/") if pointer.strip("/") else []:
+        parts = [p for p in pointer.lstrip("#/").split("/") if p]
+        for part in parts:
             node = node[part]
         schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
     return schema, doc
@@ -55,9 +56,9 @@ def _coerce_cli_strings(cfg, schema, doc="config.schema.yaml"):
         return [_coerce_cli_strings(v, pick(i), doc) for i, v in enumerate(cfg)]
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types
-    for alt in schema.get("anyOf", []) + schema.get("oneOf", []):
+    for alt in [*schema.get("anyOf", []), *schema.get("oneOf", [])]:
         alt_types = _resolve(alt, doc)[0].get("type", [])
-        types = types + ([alt_types] if isinstance(alt_types, str) else alt_types)
+        types = [*types, *([alt_types] if isinstance(alt_types, str) else alt_types)]
     if isinstance(cfg, str) and "string" not in types:
         if "null" in types and cfg in ("null", "None", "~", ""):
             return None
@@ -96,7 +97,8 @@ def _check_typed_sections():
         os.unlink(fh.name)
     if result.returncode != 0:
         message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"pgen-config check failed ({result.returncode})"
-        raise WorkflowError("config: " + message.removeprefix("error: ").replace(fh.name + ": ", ""))
+        message = message.removeprefix("error: ").replace(f"{fh.name}: ", "")
+        raise WorkflowError(f"config: {message}")
 
 
 _check_typed_sections()
@@ -106,7 +108,7 @@ def section_params(name, **only):
     """`--params JSON` for the executable of config section `name` (the whole section, or the
     keys given as `only`), shell-quoted; Snakemake reruns the rule when it changes."""
     value = only if only else config[name]
-    return "--params " + shlex.quote(json.dumps(value, sort_keys=True))
+    return f"--params {shlex.quote(json.dumps(value, sort_keys=True))}"
 
 
 SIM_DIR = "results/simulated"
