@@ -1,7 +1,8 @@
 # perturbgen: simulate or read the Kaggle single-cell perturbation data, then ingest it.
 # Stages (one rules file each under workflow/rules/):
-#   simulate -> ingest -> filter -> split -> pseudobulk -> limma (R) -> routes -> score
-#                                    split -> train (DGD / NB-VAE) -> log-likelihood score
+#   simulate -> ingest -> split -> pseudobulk (every cell) -> limma (R) -> routes -> score
+#                             split -> filter (positive controls out) -> train (DGD / NB-VAE)
+#                                                                     -> log-likelihood score
 #
 #   scripts/demo                  # set up and run this workflow on the demo simulation
 #   .venv/bin/snakemake -c2       # the same, once scripts/setup has run
@@ -18,8 +19,8 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
-include: "workflow/rules/filter.smk"
 include: "workflow/rules/split.smk"
+include: "workflow/rules/filter.smk"
 include: "workflow/rules/pseudobulk.smk"
 include: "workflow/rules/de.smk"
 include: "workflow/rules/score.smk"

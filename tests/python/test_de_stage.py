@@ -30,6 +30,7 @@ PB_KEYS = ["cell_type", "plate_name", "well", "donor_id", "row", "sm_name", "sm_
 GROUP = ["plate_name", "well", "cell_type"]
 LIMMA_SCRIPT = REPO / "scripts" / "limma_de.R"
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
+POSITIVE_CONTROLS = ("Belinostat", "Dabrafenib")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -98,13 +99,12 @@ def limma_cmd(bins, pseudobulk, cell_type, out, *extra):
 
 @pytest.fixture(scope="module")
 def pipeline(bins, sim_dir, ingest_dir, tmp_path_factory):
-    """filter -> split (the simulator's id_map) -> pseudo-bulk (train; train + withheld truth
-    cells) -> limma (NK cells; the target pairs of B and Myeloid cells) -> merge -> zero
-    baseline -> score, with the release executables and default parameters."""
+    """split (the simulator's id_map) of every ingested cell -> pseudo-bulk (train; train +
+    withheld truth cells) -> limma (NK cells; the target pairs of B and Myeloid cells) -> merge
+    -> zero baseline -> score, with the release executables and default parameters. As in the
+    official recipe (SPEC §3) the positive controls stay in: filter only serves model training."""
     d = tmp_path_factory.mktemp("de_pipeline")
     p = {k: d / v for k, v in {
-        "filt_counts": "filter/counts.parquet", "filt_obs": "filter/obs.parquet",
-        "removed": "filter/removed.csv",
         "train_counts": "split/train_counts.parquet", "train_obs": "split/train_obs.parquet",
         "hold_counts": "split/holdout_counts.parquet", "hold_obs": "split/holdout_obs.parquet",
         "targets": "split/targets.csv", "validation": "split/validation_ids.txt",
@@ -113,10 +113,7 @@ def pipeline(bins, sim_dir, ingest_dir, tmp_path_factory):
         "de_nk": "de/train/nk_cells.parquet", "de_truth": "de/truth.parquet",
         "zero": "predictions/zero.parquet", "scores": "scores/zero.csv", "plot": "scores/zero.png",
     }.items()}
-    run([bins["filter"], "--counts", ingest_dir / "counts.parquet", "--obs", ingest_dir / "obs.parquet",
-         "--drop-compound", "Dabrafenib", "--drop-compound", "Belinostat",
-         "--out-counts", p["filt_counts"], "--out-obs", p["filt_obs"], "--removed", p["removed"]])
-    run([bins["split"], "--counts", p["filt_counts"], "--obs", p["filt_obs"],
+    run([bins["split"], "--counts", ingest_dir / "counts.parquet", "--obs", ingest_dir / "obs.parquet",
          "--id-map", sim_dir / "id_map.csv", "--keep-target-relevant", "--seed", 0,
          "--out-train-counts", p["train_counts"], "--out-train-obs", p["train_obs"],
          "--out-holdout-counts", p["hold_counts"], "--out-holdout-obs", p["hold_obs"],
@@ -141,6 +138,8 @@ def pipeline(bins, sim_dir, ingest_dir, tmp_path_factory):
          "--de-train", p["de_nk"], "--out", p["zero"]])
     run([bins["score"], "--prediction", p["zero"], "--truth", p["de_truth"],
          "--out-table", p["scores"], "--plot", p["plot"], "--title", "zero"])
+    p["sim_dir"] = sim_dir
+    p["ingest_counts"], p["ingest_obs"] = ingest_dir / "counts.parquet", ingest_dir / "obs.parquet"
     return p
 
 
@@ -263,7 +262,13 @@ def test_limma_equals_direct_limma(case, pipeline, tmp_path):
         targets = set(targets.loc[targets["cell_type"] == cell_type, "sm_name"])
         assert targets
 
-    pb = read_parquet(pb_path)
+    if targets is None:
+        # The training pseudo-bulk of every ingested cell, by pandas from the raw files: the
+        # split's training cells are all of adata_train here (the targets' cells are withheld).
+        pb, _ = pandas_pseudobulk(pipeline["sim_dir"])
+        assert set(POSITIVE_CONTROLS) <= set(pb["sm_name"]), "positive controls missing from the direct input"
+    else:
+        pb = read_parquet(pb_path)
     pb = pb[pb["cell_type"].astype(str) == cell_type].reset_index(drop=True)
     genes = gene_columns(pb, PB_KEYS)
     samples = pb[["sm_name", "donor_id", "plate_name", "row", "well"]].astype(str)
@@ -288,6 +293,11 @@ def test_limma_equals_direct_limma(case, pipeline, tmp_path):
     got = got.assign(sm_name=got["sm_name"].astype(str)).set_index("sm_name").sort_index()
     assert list(got.index) == list(direct.index), "different compounds"
     assert list(direct.columns) == genes
+    if targets is None:
+        # The positive controls are fitted and reported like any compound, flagged control.
+        assert set(POSITIVE_CONTROLS) <= set(got.index)
+        assert got.loc[list(POSITIVE_CONTROLS), "control"].astype(bool).all()
+        assert not got.drop(index=list(POSITIVE_CONTROLS))["control"].astype(bool).any()
     # Compound metadata comes from the pseudo-bulk samples.
     meta = pb.drop_duplicates("sm_name").astype({"sm_name": str}).set_index("sm_name")
     for col in ["sm_lincs_id", "SMILES"]:
@@ -465,7 +475,7 @@ def test_limma_cell_type_without_samples(pipeline, bins, out_dir, tmp_dir):
 
 
 def split_cmd(bins, pipeline, out_dir, *targets):
-    return [bins["split"], "--counts", pipeline["filt_counts"], "--obs", pipeline["filt_obs"], *targets,
+    return [bins["split"], "--counts", pipeline["ingest_counts"], "--obs", pipeline["ingest_obs"], *targets,
             "--out-train-counts", out_dir / "train_counts.parquet",
             "--out-train-obs", out_dir / "train_obs.parquet",
             "--out-holdout-counts", out_dir / "holdout_counts.parquet",
@@ -615,6 +625,21 @@ def test_workflow_scores_zero_route(workflow_dir):
     print(f"\nworkflow zero-route MRRMSE: {value!r}")
 
 
+def test_workflow_de_train_has_the_official_rows(workflow_dir):
+    """de_train keeps the positive controls (SPEC §3: 12 control=True rows on the real data,
+    6 cell types x 2 here); the table the regressors fit leaves them out (filter.regressors)."""
+    d, _ = workflow_dir
+    de = read_parquet(d / "results" / "de" / "de_train.parquet")
+    control = de[de["control"].astype(bool)]
+    assert sorted(set(control["sm_name"].astype(str))) == sorted(POSITIVE_CONTROLS)
+    assert len(control) == 12 and control.groupby("sm_name").size().eq(6).all(), control[["cell_type", "sm_name"]]
+    fit = read_parquet(d / "results" / "de" / "de_train_fit.parquet")
+    assert len(fit) == len(de) - 12 and not fit["control"].astype(bool).any()
+    # The models train without them.
+    obs = read_parquet(d / "results" / "filter" / "obs.parquet")
+    assert not set(obs["sm_name"].astype(str)) & set(POSITIVE_CONTROLS)
+
+
 def test_workflow_second_run_has_nothing_to_do(workflow_dir):
     d, bin_config = workflow_dir
     proc = snakemake(d, "-n", "--config", bin_config)
@@ -623,7 +648,7 @@ def test_workflow_second_run_has_nothing_to_do(workflow_dir):
 
 # Everything before the DE stage: none of it may rerun when only a limma parameter changes.
 UPSTREAM_RULES = {"simulate", "ingest", "ingest_truth", "filter", "split", "pseudobulk_train",
-                  "pseudobulk_truth"}
+                  "pseudobulk_truth", "train_model"}
 # The DE stage and what follows it in the commit this test was written against (later routes,
 # e.g. regressors fed by de_train, may add more downstream rules).
 DE_AND_DOWNSTREAM_RULES = {"limma_train", "limma_truth", "de_train", "de_truth", "baseline_zero",

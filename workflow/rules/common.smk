@@ -197,7 +197,7 @@ def simulate_args():
     args = ["--preset", sim["preset"], "--seed", str(sim["seed"])]
     if sim.get("layout"):
         args += ["--layout", sim["layout"]]
-    for key in ("cells", "genes", "compounds"):
+    for key in ("cells", "genes", "compounds", "donors"):
         if sim.get(key) is not None:
             args += [f"--{key}", str(sim[key])]
     return shlex.join(args)
@@ -207,10 +207,25 @@ def kaggle_path(name):
     return os.path.join(config["input"]["kaggle_dir"], name)
 
 
+def h5ad_path():
+    """The .h5ad the training cells come from (source h5ad, or set over simulate/kaggle), or None."""
+    return config["input"]["h5ad"]["path"]
+
+
+if config["input"]["source"] == "h5ad":
+    if not h5ad_path():
+        raise WorkflowError("config: input.source h5ad needs input.h5ad.path (the .h5ad file)")
+    if config["split"]["mode"] != "holdout":
+        raise WorkflowError("config: input.source h5ad has no id_map: use split.mode holdout (or source kaggle with input.h5ad.path)")
+
+
 def ingest_inputs(wildcards):
-    """Counts/obs/excluded/genes inputs for ingest, from the simulation or the Kaggle folder."""
+    """Counts/obs/excluded/genes inputs for ingest: the simulation, the Kaggle folder, or an
+    .h5ad (which replaces adata_train.parquet + adata_obs_meta.csv of either)."""
     src = config["input"]["source"]
-    if src == "simulate":
+    if src == "h5ad":
+        files = {}
+    elif src == "simulate":
         files = {
             "counts": f"{SIM_DIR}/{SIM_FILES['train']}",
             "obs": f"{SIM_DIR}/{SIM_FILES['obs']}",
@@ -227,9 +242,27 @@ def ingest_inputs(wildcards):
             files["excluded"] = kaggle_path("adata_excluded_ids.csv")
         if os.path.exists(kaggle_path("de_train.parquet")):
             files["genes"] = kaggle_path("de_train.parquet")
+    if h5ad_path():
+        files.pop("counts", None)
+        files.pop("obs", None)
+        files["h5ad"] = h5ad_path()
+    if config["input"]["h5ad"].get("excluded"):
+        files["excluded"] = config["input"]["h5ad"]["excluded"]
     if config["input"].get("genes"):
         files["genes"] = config["input"]["genes"]
     return files
+
+
+def ingest_cells_args(wildcards, input):
+    """pgen-ingest's cell inputs: --h5ad FILE --h5ad-counts WHERE, or --counts/--obs; and the
+    study's obs column names (input.columns)."""
+    if "h5ad" in input.keys():
+        args = ["--h5ad", input.h5ad, "--h5ad-counts", config["input"]["h5ad"]["counts"]]
+    else:
+        args = ["--counts", input.counts, "--obs", input.obs]
+    for name, column in config["input"]["columns"].items():
+        args += ["--column", f"{name}={column}"]
+    return shlex.join(args)
 
 
 def optional_flag(flag, key):

@@ -102,3 +102,25 @@ rule de_truth:
         "../../envs/perturbgen.yaml"
     shell:
         "RUST_LOG={params.log_level} {input.exe} {input.tables} --out {output} > {log} 2>&1"
+
+
+rule de_train_fit:
+    """The de_train rows the regressors fit: with filter.regressors (the write-up's choice),
+    without the rows of filter.drop_compounds (the positive controls); de_train itself keeps
+    them, as the official table does."""
+    input:
+        de_train=de_train_path(),
+        exe=binary("pgen-merge-de"),
+    output:
+        f"{STAGE['de']}/de_train_fit.parquet",
+    params:
+        drop=shlex.join(a for c in config["filter"]["drop_compounds"] for a in ("--drop-compound", c)) if config["filter"]["regressors"] else "",
+        log_level=config["log_level"],
+    log:
+        "logs/de_train_fit.log",
+    benchmark:
+        "benchmarks/de_train_fit.tsv"
+    conda:
+        "../../envs/perturbgen.yaml"
+    shell:
+        "RUST_LOG={params.log_level} {input.exe} {input.de_train} {params.drop} --out {output} > {log} 2>&1"

@@ -1,15 +1,19 @@
-# Stage: drop positive-control cells and compounds with too few cells.
+# Stage: the cells the generative models train on (the write-up's filter): the split's training
+# cells without the positive controls and compounds with too few cells, and the validation ids
+# narrowed to them. The DE stage keeps every cell (SPEC §3): it reads the split directly.
 
 
 rule filter:
     input:
-        counts=INGEST_FILES["counts"],
-        obs=INGEST_FILES["obs"],
+        counts=rules.split.output.train_counts,
+        obs=rules.split.output.train_obs,
+        validation=rules.split.output.validation,
         exe=binary("pgen-filter"),
     output:
         counts=f"{STAGE['filter']}/counts.parquet",
         obs=f"{STAGE['filter']}/obs.parquet",
         removed=f"{STAGE['filter']}/removed.csv",
+        validation=f"{STAGE['filter']}/validation_ids.txt",
     params:
         drop=shlex.join(a for c in config["filter"]["drop_compounds"] for a in ("--drop-compound", c)),
         min_cells=config["filter"]["min_cells"],
@@ -26,4 +30,4 @@ rule filter:
         "RUST_LOG={params.log_level} {input.exe} --counts {input.counts} --obs {input.obs}"
         " {params.drop} --min-cells {params.min_cells} --negative-control {params.control}"
         " --threads {threads} --out-counts {output.counts} --out-obs {output.obs}"
-        " --removed {output.removed} > {log} 2>&1"
+        " --removed {output.removed} --ids {input.validation} --out-ids {output.validation} > {log} 2>&1"

@@ -11,6 +11,7 @@ rule ingest:
         summary=INGEST_FILES["summary"],
         qc=INGEST_FILES["qc"],
     params:
+        cells=ingest_cells_args,
         excluded=optional_flag("--excluded", "excluded"),
         genes=optional_flag("--genes", "genes"),
         log_level=config["log_level"],
@@ -26,7 +27,7 @@ rule ingest:
         "../../envs/perturbgen.yaml"
     shell:
         "RUST_LOG={params.log_level} {input.exe}"
-        " --counts {input.counts} --obs {input.obs} {params.excluded} {params.genes}"
+        " {params.cells} {params.excluded} {params.genes}"
         " --threads {threads}"
         " --out-counts {output.counts} --out-obs {output.obs}"
         " --summary {output.summary} --qc-plot {output.qc} > {log} 2>&1"

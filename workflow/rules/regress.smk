@@ -4,7 +4,7 @@
 rule xgb:
     input:
         targets=rules.split.output.targets,
-        de_train=de_train_path(),
+        de_train=rules.de_train_fit.output[0],
         exe=binary("pgen-xgb"),
     output:
         f"{STAGE['predictions']}/xgb.parquet",
@@ -60,7 +60,7 @@ rule forest:
 rule inner_split:
     """Inner hold-out for fitting blend weights: pairs drawn from de_train only."""
     input:
-        de_train=de_train_path(),
+        de_train=rules.de_train_fit.output[0],
         targets=rules.split.output.targets,
         exe=binary("pgen-blend"),
     output:

@@ -4,8 +4,8 @@
 
 checkpoint split:
     input:
-        counts=rules.filter.output.counts,
-        obs=rules.filter.output.obs,
+        counts=INGEST_FILES["counts"],
+        obs=INGEST_FILES["obs"],
         id_map=id_map_path() if config["split"]["mode"] == "id_map" else [],
         exe=binary("pgen-split"),
     output:

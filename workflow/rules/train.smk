@@ -8,9 +8,9 @@ if MODELS:
         """Rerunning after an interruption (e.g. a cluster time limit) continues from
         last.safetensors when the settings and cells are unchanged."""
         input:
-            counts=rules.split.output.train_counts,
-            obs=rules.split.output.train_obs,
-            validation=rules.split.output.validation,
+            counts=rules.filter.output.counts,
+            obs=rules.filter.output.obs,
+            validation=rules.filter.output.validation,
             exe=binary("pgen-train"),
         output:
             model=f"{MODEL_DIR}/{{model}}/model.safetensors",
@@ -45,9 +45,9 @@ if MODELS:
         input:
             model=rules.train_model.output.model,
             meta=rules.train_model.output.meta,
-            counts=rules.split.output.train_counts,
-            obs=rules.split.output.train_obs,
-            validation=rules.split.output.validation,
+            counts=rules.filter.output.counts,
+            obs=rules.filter.output.obs,
+            validation=rules.filter.output.validation,
             exe=binary("pgen-loglik"),
         output:
             table=f"{STAGE['scores']}/loglik/{{model}}.csv",

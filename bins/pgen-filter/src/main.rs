@@ -1,4 +1,5 @@
-//! pgen-filter: drops positive-control cells and compounds with too few cells.
+//! pgen-filter: the cells the generative models train on — drops positive-control cells and
+//! compounds with too few cells (the DE stage keeps every cell, as the official recipe does).
 use anyhow::Result;
 use clap::Parser;
 use perturbgen::atomic::OutputSet;
@@ -28,6 +29,12 @@ struct Args {
     /// What was removed and why (CSV: sm_name, reason, cells).
     #[arg(long)]
     removed: PathBuf,
+    /// A list of obs_ids (one per line, e.g. the split's validation cells) to narrow to the
+    /// kept cells; written to --out-ids.
+    #[arg(long, requires = "out_ids")]
+    ids: Option<PathBuf>,
+    #[arg(long, requires = "ids")]
+    out_ids: Option<PathBuf>,
     #[command(flatten)]
     common: perturbgen_cli::CommonArgs,
 }
@@ -53,6 +60,19 @@ fn run(args: Args) -> Result<()> {
         let mut out = OutputSet::new();
         kept.write(&out.stage(&args.out_counts)?, &out.stage(&args.out_obs)?)?;
         write_removals(&out.stage(&args.removed)?, &removed)?;
+        if let (Some(ids), Some(out_ids)) = (&args.ids, &args.out_ids) {
+            let text = std::fs::read_to_string(ids).map_err(|e| perturbgen::Error::io(ids, e))?;
+            let kept_ids: std::collections::HashSet<&str> = kept.obs.obs_id.iter().map(String::as_str).collect();
+            let listed: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let narrowed: Vec<&str> = listed.iter().copied().filter(|id| kept_ids.contains(id)).collect();
+            log::info!("{}: {} of {} ids are kept cells", ids.display(), narrowed.len(), listed.len());
+            perturbgen::atomic::write_atomic(out.stage(out_ids)?, |w| {
+                for id in &narrowed {
+                    writeln!(w, "{id}")?;
+                }
+                Ok(())
+            })?;
+        }
         out.commit()?;
         Ok(())
     })?

@@ -9,6 +9,10 @@ use std::path::PathBuf;
 struct Args {
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
+    /// Leave out the rows of this compound (repeatable), e.g. the positive controls for the
+    /// table the regressors fit.
+    #[arg(long = "drop-compound")]
+    drop_compounds: Vec<String>,
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -22,7 +26,12 @@ fn main() {
 
 fn run(args: Args) -> Result<()> {
     let tables = args.inputs.iter().map(|p| Ok((DeTable::read(p)?, p.clone()))).collect::<perturbgen::Result<Vec<_>>>()?;
-    let merged = perturbgen::baseline::merge_tables(tables)?;
+    let mut merged = perturbgen::baseline::merge_tables(tables)?;
+    if !args.drop_compounds.is_empty() {
+        let keep: Vec<usize> = (0..merged.n_rows()).filter(|&i| !args.drop_compounds.contains(&merged.keys[i].sm_name)).collect();
+        log::info!("left out {} rows of {:?}", merged.n_rows() - keep.len(), args.drop_compounds);
+        merged = merged.take_rows(&keep);
+    }
     log::info!("{} rows × {} genes", merged.n_rows(), merged.genes.len());
     merged.write(&args.out)?;
     Ok(())

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(version, about = "Simulate a Kaggle-format single-cell perturbation data set with known effects")]
 struct Args {
-    /// Scale preset: `demo` (minutes on a laptop) or `kaggle` (full scale).
+    /// Preset: `demo` (minutes on a laptop), `kaggle` (full scale) or `study` (a stimulation
+    /// study: one plate per donor, one well per condition, five PBMC cell types).
     #[arg(long, default_value = "demo")]
     preset: Preset,
     /// Folder with the real Kaggle layout files (genes.txt, id_map.csv, de_train_rows.csv,
@@ -21,9 +22,13 @@ struct Args {
     /// Number of genes (ignored with --layout).
     #[arg(long)]
     genes: Option<usize>,
-    /// Number of compounds besides the controls, even (ignored with --layout).
+    /// Number of compounds besides the controls: even (ignored with --layout); with the study
+    /// preset, the number of stimuli (1 to 11).
     #[arg(long)]
     compounds: Option<usize>,
+    /// Number of donors (each with its own plates).
+    #[arg(long)]
+    donors: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Output folder.
@@ -50,6 +55,9 @@ fn run(args: Args) -> Result<()> {
     }
     if let Some(n) = args.compounds {
         config.n_compounds = n;
+    }
+    if let Some(n) = args.donors {
+        config.n_donors = n;
     }
     let summary = perturbgen::threads::with_threads(args.common.threads(), || simulate(&config, &args.out))??;
     log::info!(

@@ -69,9 +69,11 @@ pub fn check_training(de_train: &DeTable, path: &Path) -> Result<()> {
 }
 
 impl Design {
-    /// Builds the design for `targets` from `de_train`. A target whose compound or cell type
-    /// has no training row has no features (its one-hot column would be all zero and no mean
-    /// exists): that is an error naming it.
+    /// Builds the design for `targets` from `de_train`. A target whose compound has no training
+    /// row has no features (its one-hot column would be all zero and no mean exists): that is
+    /// an error naming it. A target cell type without training rows (one measured only under the
+    /// negative control: the scGen/CPA task) gets an all-zero cell-type block, so the trees
+    /// predict it from the compound alone, and no `cell_type_mean` (missing).
     pub fn new(de_train: &DeTable, targets: &[Pair], extras: &[Extra], de_train_path: &Path, targets_path: &Path) -> Result<Self> {
         check_training(de_train, de_train_path)?;
         if targets.is_empty() {
@@ -89,16 +91,19 @@ impl Design {
                 ));
             }
             if !ct_index.contains_key(ct.as_str()) {
-                return Err(Error::invalid(
-                    targets_path,
-                    format!("row {}: cell type `{ct}` (compound {cp}) has no row in the training DE table {}, so it has no features", row + 1, de_train_path.display()),
-                ));
+                log::warn!(
+                    "{} row {}: cell type `{ct}` has no row in the training DE table: predicted from the compound alone (all-zero cell-type columns)",
+                    targets_path.display(),
+                    row + 1
+                );
             }
         }
         let p = cell_types.len() + compounds.len();
         let onehot = |ct: &str, cp: &str| {
             let mut v = vec![0f32; p];
-            v[ct_index[ct]] = 1.0;
+            if let Some(&i) = ct_index.get(ct) {
+                v[i] = 1.0;
+            }
             v[cell_types.len() + cp_index[cp]] = 1.0;
             v
         };

@@ -180,16 +180,44 @@ pub fn inner_holdout(de_train: &DeTable, cell_types: &[String], draw: usize, see
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut held: Vec<usize> = Vec::new();
-    for ct in cell_types {
+    // A target cell type measured only under the negative control has no rows to hold out;
+    // when no given cell type has any, every cell type of the table serves (the inner pairs
+    // then stand for "a compound never measured in this cell type" all the same).
+    let with_rows: Vec<String> = cell_types.iter().filter(|ct| de_train.keys.iter().any(|k| &k.cell_type == *ct)).cloned().collect();
+    for ct in cell_types.iter().filter(|ct| !with_rows.contains(ct)) {
+        log::info!("inner hold-out: cell type `{ct}` has no training DE rows; skipped");
+    }
+    let fallback = with_rows.is_empty();
+    let cell_types: Vec<String> = if fallback {
+        de_train.keys.iter().map(|k| k.cell_type.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+    } else {
+        with_rows
+    };
+    for ct in &cell_types {
         let mut rows: Vec<usize> = (0..de_train.n_rows()).filter(|&i| &de_train.keys[i].cell_type == ct && cell_count[de_train.keys[i].sm_name.as_str()] > 1).collect();
         if rows.is_empty() {
+            if fallback {
+                continue;
+            }
             return Err(Error::invalid(path, format!("cell type `{ct}` has no compound also measured in another cell type: no inner hold-out pair for it")));
         }
         // Keep at least one measured compound of the cell type in the inner training table.
         let n_ct = de_train.keys.iter().filter(|k| &k.cell_type == ct).count();
         let take = draw.min(rows.len()).min(n_ct.saturating_sub(1)).max(1);
         rows.shuffle(&mut rng);
-        held.extend_from_slice(&rows[..take]);
+        // ... and every held compound measured somewhere in it (else it has no features).
+        let mut taken = 0;
+        for i in rows {
+            let left = cell_count.get_mut(de_train.keys[i].sm_name.as_str()).expect("counted");
+            if taken < take && *left > 1 {
+                *left -= 1;
+                held.push(i);
+                taken += 1;
+            }
+        }
+    }
+    if held.is_empty() {
+        return Err(Error::invalid(path, "no inner hold-out pair can be drawn: every compound would leave the training table"));
     }
     held.sort_unstable();
     held.dedup();

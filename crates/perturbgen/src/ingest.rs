@@ -7,16 +7,41 @@ use crate::error::Result;
 use crate::io::counts::{read_long_counts, write_long_counts, CountType, GeneOrder};
 use crate::io::excluded::ExcludedIds;
 use crate::io::genes::read_gene_list;
-use crate::io::obs::ObsTable;
+use crate::io::h5ad::read_h5ad;
+pub use crate::io::h5ad::CountSource;
+use crate::io::obs::{ColumnMap, ObsTable};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Where the cells come from.
+pub enum CellsInput {
+    /// Kaggle's long count table (`adata_train.parquet`) and obs table (`adata_obs_meta.csv`).
+    Kaggle { counts: PathBuf, obs: PathBuf },
+    /// An AnnData file: its obs dataframe and the counts at `source`.
+    H5ad { path: PathBuf, source: CountSource },
+}
+
+impl CountSource {
+    /// Parses `X`, `raw` (or `raw/X`) and `layers/<name>`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "X" => Ok(CountSource::X),
+            "raw" | "raw/X" => Ok(CountSource::RawX),
+            _ => match s.strip_prefix("layers/") {
+                Some(name) if !name.is_empty() => Ok(CountSource::Layer(name.to_string())),
+                _ => Err(crate::Error::param("input.h5ad.counts", format!("`{s}`: expected X, raw or layers/<name>"))),
+            },
+        }
+    }
+}
+
 pub struct IngestInputs {
-    pub counts: PathBuf,
-    pub obs: PathBuf,
+    pub cells: CellsInput,
     pub excluded: Option<PathBuf>,
     pub genes: Option<PathBuf>,
+    /// The study's obs column names (`input.columns`).
+    pub columns: ColumnMap,
 }
 
 pub struct IngestOutputs {
@@ -46,14 +71,24 @@ pub struct IngestSummary {
 /// Loads the inputs into memory: the obs table, the CSR matrix (rows in obs order) and the
 /// number of excluded (obs_id, gene) pairs listed.
 pub fn load(inputs: &IngestInputs) -> Result<(ObsTable, CountMatrix, usize)> {
-    let obs = ObsTable::read(&inputs.obs)?;
     let excluded = inputs.excluded.as_deref().map(ExcludedIds::read).transpose()?;
     let gene_list = inputs.genes.as_deref().map(read_gene_list).transpose()?;
     let order = match &gene_list {
         Some(g) => GeneOrder::Given(g),
         None => GeneOrder::FromFile,
     };
-    let m = read_long_counts(&inputs.counts, &obs, order, excluded.as_ref())?;
+    let (obs, m) = match &inputs.cells {
+        CellsInput::Kaggle { counts, obs } => {
+            let obs = ObsTable::read_with(obs, &inputs.columns)?;
+            let m = read_long_counts(counts, &obs, order, excluded.as_ref())?;
+            (obs, m)
+        }
+        CellsInput::H5ad { path, source } => {
+            let (raw_obs, m) = read_h5ad(path, source, order, excluded.as_ref())?;
+            let obs = ObsTable::from_text_columns(path, &raw_obs.obs_names, &raw_obs.columns, &inputs.columns)?;
+            (obs, m)
+        }
+    };
     Ok((obs, m, excluded.map_or(0, |e| e.pairs.len())))
 }
 

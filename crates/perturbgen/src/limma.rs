@@ -44,6 +44,17 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
             present.join(", ")
         )));
     }
+    if sub.keys.iter().all(|k| k.sm_name == config.negative_control) {
+        // A cell type measured only under the negative control has no contrast to fit: it adds
+        // no de_train rows, but it can still be a target (its truth comes from held-out cells).
+        log::info!("{cell_type}: only `{}` samples, no compound to contrast: no DE rows", config.negative_control);
+        if let Some(pairs) = pairs {
+            if let Some(r) = pairs.rows.iter().find(|r| r.cell_type == cell_type) {
+                return Err(Error::Data(format!("{cell_type}: target compound `{}` has no pseudo-bulk samples", r.sm_name)));
+            }
+        }
+        return Ok(DeTable { genes: sub.genes.clone(), ..Default::default() });
+    }
     let work = tempfile::Builder::new().prefix("pgen-limma-").tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let (input, output) = (work.path().join("in"), work.path().join("out"));
     write_exchange(&sub, &input)?;
@@ -70,7 +81,9 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
         let line = line.trim_start_matches("error:").trim();
         return Err(Error::R(format!("limma: {line}")));
     }
-    for line in stderr.lines().filter(|l| l.contains("not estimable")) {
+    // The script's own notes (a design term dropped for a single level, a non-estimable
+    // nuisance coefficient) are what a user of another study layout needs to see.
+    for line in stderr.lines().filter(|l| l.contains("not estimable") || l.starts_with("limma_de: ")) {
         log::info!("{cell_type}: {line}");
     }
     read_results(&sub, cell_type, &output, pairs)

@@ -269,10 +269,11 @@ fn bad_obs_tables_are_refused() {
     let good_row = "c1,library_0,plate_0,A1,A,1,PBMC,donor_0,B cells,LSM-1,Drug,C,1.0,24.0,False";
     let cases = [
         ("missing.csv", header.replace(",donor_id", ""), good_row.replace(",donor_0", ""), "missing required column `donor_id`"),
-        ("dose.csv", header.clone(), good_row.replace("1.0,24.0", "high,24.0"), "row 1, column `dose_uM`: expected a number, found `high`"),
+        ("dose.csv", header.clone(), good_row.replace("1.0,24.0", "high,24.0"), "row 1, column `dose_uM`: expected a number or an empty field, found `high`"),
         ("control.csv", header.clone(), good_row.replace("False", "maybe"), "row 1, column `control`: expected True or False, found `maybe`"),
         ("col.csv", header.clone(), good_row.replace("A,1,PBMC", "A,1.5,PBMC"), "row 1, column `col`: expected a whole number, found `1.5`"),
         ("short.csv", header.clone(), "c1,library_0".to_string(), "line 2: expected 15 fields, found 2"),
+        ("empty_ct.csv", header.clone(), good_row.replace("B cells", ""), "row 1, column `cell_type`: expected a value (the column is required), found an empty field"),
     ];
     for (name, h, row, want) in cases {
         let p = dir.path().join(name);
@@ -284,6 +285,31 @@ fn bad_obs_tables_are_refused() {
     std::fs::write(&p, format!("{header}\n{good_row}\n{good_row}\n")).unwrap();
     let e = err_text(ObsTable::read(&p).unwrap_err());
     assert!(e.contains("row 2, column `obs_id`: expected unique cell ids, found `c1` again"), "{e}");
+}
+
+#[test]
+fn study_obs_needs_only_the_used_columns() {
+    use perturbgen::io::obs::{ColumnMap, NO_ROW};
+    let dir = tmp();
+    // A study's own names, no row/col/dose/control columns, an empty unused field.
+    let p = dir.path().join("study.csv");
+    std::fs::write(&p, "barcode,celltype,condition,donor,batch,well,note\nAAAC-1,CD14+ Monocytes,ctrl,d1,p1,B07,\nAAAG-1,B cells,IFN-beta,d2,p2,stim,x\n").unwrap();
+    let map = ColumnMap::parse(&["obs_id=barcode".into(), "cell_type=celltype".into(), "sm_name=condition".into(), "donor_id=donor".into(), "plate_name=batch".into()]).unwrap();
+    let o = ObsTable::read_with(&p, &map).unwrap();
+    assert_eq!(o.obs_id, vec!["AAAC-1", "AAAG-1"]);
+    assert_eq!((o.cell_type.get(0), o.sm_name.get(1), o.donor_id.get(1), o.plate_name.get(0)), ("CD14+ Monocytes", "IFN-beta", "d2", "p1"));
+    // row and col from the well name where it is a plate well; library_id = the plate.
+    assert_eq!((o.row.get(0), o.col[0], o.row.get(1), o.col[1]), ("B", 7, NO_ROW, 0));
+    assert_eq!(o.library_id.get(1), "p2");
+    assert!(o.dose_um[0].is_nan() && o.timepoint_hr[1].is_nan() && !o.control[0]);
+    // A required column missing, and a mapped column missing: both named.
+    let e = err_text(ObsTable::read(&p).unwrap_err());
+    assert!(e.contains("study.csv") && e.contains("missing required column `obs_id`") && e.contains("input.columns"), "{e}");
+    let bad = ColumnMap::parse(&["obs_id=barcode".into(), "cell_type=CellType".into(), "sm_name=condition".into(), "donor_id=donor".into(), "plate_name=batch".into()]).unwrap();
+    let e = err_text(ObsTable::read_with(&p, &bad).unwrap_err());
+    assert!(e.contains("missing required column `CellType`") && e.contains("maps `cell_type`"), "{e}");
+    assert!(ColumnMap::parse(&["celltype=x".into()]).is_err());
+    assert!(ColumnMap::parse(&["cell_type".into()]).is_err());
 }
 
 #[test]

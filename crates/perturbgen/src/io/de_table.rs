@@ -41,6 +41,15 @@ impl DeTable {
 
     /// Reads a de_train-layout parquet file. Every non-key column is a gene; values must be
     /// finite numbers.
+    /// The rows `rows`, in that order.
+    pub fn take_rows(&self, rows: &[usize]) -> Self {
+        Self {
+            keys: rows.iter().map(|&i| self.keys[i].clone()).collect(),
+            genes: self.genes.clone(),
+            values: rows.iter().flat_map(|&i| self.row(i).iter().copied()).collect(),
+        }
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         let (schema, batches) = parquet_util::read_all(path)?;
         let expected = "the de_train key columns cell_type, sm_name, sm_lincs_id, SMILES, control";

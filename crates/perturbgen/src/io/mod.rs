@@ -4,6 +4,7 @@ pub mod counts;
 pub mod de_table;
 pub mod excluded;
 pub mod genes;
+pub mod h5ad;
 pub mod id_map;
 pub mod obs;
 pub mod parquet_util;

@@ -149,56 +149,114 @@ impl ObsTable {
             + self.len() * (8 + 8 + 8 + 1)
     }
 
-    /// Reads `adata_obs_meta.csv` (or a `.parquet` with the same columns). Extra columns are
-    /// ignored; missing ones, unparsable numbers and duplicate ids are errors.
+    /// Reads the pipeline's cached `obs.parquet`, or a study's `adata_obs_meta.csv` under the
+    /// Kaggle column names (see [`ObsTable::read_with`]).
     pub fn read(path: &Path) -> Result<Self> {
+        Self::read_with(path, &ColumnMap::default())
+    }
+
+    /// Reads `adata_obs_meta.csv` (CSV; the study's own column names through `columns`) or a
+    /// `.parquet` with the Kaggle columns (the pipeline's cache). Extra columns are ignored;
+    /// a missing required column, an empty required field, an unparsable number and a
+    /// duplicate id are errors.
+    pub fn read_with(path: &Path, columns: &ColumnMap) -> Result<Self> {
         let is_parquet = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
-        let obs = if is_parquet { Self::read_parquet(path)? } else { Self::read_csv(path)? };
+        let obs = if is_parquet { Self::read_parquet(path)? } else { Self::read_csv(path, columns)? };
         obs.index(path)?;
         Ok(obs)
     }
 
-    fn read_csv(path: &Path) -> Result<Self> {
+    fn read_csv(path: &Path, columns: &ColumnMap) -> Result<Self> {
         let mut reader = csv::ReaderBuilder::new()
             .from_path(path)
             .map_err(|e| csv_error(path, e))?;
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
-        let idx = header_indices(path, &headers, &OBS_COLUMNS, &format!("the Kaggle obs columns {}", OBS_COLUMNS.join(",")))?;
+        let idx = columns.positions(path, |name| headers.iter().position(|h| h == name))?;
         let mut obs = ObsTable::default();
         let mut record = csv::StringRecord::new();
         let mut row = 0u64;
         while reader.read_record(&mut record).map_err(|e| csv_error(path, e))? {
             row += 1;
-            let f = |k: usize| record.get(idx[k]).unwrap_or("");
-            let num = |k: usize| -> Result<f64> {
-                f(k).trim().parse::<f64>().map_err(|_| Error::bad_value(path, row, OBS_COLUMNS[k], "a number", format!("`{}`", f(k))))
-            };
-            let col = f(5).trim().parse::<f64>().ok().filter(|v| v.fract() == 0.0).ok_or_else(|| {
-                Error::bad_value(path, row, "col", "a whole number", format!("`{}`", f(5)))
-            })? as i64;
-            let control = parse_bool(f(14)).ok_or_else(|| Error::bad_value(path, row, "control", "True or False", format!("`{}`", f(14))))?;
-            if f(0).is_empty() {
-                return Err(Error::bad_value(path, row, "obs_id", "a cell id", "an empty field"));
-            }
-            obs.push(&CellMeta {
-                obs_id: f(0),
-                library_id: f(1),
-                plate_name: f(2),
-                well: f(3),
-                row: f(4),
-                col,
-                cell_id: f(6),
-                donor_id: f(7),
-                cell_type: f(8),
-                sm_lincs_id: f(9),
-                sm_name: f(10),
-                smiles: f(11),
-                dose_um: num(12)?,
-                timepoint_hr: num(13)?,
-                control,
-            });
+            obs.push_text(path, row, |k| idx[k].map(|i| record.get(i).unwrap_or("")))?;
         }
         Ok(obs)
+    }
+
+    /// Builds the table from text columns (e.g. an AnnData obs dataframe decoded to strings):
+    /// `columns` are (name, values) in any order; `index` is the obs names, the obs_id unless
+    /// the map names an obs_id column.
+    pub fn from_text_columns(path: &Path, index: &[String], columns: &[(String, Vec<String>)], map: &ColumnMap) -> Result<Self> {
+        for (name, values) in columns {
+            if values.len() != index.len() {
+                return Err(Error::invalid(path, format!("obs column `{name}` has {} values for {} cells", values.len(), index.len())));
+            }
+        }
+        let idx = map.positions_or_index(path, |name| columns.iter().position(|(n, _)| n == name), true)?;
+        let mut obs = ObsTable::default();
+        for r in 0..index.len() {
+            obs.push_text(path, r as u64 + 1, |k| match idx[k] {
+                Some(ColumnAt::Column(i)) => Some(columns[i].1[r].as_str()),
+                Some(ColumnAt::Index) => Some(index[r].as_str()),
+                None => None,
+            })?;
+        }
+        obs.index(path)?;
+        Ok(obs)
+    }
+
+    /// Appends one cell from its text fields; `field(k)` is the value of `OBS_COLUMNS[k]`, None
+    /// when the study has no such column. Required columns ([`REQUIRED_OBS_COLUMNS`]) must be
+    /// non-empty; the others have defaults (see [`ColumnMap`]) and may be empty.
+    fn push_text<'a>(&mut self, path: &Path, row: u64, field: impl Fn(usize) -> Option<&'a str>) -> Result<()> {
+        let f = |k: usize| field(k).unwrap_or("").trim();
+        for &k in &REQUIRED_INDICES {
+            if f(k).is_empty() {
+                return Err(Error::bad_value(path, row, OBS_COLUMNS[k], "a value (the column is required)", "an empty field"));
+            }
+        }
+        // Optional numbers: empty (or absent) is NaN.
+        let num = |k: usize| -> Result<f64> {
+            match f(k) {
+                "" => Ok(f64::NAN),
+                v => v.parse::<f64>().map_err(|_| Error::bad_value(path, row, OBS_COLUMNS[k], "a number or an empty field", format!("`{v}`"))),
+            }
+        };
+        let well = f(3);
+        let (well_row, well_col) = split_well(well);
+        let col = match f(5) {
+            "" => well_col.unwrap_or(0),
+            v => v.parse::<f64>().ok().filter(|v| v.fract() == 0.0).ok_or_else(|| Error::bad_value(path, row, "col", "a whole number", format!("`{v}`")))? as i64,
+        };
+        let row_name = match f(4) {
+            "" => well_row.unwrap_or(NO_ROW),
+            v => v,
+        };
+        let control = match f(14) {
+            "" => false,
+            v => parse_bool(v).ok_or_else(|| Error::bad_value(path, row, "control", "True or False", format!("`{v}`")))?,
+        };
+        let library_id = match f(1) {
+            "" => f(2),
+            v => v,
+        };
+        self.push(&CellMeta {
+            obs_id: f(0),
+            library_id,
+            plate_name: f(2),
+            well,
+            row: row_name,
+            col,
+            cell_id: f(6),
+            donor_id: f(7),
+            cell_type: f(8),
+            sm_lincs_id: f(9),
+            sm_name: f(10),
+            smiles: f(11),
+            dose_um: num(12)?,
+            timepoint_hr: num(13)?,
+            control,
+        });
+        Ok(())
     }
 
     fn read_parquet(path: &Path) -> Result<Self> {
@@ -297,6 +355,101 @@ impl ObsTable {
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| Error::arrow(path, e))?;
         parquet_util::write_batch(path, &batch, vec![])
+    }
+}
+
+/// The columns every stage needs; the others of [`OBS_COLUMNS`] are optional: `row` and `col`
+/// come from the well name (`B07` → row `B`, col 7) when absent, `library_id` is the plate,
+/// `dose_uM`/`timepoint_hr` are NaN, `control` False, the ids and SMILES empty.
+pub const REQUIRED_OBS_COLUMNS: [&str; 6] = ["obs_id", "cell_type", "sm_name", "donor_id", "plate_name", "well"];
+const REQUIRED_INDICES: [usize; 6] = [0, 8, 10, 7, 2, 3];
+/// The row of a well whose name has no plate-row letters (a study without plate rows): one
+/// level, so limma's design drops the term.
+pub const NO_ROW: &str = "none";
+
+/// A well name's plate row (leading letters) and column (trailing digits), where it has them.
+fn split_well(well: &str) -> (Option<&str>, Option<i64>) {
+    let letters = well.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(well.len());
+    if letters == 0 || letters == well.len() {
+        return (None, None);
+    }
+    let col = well[letters..].parse::<i64>().ok();
+    (col.map(|_| &well[..letters]), col)
+}
+
+/// Where a study keeps each obs column: the pipeline's name (one of [`OBS_COLUMNS`]) → the
+/// study's column name (`input.columns` in the workflow config, `--column NAME=COLUMN` on
+/// `pgen-ingest`). Unmapped names are looked up as themselves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnMap {
+    map: Vec<(String, String)>,
+}
+
+/// Where a column's values are found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ColumnAt {
+    Column(usize),
+    /// The table's index (AnnData obs names).
+    Index,
+}
+
+impl ColumnMap {
+    /// Parses `name=column` pairs; `name` must be one of [`OBS_COLUMNS`].
+    pub fn parse(pairs: &[String]) -> Result<Self> {
+        let mut map = Vec::new();
+        for p in pairs {
+            let (k, v) = p.split_once('=').map(|(k, v)| (k.trim(), v.trim())).filter(|(k, v)| !k.is_empty() && !v.is_empty()).ok_or_else(|| {
+                Error::param("input.columns", format!("`{p}`: expected NAME=COLUMN"))
+            })?;
+            if !OBS_COLUMNS.contains(&k) {
+                return Err(Error::param("input.columns", format!("`{k}` is not an obs column the pipeline knows (expected one of {})", OBS_COLUMNS.join(", "))));
+            }
+            if map.iter().any(|(a, _): &(String, String)| a == k) {
+                return Err(Error::param("input.columns", format!("`{k}` is mapped twice")));
+            }
+            map.push((k.to_string(), v.to_string()));
+        }
+        Ok(Self { map })
+    }
+
+    /// The study's name for the pipeline's column `name`.
+    pub fn name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.map.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or(name)
+    }
+
+    /// Each of [`OBS_COLUMNS`]'s position via `find`; a required column that is missing (or a
+    /// mapped column that is missing) is an error naming the file and the column.
+    fn positions(&self, path: &Path, find: impl Fn(&str) -> Option<usize>) -> Result<Vec<Option<usize>>> {
+        Ok(self.positions_or_index(path, find, false)?.into_iter().map(|p| p.map(|c| match c {
+            ColumnAt::Column(i) => i,
+            ColumnAt::Index => unreachable!("only AnnData tables have an index"),
+        })).collect())
+    }
+
+    /// As [`ColumnMap::positions`]; with `index`, a table without an (unmapped) `obs_id`
+    /// column takes its index as the obs_id.
+    fn positions_or_index(&self, path: &Path, find: impl Fn(&str) -> Option<usize>, index: bool) -> Result<Vec<Option<ColumnAt>>> {
+        OBS_COLUMNS
+            .iter()
+            .map(|&name| {
+                let column = self.name(name);
+                let mapped = column != name;
+                match find(column) {
+                    Some(i) => Ok(Some(ColumnAt::Column(i))),
+                    None if name == "obs_id" && index && !mapped => Ok(Some(ColumnAt::Index)),
+                    None if REQUIRED_OBS_COLUMNS.contains(&name) || mapped => Err(Error::MissingColumn {
+                        path: path.to_path_buf(),
+                        column: column.to_string(),
+                        expected: if mapped {
+                            format!("the column input.columns maps `{name}` to")
+                        } else {
+                            format!("the obs columns every stage needs: {} (map other names with input.columns)", REQUIRED_OBS_COLUMNS.join(", "))
+                        },
+                    }),
+                    None => Ok(None),
+                }
+            })
+            .collect()
     }
 }
 

@@ -9,6 +9,10 @@ pub enum Preset {
     Demo,
     /// Kaggle scale: 18,211 genes, 144 compounds, ~240k training cells.
     Kaggle,
+    /// A typical stimulation study (the shape of a public PBMC interferon data set): a few
+    /// donors with one plate each, one well per condition (the control and `n_compounds`
+    /// stimuli), five PBMC cell types, no positive controls, no plate rows to speak of.
+    Study,
 }
 
 /// A cell type with its share of the cells and its median library size.
@@ -63,9 +67,34 @@ fn pbmc_cell_types(scale: f64) -> Vec<CellTypeSpec> {
     .collect()
 }
 
+/// The cell types of a PBMC stimulation study (names as in scanpy's PBMC tutorials).
+fn study_cell_types() -> Vec<CellTypeSpec> {
+    [("CD14+ Monocytes", 0.22, 2600.0), ("B cells", 0.14, 1900.0), ("CD4 T cells", 0.34, 1700.0), ("NK cells", 0.14, 1800.0), ("CD8 T cells", 0.16, 1700.0)]
+        .into_iter()
+        .map(|(n, p, l)| CellTypeSpec { name: n.to_string(), proportion: p, library_median: l })
+        .collect()
+}
+
 impl SimConfig {
     pub fn preset(preset: Preset) -> Self {
         match preset {
+            Preset::Study => Self {
+                preset,
+                seed: 0,
+                layout_dir: None,
+                n_genes: 500,
+                n_compounds: 1,
+                n_train_cells: 8_000,
+                n_donors: 2,
+                dmso_wells: 1,
+                positive_control_wells: 0,
+                measured_in_all_per_layout: 0,
+                cell_types: study_cell_types(),
+                library_sdlog: 0.35,
+                baseline_sdlog: 1.6,
+                effect_sharing: 0.7,
+                excluded_rate: 0.0,
+            },
             Preset::Demo => Self {
                 preset,
                 seed: 0,
@@ -111,7 +140,8 @@ impl std::str::FromStr for Preset {
         match s {
             "demo" => Ok(Preset::Demo),
             "kaggle" => Ok(Preset::Kaggle),
-            other => Err(format!("unknown preset `{other}` (expected demo or kaggle)")),
+            "study" => Ok(Preset::Study),
+            other => Err(format!("unknown preset `{other}` (expected demo, kaggle or study)")),
         }
     }
 }

@@ -77,10 +77,36 @@ impl Layout {
     }
 
     pub fn build(config: &SimConfig) -> Result<Self> {
-        match &config.layout_dir {
-            Some(dir) => Self::from_kaggle_files(config, dir),
-            None => Self::generic(config),
+        match (&config.layout_dir, config.preset) {
+            (Some(dir), _) => Self::from_kaggle_files(config, dir),
+            (None, super::config::Preset::Study) => Self::study(config),
+            (None, _) => Self::generic(config),
         }
+    }
+
+    /// A stimulation study: one plate per donor, every plate with one DMSO well (A1) and one
+    /// well per stimulus (A2, A3, …), all in plate row A. The first cell type's first stimulus
+    /// is withheld (the id_map); `split.mode: holdout` picks other targets.
+    fn study(config: &SimConfig) -> Result<Self> {
+        if !(1..=11).contains(&config.n_compounds) {
+            return Err(Error::param("--compounds", format!("the study preset takes 1 to 11 stimuli, got {}", config.n_compounds)));
+        }
+        if config.n_donors < 2 {
+            return Err(Error::param("--donors", "limma needs at least 2 control samples per cell type: 2 or more donors"));
+        }
+        let genes = (0..config.n_genes).map(|g| format!("GENE{:05}", g + 1)).collect();
+        let mut compounds: Vec<Compound> = (0..config.n_compounds)
+            .map(|k| Compound { name: format!("Stimulus-{}", k + 1), lincs_id: String::new(), smiles: String::new(), kind: CompoundKind::Regular })
+            .collect();
+        compounds.extend(controls().into_iter().filter(|c| c.kind == CompoundKind::NegativeControl));
+        let dmso = compounds.len() - 1;
+        let wells = std::iter::once(dmso).chain(0..config.n_compounds).enumerate().map(|(col, compound)| Well { name: well_name(0, col), row: 0, col, compound }).collect();
+        let donors: Vec<String> = (0..config.n_donors).map(|d| format!("donor_{d}")).collect();
+        let plates = (0..config.n_donors).map(|d| Plate { name: format!("plate_{d}"), donor: d, layout: 0 }).collect();
+        let cell_types: Vec<String> = config.cell_types.iter().map(|c| c.name.clone()).collect();
+        let withheld = HashSet::from([(0, 0)]);
+        let id_map = IdMap { rows: vec![IdMapRow { id: 0, cell_type: cell_types[0].clone(), sm_name: compounds[0].name.clone() }] };
+        Ok(Self { genes, compounds, donors, plates, wells: [wells, Vec::new()], cell_types, id_map, withheld })
     }
 
     fn generic(config: &SimConfig) -> Result<Self> {
