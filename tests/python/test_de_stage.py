@@ -640,6 +640,40 @@ def test_workflow_de_train_has_the_official_rows(workflow_dir):
     assert not set(obs["sm_name"].astype(str)) & set(POSITIVE_CONTROLS)
 
 
+def direct_limma(pb, cell_type, tmp_path):
+    """DIRECT_LIMMA_R on one cell type's rows of a pseudo-bulk frame: sm_name x genes."""
+    pb = pb[pb["cell_type"].astype(str) == cell_type].reset_index(drop=True)
+    genes = gene_columns(pb, PB_KEYS)
+    samples = pb[["sm_name", "donor_id", "plate_name", "row", "well"]].astype(str)
+    samples.insert(0, "sample", [f"s{i + 1}" for i in range(len(pb))])
+    samples.to_csv(tmp_path / "samples.csv", index=False)
+    counts = pd.DataFrame(pb[genes].to_numpy().T, index=pd.Index(genes, name="gene"), columns=samples["sample"])
+    counts.astype(np.int64).to_csv(tmp_path / "counts.csv")
+    script = tmp_path / "direct_limma.R"
+    script.write_text(DIRECT_LIMMA_R)
+    run(["Rscript", script, tmp_path / "counts.csv", tmp_path / "samples.csv", NEGATIVE_CONTROL, tmp_path / "direct.csv"])
+    return pd.read_csv(tmp_path / "direct.csv", dtype={"sm_name": str}).set_index("sm_name").sort_index()
+
+
+def test_workflow_de_train_equals_direct_limma_on_every_cell(workflow_dir, tmp_path):
+    """The whole demo de_train (every cell type, the positive controls' rows included) equals
+    limma run directly by a test R script on a pandas groupby pseudo-bulk of every cell of the
+    raw simulator files, to 1e-8."""
+    d, _ = workflow_dir
+    pb, _ = pandas_pseudobulk(d / "results" / "simulated")
+    de = read_parquet(d / "results" / "de" / "de_train.parquet")
+    genes = gene_columns(de, DE_KEYS)
+    worst = {}
+    for ct in sorted(set(de["cell_type"].astype(str))):
+        direct = direct_limma(pb, ct, tmp_path)
+        got = de[de["cell_type"].astype(str) == ct].astype({"sm_name": str}).set_index("sm_name").sort_index()
+        assert list(got.index) == list(direct.index), ct
+        assert set(POSITIVE_CONTROLS) <= set(got.index), ct
+        worst[ct] = float(np.abs(got[genes].to_numpy() - direct[genes].to_numpy()).max())
+    print(f"\nde_train vs direct limma on every cell, max |diff| per cell type: {worst}")
+    assert len(worst) == 6 and max(worst.values()) <= 1e-8, worst
+
+
 def test_workflow_second_run_has_nothing_to_do(workflow_dir):
     d, bin_config = workflow_dir
     proc = snakemake(d, "-n", "--config", bin_config)
