@@ -163,10 +163,34 @@ read_inputs <- function(dir) {
 }
 
 # ---------------------------------------------------------------- design
+# Walks a parsed design expression; anything but the formula operators, 0/1 and known column
+# names is refused before the expression is ever evaluated.
+check_design_expr <- function(e, design_str, known) {
+  if (is.call(e)) {
+    op <- e[[1L]]
+    if (!is.name(op) || !as.character(op) %in% c("~", "+", "-", ":", "*", "("))
+      die("design `", design_str, "` may only use ~ + - : * and column names; found `",
+          one_line(deparse(op)), "`")
+    for (a in as.list(e)[-1L]) check_design_expr(a, design_str, known)
+  } else if (is.name(e)) {
+    if (!as.character(e) %in% known)
+      die("design term(s) `", as.character(e), "` not a column of samples.tsv (columns: ",
+          quote_list(known, 50L), ")")
+  } else if (!(is.numeric(e) && length(e) == 1L && e %in% c(0, 1))) {
+    die("design `", design_str, "` may only hold the numbers 0 and 1; found `",
+        one_line(deparse(e)), "`")
+  }
+  invisible(TRUE)
+}
+
 build_design <- function(design_str, samples, control) {
-  f <- tryCatch(stats::as.formula(design_str, env = globalenv()),
-                error = function(e) die("cannot parse design `", design_str, "`: ",
-                                        conditionMessage(e)))
+  # The design text is parsed, never evaluated as code: only a formula over sample columns
+  # (names, 0, 1, ~ + - : * and parentheses) is accepted, so `system(...)` in it cannot run.
+  expr <- tryCatch(str2lang(design_str),
+                   error = function(e) die("cannot parse design `", design_str, "`: ",
+                                           conditionMessage(e)))
+  check_design_expr(expr, design_str, c("Rpert", colnames(samples)))
+  f <- stats::as.formula(expr, env = globalenv())
   if (length(f) != 2L) die("design `", design_str, "` must be one-sided (~ ...)")
   vars <- all.vars(f)
   if (!"Rpert" %in% vars) die("design `", design_str, "` does not use Rpert")

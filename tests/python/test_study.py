@@ -18,6 +18,8 @@ forest: {n_trees: 30}
 split:
   mode: holdout
   holdout: {pairs: [%s]}
+filter:
+  drop_compounds: []   # a study without positive controls
 """
 ROUTES = {"zero", "xgb", "forest", "xgb_zero", "xgb_forest"}
 

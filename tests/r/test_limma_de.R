@@ -259,6 +259,15 @@ section("3. bad inputs", {
                stale = TRUE)
   expect_error("design term not a column", IN_MAIN, c("--design", shQuote("~0+Rpert+batch")),
                "^error: .*`batch`.*not a column")
+  # The design is parsed, not evaluated: R code in it is refused and never runs.
+  marker <- file.path(tempdir(), "design_injection_ran")
+  unlink(marker)
+  expect_error("design holding R code", IN_MAIN,
+               c("--design", shQuote(paste0("~0+Rpert+system('touch ", marker, "')"))),
+               "^error: .*may only use ~ \\+ - : \\* and column names; found `system`")
+  check("3. design holding R code: the code did not run", !file.exists(marker), marker)
+  expect_error("design with a number other than 0/1", IN_MAIN, c("--design", shQuote("~0+Rpert+2")),
+               "^error: .*may only hold the numbers 0 and 1")
 
   d <- new_dir("in_badsize"); write_exchange(d, sim)
   sz <- file.info(file.path(d, "counts.f64"))$size

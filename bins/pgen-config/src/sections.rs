@@ -32,11 +32,16 @@ fn check<P: ParamGuard + serde::de::DeserializeOwned>(config: &Path) -> anyhow::
     Ok(())
 }
 
-/// Deserialises and checks every typed section of `config`.
+/// Deserialises and checks every typed section of `config`, and the limma design (`de.design`,
+/// parsed as a formula over the sample columns).
 pub fn check_all(config: &Path) -> anyhow::Result<()> {
     check::<XgbParams>(config)?;
     check::<ForestParams>(config)?;
     check::<TrainSection>(config)?;
+    let de = ConfigArgs { config: Some(config.to_path_buf()), ..Default::default() }.merged("de")?;
+    if let Some(design) = de.get("design").and_then(|d| d.as_str()) {
+        perturbgen::design::Design::parse(design, "de.design")?;
+    }
     Ok(())
 }
 
@@ -76,6 +81,9 @@ mod tests {
             ("train: {nbvae: {softball_sharpness: -1}}\n", "train.softball_sharpness: must be > 0"),
             ("train: {common: {covariates: [smiles]}}\n", "unknown covariate `smiles`"),
             ("train: {models: [gan]}\n", "train.models"),
+            ("xgb: {params: {etaa: 1}}\n", "xgb.params.etaa: not an XGBoost 1.6 parameter"),
+            ("de: {design: \"~0+Rpert+nonexistent\"}\n", "de.design: `~0+Rpert+nonexistent`: `nonexistent` is not a sample column"),
+            ("de: {design: \"~0+Rpert+system('ls')\"}\n", "de.design: `~0+Rpert+system('ls')`: character `(` is not allowed"),
         ];
         for (i, (text, expected)) in cases.iter().enumerate() {
             let p = dir.path().join(format!("c{i}.yaml"));

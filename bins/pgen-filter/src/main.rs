@@ -51,7 +51,7 @@ fn run(args: Args) -> Result<()> {
         if !args.drop_compounds.is_empty() {
             config.drop_compounds = args.drop_compounds.clone();
         }
-        let (keep, removed) = filter_cells(&cells.obs, &config);
+        let (keep, removed) = filter_cells(&cells.obs, &config)?;
         for r in &removed {
             log::info!("removed {} ({} cells): {}", r.sm_name, r.cells, r.reason);
         }

@@ -42,7 +42,7 @@ fn run(args: Args) -> Result<()> {
     let threads = args.common.threads();
     let targets = IdMap::read(&args.targets)?;
     let pb = PseudoBulk::read(&args.pseudobulk)?;
-    let limma = args.limma.config(threads);
+    let limma = args.limma.config(threads)?;
     let bar = perturbgen::progress::bar(n_work_units(&pb, &params) as u64, "forests");
     let start = std::time::Instant::now();
     let (table, prediction) = perturbgen::threads::with_threads(threads, || {
@@ -56,9 +56,12 @@ fn run(args: Args) -> Result<()> {
         table.genes.len(),
         start.elapsed().as_secs_f64()
     );
+    // The prediction and the samples it came from appear together.
+    let mut out = perturbgen::atomic::OutputSet::new();
     if let Some(path) = &args.out_pseudobulk {
-        prediction.predicted.write(path)?;
+        prediction.predicted.write(&out.stage(path)?)?;
     }
-    table.write(&args.out)?;
+    table.write(&out.stage(&args.out)?)?;
+    out.commit()?;
     Ok(())
 }

@@ -33,7 +33,7 @@ fn main() {
 fn run(args: Args) -> Result<()> {
     let pb = PseudoBulk::read(&args.pseudobulk)?;
     let targets = args.targets.as_deref().map(IdMap::read).transpose()?;
-    let config = args.limma.config(args.common.threads());
+    let config = args.limma.config(args.common.threads())?;
     let table = run_limma(&pb, &args.cell_type, &config, targets.as_ref(), &args.pseudobulk)?;
     log::info!("{}: {} compounds × {} genes", args.cell_type, table.n_rows(), table.genes.len());
     table.write(&args.out)?;

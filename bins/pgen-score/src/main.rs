@@ -41,6 +41,9 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    if args.truth.is_none() && args.submission.is_none() {
+        bail!("nothing to do: give --truth (to score) and/or --id-map with --submission (to write a submission)");
+    }
     let prediction_path = &args.prediction;
     let prediction = DeTable::read(prediction_path)?;
     let mut out = OutputSet::new();

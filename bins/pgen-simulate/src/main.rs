@@ -17,17 +17,17 @@ struct Args {
     #[arg(long)]
     layout: Option<PathBuf>,
     /// Expected number of training cells (adata_train.parquet).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     cells: Option<usize>,
     /// Number of genes (ignored with --layout).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     genes: Option<usize>,
     /// Number of compounds besides the controls: even (ignored with --layout); with the study
     /// preset, the number of stimuli (1 to 11).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     compounds: Option<usize>,
     /// Number of donors (each with its own plates).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     donors: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -36,6 +36,14 @@ struct Args {
     out: PathBuf,
     #[command(flatten)]
     common: perturbgen_cli::CommonArgs,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn main() {

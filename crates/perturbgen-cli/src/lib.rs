@@ -53,14 +53,15 @@ pub struct LimmaArgs {
 }
 
 impl LimmaArgs {
-    pub fn config(&self, threads: usize) -> perturbgen::limma::LimmaConfig {
-        perturbgen::limma::LimmaConfig {
+    /// The checked settings (the design parsed as a formula over known columns).
+    pub fn config(&self, threads: usize) -> perturbgen::Result<perturbgen::limma::LimmaConfig> {
+        Ok(perturbgen::limma::LimmaConfig {
             rscript: self.rscript.clone(),
             script: self.script.clone(),
-            design: self.design.clone(),
+            design: perturbgen::design::Design::parse(&self.design, "--design")?,
             negative_control: self.negative_control.clone(),
             threads,
-        }
+        })
     }
 }
 
@@ -107,7 +108,8 @@ impl ConfigArgs {
         }
     }
 
-    fn merged(&self, section: &str) -> anyhow::Result<Value> {
+    /// The section `section` as merged from the config file, `--params` and `--set`.
+    pub fn merged(&self, section: &str) -> anyhow::Result<Value> {
         let mut value = Value::Object(Default::default());
         if let Some(path) = &self.config {
             let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;

@@ -1,6 +1,8 @@
 //! Checkpoints: tensors (parameters, optimiser moments, latents) as safetensors, and what the
 //! tensors mean (config, covariate levels, genes, cell ids, history) as JSON beside them. The
-//! pair is written all-or-nothing, so a kill during a write leaves the previous pair intact.
+//! pair is written all-or-nothing (an `OutputSet`), and the JSON records the SHA-256 of the
+//! safetensors file it describes: loading refuses a pair whose halves come from different
+//! saves (a copied-over file, a pair mixed by hand or by a crash outside this library).
 use super::config::TrainConfig;
 use super::data::Covariates;
 use perturbgen::atomic::OutputSet;
@@ -39,9 +41,12 @@ pub struct CheckpointMeta {
     pub best_epoch: usize,
     pub best_val_loss: f64,
     pub history: Vec<EpochLog>,
+    /// SHA-256 (hex) of the safetensors file saved with this description.
+    #[serde(default)]
+    pub tensors_sha256: String,
 }
 
-pub const FORMAT: &str = "perturbgen-model-1";
+pub const FORMAT: &str = "perturbgen-model-2";
 
 pub fn paths(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{stem}.safetensors")), dir.join(format!("{stem}.json")))
@@ -54,20 +59,41 @@ pub fn save(dir: &Path, stem: &str, meta: &CheckpointMeta, tensors: Vec<(String,
     let json_tmp = set.stage(&json_path)?;
     let map: HashMap<String, Tensor> = tensors.into_iter().collect();
     candle_core::safetensors::save(&map, &st_tmp).map_err(|e| Error::invalid(&st_path, format!("cannot write checkpoint: {e}")))?;
-    let body = serde_json::to_vec(meta).map_err(|e| Error::invalid(&json_path, e.to_string()))?;
+    let bytes = std::fs::read(&st_tmp).map_err(|e| Error::io(&st_path, e))?;
+    let meta = CheckpointMeta { tensors_sha256: sha256_hex(&bytes), ..meta.clone() };
+    let body = serde_json::to_vec(&meta).map_err(|e| Error::invalid(&json_path, e.to_string()))?;
     std::fs::write(&json_tmp, body).map_err(|e| Error::io(&json_path, e))?;
     Ok(set.commit()?)
 }
 
 pub fn load(dir: &Path, stem: &str, device: &Device) -> Result<(CheckpointMeta, HashMap<String, Tensor>)> {
     let (st_path, json_path) = paths(dir, stem);
-    let text = std::fs::read(&json_path).map_err(|e| Error::io(&json_path, e))?;
+    let text = read_input(&json_path)?;
     let meta: CheckpointMeta = serde_json::from_slice(&text).map_err(|e| Error::invalid(&json_path, format!("not a perturbgen checkpoint description: {e}")))?;
     if meta.format != FORMAT {
         return Err(Error::invalid(&json_path, format!("checkpoint format `{}`, expected `{FORMAT}`", meta.format)));
     }
-    let tensors = candle_core::safetensors::load(&st_path, device).map_err(|e| Error::invalid(&st_path, format!("not a readable safetensors checkpoint: {e}")))?;
+    let bytes = read_input(&st_path)?;
+    if sha256_hex(&bytes) != meta.tensors_sha256 {
+        return Err(Error::invalid(
+            &json_path,
+            format!("does not belong to {} (written by another save: its SHA-256 differs from the one recorded here)", st_path.display()),
+        ));
+    }
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| Error::invalid(&st_path, format!("not a readable safetensors checkpoint: {e}")))?;
     Ok((meta, tensors))
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    perturbgen::atomic::open_input(path)?.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn tensor<'a>(tensors: &'a HashMap<String, Tensor>, name: &str, path: &Path) -> Result<&'a Tensor> {

@@ -129,6 +129,7 @@ impl Trainer {
                 best_epoch: 0,
                 best_val_loss: f64::INFINITY,
                 history: Vec::new(),
+                tensors_sha256: String::new(),
             },
         })
     }

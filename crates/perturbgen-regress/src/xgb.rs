@@ -152,11 +152,45 @@ impl ParamGuard for XgbParams {
             seen.push(*f);
         }
         for name in self.params.keys() {
-            ensure(!name.trim().is_empty() && !name.contains('\0'), s, "params", || format!("bad parameter name `{name}`"))?;
+            let key = format!("params.{name}");
+            ensure(!TYPED_PARAMS.contains(&name.as_str()), s, &key, || format!("set `xgb.{}` instead", typed_key(name)))?;
+            ensure(name != "nthread" && name != "n_jobs", s, &key, || "threads come from --threads (threads.xgb): genes run in parallel, each booster on one thread".into())?;
+            ensure(XGBOOST_PARAMS.contains(&name.as_str()), s, &key, || "not an XGBoost 1.6 parameter (it would be ignored; see https://xgboost.readthedocs.io/en/release_1.6.0/parameter.html)".into())?;
         }
         Ok(XgbConfig { params: self })
     }
 }
+
+/// Parameters with a typed key of their own (and their XGBoost aliases).
+const TYPED_PARAMS: [&str; 17] = [
+    "eta", "learning_rate", "max_depth", "min_child_weight", "subsample", "colsample_bytree", "lambda", "reg_lambda", "alpha",
+    "reg_alpha", "gamma", "min_split_loss", "tree_method", "seed", "random_state", "base_score", "objective",
+];
+
+fn typed_key(name: &str) -> &str {
+    match name {
+        "learning_rate" => "eta",
+        "reg_lambda" => "lambda",
+        "reg_alpha" => "alpha",
+        "min_split_loss" => "gamma",
+        "random_state" => "seed",
+        "objective" => "(objective: fixed to reg:squarederror)",
+        other => other,
+    }
+}
+
+/// XGBoost 1.6's other booster and learning-task parameters (the version xgboost-rs-sys
+/// vendors). XGBoost itself only warns about a name it does not use and trains on: a typo in a
+/// sweep would go unnoticed, so `xgb.params` keys are checked against this list.
+const XGBOOST_PARAMS: [&str; 40] = [
+    "booster", "verbosity", "validate_parameters", "disable_default_eval_metric", "max_delta_step", "sampling_method",
+    "colsample_bylevel", "colsample_bynode", "sketch_eps", "scale_pos_weight", "updater", "refresh_leaf", "process_type",
+    "grow_policy", "max_leaves", "max_bin", "predictor", "num_parallel_tree", "monotone_constraints",
+    "interaction_constraints", "single_precision_histogram", "deterministic_histogram", "max_cat_to_onehot", "gpu_id",
+    "sample_type", "normalize_type", "rate_drop", "one_drop", "skip_drop", "feature_selector", "top_k", "eval_metric",
+    "seed_per_iteration", "tweedie_variance_power", "huber_slope", "aft_loss_distribution", "aft_loss_distribution_scale",
+    "num_class", "lambda_bias", "quantile_alpha",
+];
 
 impl XgbConfig {
     /// The booster parameters, in the order they are set (`nthread` = 1: genes run in parallel).

@@ -133,11 +133,17 @@ fn xgb_bad_inputs_are_one_line_errors() {
     assert_eq!(key_of(XgbParams { rounds: 0, ..Default::default() }), "xgb.rounds");
     assert_eq!(key_of(XgbParams { eta: f64::NAN, ..Default::default() }), "xgb.eta");
     assert_eq!(key_of(XgbParams { features: vec![Extra::CellTypeMean, Extra::CellTypeMean], ..Default::default() }), "xgb.features");
-    // Free-form parameters reach XGBoost as text, set last.
-    let p = XgbParams { tree_method: TreeMethod::Hist, params: [("max_bin".to_string(), ParamValue::Integer(64)), ("x".to_string(), ParamValue::Number(0.5))].into(), ..Default::default() };
+    // Free-form parameters must be XGBoost's, not a typed key's or the thread count.
+    let free = |name: &str| XgbParams { params: [(name.to_string(), ParamValue::Number(0.5))].into(), ..Default::default() };
+    for (name, why) in [("etaa", "not an XGBoost 1.6 parameter"), ("learning_rate", "set `xgb.eta` instead"), ("nthread", "threads come from --threads")] {
+        let e = free(name).check().unwrap_err().to_string();
+        assert!(e.starts_with(&format!("xgb.params.{name}: {why}")), "{e}");
+    }
+    // They reach XGBoost as text, set last.
+    let p = XgbParams { tree_method: TreeMethod::Hist, params: [("max_bin".to_string(), ParamValue::Integer(64)), ("max_delta_step".to_string(), ParamValue::Number(0.5))].into(), ..Default::default() };
     let booster = p.check().unwrap().booster_params();
     assert!(booster.contains(&("tree_method".to_string(), "hist".to_string())));
-    assert_eq!(&booster[booster.len() - 2..], &[("max_bin".to_string(), "64".to_string()), ("x".to_string(), "0.5".to_string())]);
+    assert_eq!(&booster[booster.len() - 2..], &[("max_bin".to_string(), "64".to_string()), ("max_delta_step".to_string(), "0.5".to_string())]);
 }
 
 fn input(route: &str, t: DeTable) -> Input {

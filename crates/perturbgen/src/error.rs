@@ -17,6 +17,12 @@ pub enum Error {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    #[error("{path}: cannot write the Parquet file ({source})")]
+    ParquetWrite {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     #[error("{path}: {source}")]
     Arrow {
         path: PathBuf,
@@ -57,6 +63,11 @@ pub enum Error {
     Font(String),
 }
 
+/// Errors name the output a user asked for, not the hidden temporary file it is written to.
+fn public(path: impl Into<PathBuf>) -> PathBuf {
+    crate::atomic::public_path(&path.into())
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
@@ -64,16 +75,19 @@ impl Error {
         Error::Param { key: key.into(), message: message.into() }
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: public(path), source }
     }
     pub fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
-        Error::Parquet { path: path.into(), source }
+        Error::Parquet { path: public(path), source }
+    }
+    pub fn parquet_write(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        Error::ParquetWrite { path: public(path), source }
     }
     pub fn arrow(path: impl Into<PathBuf>, source: arrow_schema::ArrowError) -> Self {
-        Error::Arrow { path: path.into(), source }
+        Error::Arrow { path: public(path), source }
     }
     pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Invalid { path: path.into(), message: message.into() }
+        Error::Invalid { path: public(path), message: message.into() }
     }
     pub fn bad_value(
         path: impl Into<PathBuf>,

@@ -1,6 +1,7 @@
 //! `pgen-filter`: drops positive-control cells and compounds measured in too few cells, and
 //! says what it removed and why (SPEC §4: "remove positive-control cells; removing compounds
 //! with few cells might help").
+use crate::error::Error;
 use crate::io::obs::ObsTable;
 use crate::simulate::layout::DMSO;
 use serde::Serialize;
@@ -33,12 +34,35 @@ pub struct Removal {
     pub cells: usize,
 }
 
-/// The rows to keep (in order) and what was removed.
-pub fn filter_cells(obs: &ObsTable, config: &FilterConfig) -> (Vec<usize>, Vec<Removal>) {
+/// The rows to keep (in order) and what was removed. Refused (they would silently leave
+/// nothing to train on, or not do what was asked): dropping the negative control, naming a
+/// compound the cells do not have, a `min_cells` that drops every compound.
+pub fn filter_cells(obs: &ObsTable, config: &FilterConfig) -> crate::Result<(Vec<usize>, Vec<Removal>)> {
     let levels = obs.sm_name.levels();
     let mut per_compound = vec![0usize; levels.len()];
     for &c in obs.sm_name.codes() {
         per_compound[c as usize] += 1;
+    }
+    let present = |name: &str| levels.iter().zip(&per_compound).any(|(l, &n)| l == name && n > 0);
+    for name in &config.drop_compounds {
+        if *name == config.negative_control {
+            return Err(Error::param("filter.drop_compounds", format!("`{name}` is the negative control, which every contrast needs")));
+        }
+        if !present(name) {
+            return Err(Error::param(
+                "filter.drop_compounds",
+                format!("`{name}` is not a compound of these cells (a study without positive controls: drop_compounds: [])"),
+            ));
+        }
+    }
+    let regular = |c: usize| per_compound[c] > 0 && levels[c] != config.negative_control && !config.drop_compounds.contains(&levels[c]);
+    if let Some(largest) = (0..levels.len()).filter(|&c| regular(c)).map(|c| per_compound[c]).max() {
+        if largest < config.min_cells {
+            return Err(Error::param(
+                "filter.min_cells",
+                format!("{} drops every compound (the largest has {largest} cells): only the negative control would be left", config.min_cells),
+            ));
+        }
     }
     let mut drop = vec![None; levels.len()];
     for (c, name) in levels.iter().enumerate() {
@@ -58,7 +82,7 @@ pub fn filter_cells(obs: &ObsTable, config: &FilterConfig) -> (Vec<usize>, Vec<R
         .filter_map(|(c, r)| r.as_ref().map(|reason| Removal { sm_name: levels[c].clone(), reason: reason.clone(), cells: per_compound[c] }))
         .collect();
     removed.sort_by(|a, b| a.sm_name.cmp(&b.sm_name));
-    (keep, removed)
+    Ok((keep, removed))
 }
 
 /// Writes the removals as CSV (sm_name, reason, cells).

@@ -9,6 +9,7 @@ pub mod blend;
 pub mod categorical;
 pub mod cells;
 pub mod counts;
+pub mod design;
 pub mod error;
 pub mod filter;
 pub mod ingest;

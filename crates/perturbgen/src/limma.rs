@@ -16,7 +16,7 @@ use std::process::Command;
 pub struct LimmaConfig {
     pub rscript: PathBuf,
     pub script: PathBuf,
-    pub design: String,
+    pub design: crate::design::Design,
     pub negative_control: String,
     pub threads: usize,
 }
@@ -55,6 +55,9 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
         }
         return Ok(DeTable { genes: sub.genes.clone(), ..Default::default() });
     }
+    if !config.script.is_file() {
+        return Err(Error::invalid(&config.script, "no such R script (--script: the limma recipe, scripts/limma_de.R of the repository)"));
+    }
     let work = tempfile::Builder::new().prefix("pgen-limma-").tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let (input, output) = (work.path().join("in"), work.path().join("out"));
     write_exchange(&sub, &input)?;
@@ -64,7 +67,7 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
         .arg(&config.script)
         .arg("--input").arg(&input)
         .arg("--output").arg(&output)
-        .arg("--design").arg(&config.design)
+        .arg("--design").arg(config.design.as_str())
         .arg("--control").arg(&config.negative_control)
         .arg("--threads").arg(config.threads.to_string())
         .env("OMP_NUM_THREADS", config.threads.to_string())
@@ -76,7 +79,8 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
         log::debug!("R: {line}");
     }
     if !result.status.success() {
-        let line = stderr.lines().rev().find(|l| l.starts_with("error:") || l.starts_with("Error")).unwrap_or("R failed without a message");
+        let line = stderr.lines().rev().find(|l| l.starts_with("error:") || l.starts_with("Error")).or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
+            .unwrap_or("R stopped without a message");
         // The script's messages already name the cell type.
         let line = line.trim_start_matches("error:").trim();
         return Err(Error::R(format!("limma: {line}")));

@@ -3,7 +3,7 @@
 //! held out, or generated.
 use crate::cells::Cells;
 use crate::error::{Error, Result};
-use crate::io::arrow_util::{column, to_f64, to_strings};
+use crate::io::arrow_util::{column, finite_f64, required_strings, to_strings};
 use crate::io::parquet_util;
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
@@ -27,6 +27,8 @@ pub struct GroupKey {
 
 /// String key columns in file order (then `control`, `n_cells`, genes).
 pub const GROUP_STRING_COLUMNS: [&str; 8] = ["cell_type", "plate_name", "well", "donor_id", "row", "sm_name", "sm_lincs_id", "SMILES"];
+/// The group columns that identify a sample (none may be null or empty when read back).
+const KEY_COLUMNS: [&str; 6] = ["cell_type", "plate_name", "well", "donor_id", "row", "sm_name"];
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PseudoBulk {
@@ -143,12 +145,28 @@ impl PseudoBulk {
         }
         let genes: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).filter(|n| !fixed.contains(&n.as_str())).collect();
         let mut pb = PseudoBulk { genes, ..Default::default() };
+        let mut row0 = 0u64;
         for batch in &batches {
-            let s: Vec<StringArray> = GROUP_STRING_COLUMNS.iter().map(|n| to_strings(path, n, column(path, batch, n, expected)?)).collect::<Result<_>>()?;
-            let control = to_f64(path, "control", column(path, batch, "control", expected)?)?;
-            let n_cells = to_f64(path, "n_cells", column(path, batch, "n_cells", expected)?)?;
-            let gene_cols: Vec<Float64Array> = pb.genes.iter().map(|g| to_f64(path, g, column(path, batch, g, expected)?)).collect::<Result<_>>()?;
+            let s: Vec<StringArray> = GROUP_STRING_COLUMNS
+                .iter()
+                .map(|n| {
+                    let array = column(path, batch, n, expected)?;
+                    // The group keys name a sample; SMILES / LINCS ids are descriptive only.
+                    if KEY_COLUMNS.contains(n) { required_strings(path, n, array, row0) } else { to_strings(path, n, array) }
+                })
+                .collect::<Result<_>>()?;
+            let control = finite_f64(path, "control", column(path, batch, "control", expected)?, row0)?;
+            let n_cells = finite_f64(path, "n_cells", column(path, batch, "n_cells", expected)?, row0)?;
+            let gene_cols: Vec<Float64Array> = pb.genes.iter().map(|g| finite_f64(path, g, column(path, batch, g, expected)?, row0)).collect::<Result<_>>()?;
             for i in 0..batch.num_rows() {
+                let row = row0 + i as u64 + 1;
+                let n = n_cells.value(i);
+                if n < 1.0 || n.fract() != 0.0 {
+                    return Err(Error::bad_value(path, row, "n_cells", "a whole number of cells, at least 1", n.to_string()));
+                }
+                if let Some((g, c)) = gene_cols.iter().enumerate().find(|(_, c)| c.value(i) < 0.0) {
+                    return Err(Error::bad_value(path, row, &pb.genes[g], "a non-negative count", c.value(i).to_string()));
+                }
                 pb.keys.push(GroupKey {
                     cell_type: s[0].value(i).into(),
                     plate_name: s[1].value(i).into(),
@@ -160,9 +178,10 @@ impl PseudoBulk {
                     smiles: s[7].value(i).into(),
                     control: control.value(i) != 0.0,
                 });
-                pb.n_cells.push(n_cells.value(i) as u64);
+                pb.n_cells.push(n as u64);
                 pb.counts.extend(gene_cols.iter().map(|c| c.value(i)));
             }
+            row0 += batch.num_rows() as u64;
         }
         Ok(pb)
     }

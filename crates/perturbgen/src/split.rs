@@ -46,7 +46,10 @@ pub fn choose_targets(obs: &ObsTable, spec: &TargetSpec, negative_control: &str)
     let is_control = |c: &str| c == negative_control || c == DMSO || POSITIVE_CONTROLS.contains(&c);
     let (pairs, holdout): (Vec<(String, String)>, bool) = match spec {
         TargetSpec::Listed(pairs) => {
-            for (t, c) in pairs {
+            for (k, (t, c)) in pairs.iter().enumerate() {
+                if pairs[..k].contains(&(t.clone(), c.clone())) {
+                    return Err(Error::Data(format!("hold-out pair ({t}, {c}) is listed twice")));
+                }
                 if !present.contains(&(t.clone(), c.clone())) {
                     return Err(Error::Data(format!("hold-out pair ({t}, {c}) has no cells in the training data")));
                 }

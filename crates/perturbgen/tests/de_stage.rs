@@ -102,14 +102,24 @@ fn pseudobulk_refuses_a_well_with_two_compounds_and_other_genes() {
 #[test]
 fn filter_drops_positive_controls_and_rare_compounds() {
     let c = fixture();
-    let (keep, removed) = filter_cells(&c.obs, &FilterConfig { min_cells: 2, ..Default::default() });
+    let config = |min_cells, drop: &[&str]| FilterConfig { min_cells, drop_compounds: drop.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+    let (keep, removed) = filter_cells(&c.obs, &config(2, &["Dabrafenib"])).unwrap();
     // X has 2 cells, Y 2, DMSO 3 (kept whatever min_cells), Dabrafenib dropped.
     assert_eq!(keep, vec![0, 1, 2, 3, 4, 6, 7]);
     assert_eq!(removed.len(), 1);
     assert_eq!((removed[0].sm_name.as_str(), removed[0].cells), ("Dabrafenib", 1));
-    let (keep, removed) = filter_cells(&c.obs, &FilterConfig { min_cells: 3, ..Default::default() });
-    assert_eq!(keep, vec![0, 1, 3]);
-    assert_eq!(removed.iter().map(|r| r.sm_name.as_str()).collect::<Vec<_>>(), vec!["Dabrafenib", "X", "Y"]);
+    let (keep, removed) = filter_cells(&c.obs, &config(2, &["Dabrafenib", "Y"])).unwrap();
+    assert_eq!(keep, vec![0, 1, 2, 3, 4]);
+    assert_eq!(removed.iter().map(|r| r.sm_name.as_str()).collect::<Vec<_>>(), vec!["Dabrafenib", "Y"]);
+
+    // What would silently leave nothing to train on, or not do what was asked, is refused.
+    let err = |cfg| filter_cells(&c.obs, &cfg).unwrap_err().to_string();
+    let e = err(config(3, &["Dabrafenib"]));
+    assert!(e.starts_with("filter.min_cells: 3 drops every compound (the largest has 2 cells)"), "{e}");
+    let e = err(config(0, &["Dabrafenib", "Belinostat"]));
+    assert!(e.starts_with("filter.drop_compounds: `Belinostat` is not a compound of these cells"), "{e}");
+    let e = err(config(0, &[DMSO]));
+    assert!(e.starts_with("filter.drop_compounds: `Dimethyl Sulfoxide` is the negative control"), "{e}");
 }
 
 #[test]
@@ -140,6 +150,9 @@ fn split_holds_out_pairs_and_refuses_bad_targets() {
     assert!(e.contains("target cell type `Platelets` has no Dimethyl Sulfoxide cells"), "{e}");
     let e = split(&c.obs, &spec, "Water", 0.0, false, 0).unwrap_err().to_string();
     assert!(e.contains("no Water cells"), "{e}");
+    let twice = TargetSpec::Listed(vec![("NK cells".into(), "X".into()), ("NK cells".into(), "X".into())]);
+    let e = split(&c.obs, &twice, DMSO, 0.0, false, 0).unwrap_err().to_string();
+    assert_eq!(e, "hold-out pair (NK cells, X) is listed twice");
 }
 
 #[test]

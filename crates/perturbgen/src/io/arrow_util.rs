@@ -39,6 +39,27 @@ pub fn to_f64(path: &Path, column: &str, array: &ArrayRef) -> Result<arrow_array
     Ok(cast.as_any().downcast_ref::<arrow_array::Float64Array>().expect("cast gives Float64Array").clone())
 }
 
+/// A numeric column whose every value is a finite number: the first null, NaN or ±inf is an
+/// error naming its row (1-based over the file's rows, `row0` rows before this batch).
+pub fn finite_f64(path: &Path, column: &str, array: &ArrayRef, row0: u64) -> Result<arrow_array::Float64Array> {
+    let values = to_f64(path, column, array)?;
+    if let Some(i) = (0..values.len()).find(|&i| values.is_null(i) || !values.value(i).is_finite()) {
+        let found = if values.is_null(i) { "null".to_string() } else { values.value(i).to_string() };
+        return Err(Error::bad_value(path, row0 + i as u64 + 1, column, "a finite number", found));
+    }
+    Ok(values)
+}
+
+/// A string column without nulls or empty values (a key column).
+pub fn required_strings(path: &Path, column: &str, array: &ArrayRef, row0: u64) -> Result<StringArray> {
+    let values = to_strings(path, column, array)?;
+    if let Some(i) = (0..values.len()).find(|&i| values.is_null(i) || values.value(i).is_empty()) {
+        let found = if values.is_null(i) { "null" } else { "an empty string" };
+        return Err(Error::bad_value(path, row0 + i as u64 + 1, column, "a non-empty name", found));
+    }
+    Ok(values)
+}
+
 /// The column called `name`, or the one-line error naming it.
 pub fn column<'a>(path: &Path, batch: &'a RecordBatch, name: &str, expected: &str) -> Result<&'a ArrayRef> {
     batch.column_by_name(name).ok_or_else(|| Error::MissingColumn {

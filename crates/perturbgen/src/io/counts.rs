@@ -20,7 +20,6 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +27,22 @@ use std::sync::Arc;
 /// Key-value metadata holding the gene order (JSON list) in files the pipeline writes, so that
 /// genes with no counts at all keep their place.
 pub const GENES_KEY: &str = "perturbgen.genes";
+
+/// Key-value metadata of the count tables the pipeline writes: the SHA-256 of their cells'
+/// obs_ids in order. A reader given an obs table whose cells differ (obs and counts from two
+/// stages or runs, whose missing cells would otherwise read as all-zero) refuses it.
+pub const CELLS_KEY: &str = "perturbgen.cells_sha256";
+
+/// The fingerprint stored under [`CELLS_KEY`].
+pub fn cells_fingerprint(obs_ids: &[String]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for id in obs_ids {
+        h.update(id.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
 const BATCH_ROWS: usize = 65_536;
 const UNKNOWN: u32 = u32::MAX;
 
@@ -48,7 +63,7 @@ pub fn read_long_counts(
     genes: GeneOrder<'_>,
     excluded: Option<&ExcludedIds>,
 ) -> Result<CountMatrix> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::atomic::open_input(path)?;
     let plain = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| Error::parquet(path, e))?;
     let schema = plain.schema().clone();
     let expected = "a long count table with columns obs_id, gene, count";
@@ -72,6 +87,14 @@ pub fn read_long_counts(
             .transpose()
             .map_err(|e| Error::invalid(path, format!("metadata `{GENES_KEY}` is not a JSON list of genes ({e})")))?,
     };
+    if let Some(stored) = parquet_util::key_value(meta.metadata(), CELLS_KEY) {
+        if stored != cells_fingerprint(&obs.obs_id) {
+            return Err(Error::invalid(
+                path,
+                format!("was written for other cells than the {} of the obs table given with it: obs and counts from different stages or runs", obs.len()),
+            ));
+        }
+    }
     let obs_index: FxHashMap<&str, u32> = obs.obs_id.iter().enumerate().map(|(i, s)| (s.as_str(), i as u32)).collect();
     let n_cells = obs.len();
     let pb = crate::progress::bar(total_rows * 2, "reading");
@@ -202,7 +225,7 @@ fn open_row_group(
     rg: usize,
     columns: &[usize],
 ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::atomic::open_input(path)?;
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone());
     let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
     builder
@@ -397,6 +420,11 @@ pub struct LongCountsWriter {
 
 impl LongCountsWriter {
     pub fn create(path: &Path, genes: &[String], count_type: CountType) -> Result<Self> {
+        Self::create_with_metadata(path, genes, count_type, Vec::new())
+    }
+
+    /// Like [`LongCountsWriter::create`], with more key-value metadata.
+    pub fn create_with_metadata(path: &Path, genes: &[String], count_type: CountType, mut metadata: Vec<(String, String)>) -> Result<Self> {
         let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
         let mut fields = vec![Field::new("obs_id", dict.clone(), false), Field::new("gene", dict, false)];
         match count_type {
@@ -408,7 +436,8 @@ impl LongCountsWriter {
         }
         let schema = Arc::new(Schema::new(fields));
         let genes_json = serde_json::to_string(genes).expect("strings serialise");
-        let out = ParquetOut::create(path, schema.clone(), vec![(GENES_KEY.to_string(), genes_json)])?;
+        metadata.insert(0, (GENES_KEY.to_string(), genes_json));
+        let out = ParquetOut::create(path, schema.clone(), metadata)?;
         Ok(Self { out, schema, genes: Arc::new(StringArray::from_iter_values(genes)), count_type })
     }
 
@@ -460,7 +489,7 @@ impl LongCountsWriter {
 
 /// Writes a whole matrix as a long table, rows in matrix order.
 pub fn write_long_counts(path: &Path, m: &CountMatrix, obs_ids: &[String], count_type: CountType) -> Result<()> {
-    let mut w = LongCountsWriter::create(path, &m.genes, count_type)?;
+    let mut w = LongCountsWriter::create_with_metadata(path, &m.genes, count_type, vec![(CELLS_KEY.to_string(), cells_fingerprint(obs_ids))])?;
     let mut start = 0;
     while start < m.n_cells() {
         // About a million entries per batch.

@@ -2,9 +2,9 @@
 //! control) followed by one float64 column per gene. Used for DE values, predictions and the
 //! simulator's true effects.
 use crate::error::{Error, Result};
-use crate::io::arrow_util::{column, to_f64, to_strings};
+use crate::io::arrow_util::{column, finite_f64, required_strings, to_strings};
 use crate::io::parquet_util;
-use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use std::path::Path;
 use std::sync::Arc;
@@ -69,8 +69,9 @@ impl DeTable {
         let mut row0 = 0u64;
         for batch in &batches {
             let s = |name: &str| to_strings(path, name, column(path, batch, name, expected)?);
-            let (ct, sm, lincs, smiles) = (s("cell_type")?, s("sm_name")?, s("sm_lincs_id")?, s("SMILES")?);
-            let control = to_f64(path, "control", column(path, batch, "control", expected)?)?;
+            let key = |name: &str| required_strings(path, name, column(path, batch, name, expected)?, row0);
+            let (ct, sm, lincs, smiles) = (key("cell_type")?, key("sm_name")?, s("sm_lincs_id")?, s("SMILES")?);
+            let control = finite_f64(path, "control", column(path, batch, "control", expected)?, row0)?;
             let n = batch.num_rows();
             for i in 0..n {
                 table.keys.push(DeRowKey {
@@ -85,14 +86,9 @@ impl DeTable {
             table.values.resize(start + n * table.genes.len(), 0.0);
             let ng = table.genes.len();
             for (g, gene) in table.genes.iter().enumerate() {
-                let col = to_f64(path, gene, column(path, batch, gene, "a gene column")?)?;
+                let col = finite_f64(path, gene, column(path, batch, gene, "a gene column")?, row0)?;
                 for i in 0..n {
-                    let v = col.value(i);
-                    if col.is_null(i) || !v.is_finite() {
-                        let found = if col.is_null(i) { "null".to_string() } else { v.to_string() };
-                        return Err(Error::bad_value(path, row0 + i as u64 + 1, gene, "a finite number", found));
-                    }
-                    table.values[start + i * ng + g] = v;
+                    table.values[start + i * ng + g] = col.value(i);
                 }
             }
             row0 += n as u64;

@@ -2,7 +2,7 @@
 //! pipeline's cache).
 use crate::categorical::Categorical;
 use crate::error::{Error, Result};
-use crate::io::arrow_util::{column, to_f64, to_strings};
+use crate::io::arrow_util::{column, required_strings, to_f64, to_strings};
 use crate::io::parquet_util;
 use arrow_array::{Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_array::types::UInt32Type;
@@ -265,7 +265,10 @@ impl ObsTable {
         let expected = "the Kaggle obs columns";
         let mut row0 = 0u64;
         for batch in &batches {
-            let s = |k: usize| -> Result<StringArray> { to_strings(path, OBS_COLUMNS[k], column(path, batch, OBS_COLUMNS[k], expected)?) };
+            let s = |k: usize| -> Result<StringArray> {
+                let array = column(path, batch, OBS_COLUMNS[k], expected)?;
+                if REQUIRED_INDICES.contains(&k) { required_strings(path, OBS_COLUMNS[k], array, row0) } else { to_strings(path, OBS_COLUMNS[k], array) }
+            };
             let n = |k: usize| -> Result<Float64Array> { to_f64(path, OBS_COLUMNS[k], column(path, batch, OBS_COLUMNS[k], expected)?) };
             let strings: Vec<StringArray> = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11].iter().map(|&k| s(k)).collect::<Result<_>>()?;
             let (col, dose, time, control) = (n(5)?, n(12)?, n(13)?, n(14)?);

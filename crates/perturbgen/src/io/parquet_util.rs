@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// Opens a parquet file for reading record batches.
 pub fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::atomic::open_input(path)?;
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))
 }
 
@@ -41,7 +41,7 @@ impl ParquetOut {
     pub fn create(path: &Path, schema: SchemaRef, metadata: Vec<(String, String)>) -> Result<Self> {
         let file = AtomicFile::create(path)?;
         let writer = ArrowWriter::try_new(file.file()?, schema, Some(writer_properties(metadata)))
-            .map_err(|e| Error::parquet(path, e))?;
+            .map_err(|e| Error::parquet_write(path, e))?;
         Ok(Self { file, writer })
     }
 
@@ -50,17 +50,17 @@ impl ParquetOut {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(|e| Error::parquet(self.file.path(), e))
+        self.writer.write(batch).map_err(|e| Error::parquet_write(self.file.path(), e))
     }
 
     /// Ends the current row group (so that the next batch starts a new one).
     pub fn flush(&mut self) -> Result<()> {
-        self.writer.flush().map_err(|e| Error::parquet(self.file.path(), e))
+        self.writer.flush().map_err(|e| Error::parquet_write(self.file.path(), e))
     }
 
     pub fn finish(self) -> Result<()> {
         let path = self.file.path().to_path_buf();
-        self.writer.close().map_err(|e| Error::parquet(&path, e))?;
+        self.writer.close().map_err(|e| Error::parquet_write(&path, e))?;
         self.file.commit()
     }
 }
