@@ -1,4 +1,5 @@
 # Shared configuration handling and helper functions (no rules here).
+import importlib.util
 import json
 import os
 import shlex
@@ -77,18 +78,35 @@ def _coerce_cli_strings(cfg, schema, doc="config.schema.yaml"):
     return cfg
 
 
+def _load_config_checks():
+    """workflow/scripts/config_checks.py: the config-time checks, shared with rule check_config."""
+    path = os.path.join(workflow.basedir, "workflow", "scripts", "config_checks.py")
+    spec = importlib.util.spec_from_file_location("perturbgen_config_checks", path)
+    checks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checks)
+    return checks
+
+
+CONFIG_CHECKS = _load_config_checks()
+
+# Every config problem stops the workflow as it loads, before any job, with one line
+# `config: <dotted key>: <reason>` (raised here at module level, so that Snakemake's report of it
+# is that line plus one location line, not the schema).
 _coerce_cli_strings(config, _schema_doc("config.schema.yaml"))
-validate(config, schema="../schemas/config.schema.yaml")
+try:
+    validate(config, schema="../schemas/config.schema.yaml")  # also fills in the defaults
+except WorkflowError as _e:
+    raise WorkflowError(f"config: {CONFIG_CHECKS.schema_error_line(_e)}") from None
 
 
 def _check_typed_sections():
     """Runs the typed sections (xgb, forest, train) through their Rust types and checks
-    (pgen-config check), so that a bad value stops the workflow before any job, naming its key.
-    Skipped, with a note, until the executables are built."""
+    (pgen-config check), so that a bad value stops the workflow before any job, naming its key:
+    returns that one-line message, or None. Skipped, with a note, until the executables are built."""
     exe = os.path.join(config["bin_dir"], "pgen-config")
     if not os.path.exists(exe):
         print(f"note: {exe} not built yet: typed config sections not checked (run scripts/setup)", file=sys.stderr)
-        return
+        return None
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="pgen-config-", delete=False) as fh:
         json.dump(config, fh)
     try:
@@ -97,11 +115,13 @@ def _check_typed_sections():
         os.unlink(fh.name)
     if result.returncode != 0:
         message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"pgen-config check failed ({result.returncode})"
-        message = message.removeprefix("error: ").replace(f"{fh.name}: ", "")
-        raise WorkflowError(f"config: {message}")
+        return message.removeprefix("error: ").replace(f"{fh.name}: ", "")
+    return None
 
 
-_check_typed_sections()
+_typed_error = _check_typed_sections()
+if _typed_error:
+    raise WorkflowError(f"config: {_typed_error}")
 
 
 def section_params(name, **only):
@@ -318,3 +338,24 @@ def target_cell_type_slugs():
     if unknown:
         raise ValueError(f"target cell types {unknown} are not in config cell_types {list(CELL_TYPES.values())}")
     return [slug(n) for n in names]
+
+
+# The paths config_checks.py reads (it also runs on its own, in rule check_config) are these.
+assert (CONFIG_CHECKS.INGEST_OBS, CONFIG_CHECKS.SIM_DIR) == (INGEST_FILES["obs"], SIM_DIR)
+
+
+def check_config_params():
+    """Rule check_config's params: the config keys it checks (so it reruns when they change) and
+    the input that ingest reads (recorded with the result)."""
+    return {
+        "checked": json.dumps(CONFIG_CHECKS.checked_config(config), sort_keys=True),
+        "source": json.dumps(CONFIG_CHECKS.source_identity(config, stamp=False), sort_keys=True),
+    }
+
+
+# The config against the cells (pairs, cell types, compounds, min_cells), whenever they can be
+# read now; otherwise rule check_config does the same right after ingest.
+try:
+    CONFIG_CHECKS.check(config, CONFIG_CHECKS.parse_time_cells(config), CONFIG_CHECKS.parse_time_id_map(config))
+except CONFIG_CHECKS.ConfigError as _e:
+    raise WorkflowError(f"config: {_e}") from None

@@ -8,6 +8,7 @@ rule filter:
         counts=rules.split.output.train_counts,
         obs=rules.split.output.train_obs,
         validation=rules.split.output.validation,
+        checked=ancient(rules.check_config.output[0]),
         exe=binary("pgen-filter"),
     output:
         counts=f"{STAGE['filter']}/counts.parquet",

@@ -31,3 +31,27 @@ rule ingest:
         " --threads {threads}"
         " --out-counts {output.counts} --out-obs {output.obs}"
         " --summary {output.summary} --qc-plot {output.qc} > {log} 2>&1"
+
+
+rule check_config:
+    """The config's cell types, compounds, hold-out pairs and min_cells against the ingested
+    cells: what the workflow already checks when it loads if the cells can be read then (not for
+    a fresh simulation), with the same one-line message `config: <key>: <reason>`. split and
+    filter take its result as an ancient() input: a rerun after a config change does not rerun
+    them."""
+    input:
+        obs=INGEST_FILES["obs"],
+        **({"id_map": id_map_path()} if config["split"]["mode"] == "id_map" else {}),
+    output:
+        CONFIG_CHECKS.RECORD,
+    params:
+        **check_config_params(),
+    threads: 1
+    log:
+        "logs/check_config.log",
+    benchmark:
+        "benchmarks/check_config.tsv"
+    conda:
+        "../../envs/python.yaml"
+    script:
+        "../scripts/check_config.py"

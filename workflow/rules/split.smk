@@ -7,6 +7,7 @@ checkpoint split:
         counts=INGEST_FILES["counts"],
         obs=INGEST_FILES["obs"],
         id_map=id_map_path() if config["split"]["mode"] == "id_map" else [],
+        checked=ancient(rules.check_config.output[0]),
         exe=binary("pgen-split"),
     output:
         train_counts=f"{STAGE['split']}/train_counts.parquet",
