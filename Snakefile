@@ -3,6 +3,7 @@
 #   simulate -> ingest -> split -> pseudobulk (every cell) -> limma (R) -> routes -> score
 #                             split -> filter (positive controls out) -> train (DGD / NB-VAE)
 #                                                                     -> log-likelihood score
+#                             split -> sizes (forests) -> generate (runs) -> limma -> routes
 #
 #   scripts/demo                  # set up and run this workflow on the demo simulation
 #   .venv/bin/snakemake -c2       # the same, once scripts/setup has run
@@ -28,6 +29,8 @@ include: "workflow/rules/regress_common.smk"
 include: "workflow/rules/regress.smk"
 include: "workflow/rules/train_common.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/generate_common.smk"
+include: "workflow/rules/generate.smk"
 
 
 localrules:

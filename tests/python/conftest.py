@@ -79,3 +79,18 @@ def sim_dir(simulate_bin, tmp_path_factory):
 def ingest_dir(ingest_bin, sim_dir, tmp_path_factory):
     """pgen-ingest output for sim_dir."""
     return ingest(ingest_bin, sim_dir, tmp_path_factory.mktemp("ingest"))
+
+
+@pytest.fixture(scope="session")
+def demo_workflow(simulate_bin, tmp_path_factory):
+    """`snakemake -c2` on the default config (every route, models included) in a scratch
+    working directory, once per session; the folder it ran in."""
+    snakemake = REPO / ".venv" / "bin" / "snakemake"
+    if not snakemake.exists():
+        pytest.fail(f"{snakemake} is missing: run scripts/setup", pytrace=False)
+    d = tmp_path_factory.mktemp("demo_workflow")
+    # The target first: --quiet takes any number of values (and `--quiet all` hides errors).
+    run([snakemake, "all", "-c2", "--quiet", "rules", "progress",
+         "--snakefile", REPO / "Snakefile", "--configfile", REPO / "config.yaml",
+         "--directory", d, "--config", f"bin_dir={simulate_bin.parent}"])
+    return d

@@ -310,15 +310,9 @@ def test_simulator_different_seed_differs(simulate_bin, sim_dir, tmp_path):
 
 # --- the workflow end to end ------------------------------------------------------------------------
 
-def test_workflow_runs_on_demo(simulate_bin, ingest_bin, tmp_path):
+def test_workflow_runs_on_demo(demo_workflow):
     """`snakemake -c2` on the default config, in a scratch working directory."""
-    snakemake = REPO / ".venv" / "bin" / "snakemake"
-    if not snakemake.exists():
-        pytest.fail(f"{snakemake} is missing: run scripts/setup", pytrace=False)
-    # The target first: --quiet takes any number of values (and `--quiet all` hides errors).
-    run([snakemake, "all", "-c2", "--quiet", "rules", "progress",
-         "--snakefile", REPO / "Snakefile", "--configfile", REPO / "config.yaml",
-         "--directory", tmp_path, "--config", f"bin_dir={simulate_bin.parent}"])
+    tmp_path = demo_workflow
     for f in INGEST_FILES:
         assert (tmp_path / "results" / "ingest" / f).is_file(), f
     for f in ["logs/simulate.log", "logs/ingest.log",

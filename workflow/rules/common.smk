@@ -169,7 +169,29 @@ STAGE = {
 
 # Routes that produce a prediction table for the targets (later issues add models): baselines,
 # regressors (workflow/rules/regress.smk) and the blends named in config blend.blends.
-ROUTES = ["zero", "xgb", "forest"] + list(config["blend"]["blends"])
+# The generation route (workflow/rules/generate.smk): per trained model, one run (<model>) and
+# generate.n_runs runs combined (<model>_avg).
+GENERATIVE_ROUTES = [r for m in config["train"]["models"] for r in (m, f"{m}_avg")]
+BASE_ROUTES = ["zero", "xgb", "forest", *GENERATIVE_ROUTES]
+
+
+def _blends_of_this_run():
+    """The configured blends whose routes this run has; a blend over a generative route is
+    skipped, with a note, when its model is not in train.models."""
+    names = []
+    for name, spec in config["blend"]["blends"].items():
+        missing = [r for r in spec["routes"] if r not in BASE_ROUTES]
+        if missing and all(r.removesuffix("_avg") in ("dgd", "nbvae") for r in missing):
+            print(f"note: blend {name} skipped: routes {missing} need train.models {config['train']['models']} to include their model", file=sys.stderr)
+        elif missing:
+            raise WorkflowError(f"config: blend.blends.{name}.routes: {missing} are not routes (routes: {', '.join(BASE_ROUTES)})")
+        else:
+            names.append(name)
+    return names
+
+
+BLENDS = _blends_of_this_run()
+ROUTES = [*BASE_ROUTES, *BLENDS]
 
 
 def slug(name):
@@ -195,6 +217,10 @@ def all_targets():
         targets += [f"{STAGE['scores']}/scores.csv", f"{STAGE['scores']}/leaderboard.png"]
     for model in config["train"]["models"]:
         targets += [f"{STAGE['scores']}/loglik/{model}.csv", f"{STAGE['models']}/{model}/latent.png"]
+        if has_truth():
+            targets += [f"{STAGE['scores']}/replicates/{model}.png"]
+    if config["train"]["models"]:
+        targets += ["results/generate/sizes.png"]
     return targets
 
 

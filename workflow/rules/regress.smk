@@ -188,6 +188,7 @@ rule leaderboard:
     input:
         scores=expand(f"{STAGE['scores']}/{{route}}.csv", route=ROUTES) if has_truth() else [],
         submissions=expand(f"{STAGE['submission']}/{{route}}.csv", route=ROUTES),
+        **value_inputs(),
         exe=binary("pgen-leaderboard"),
     output:
         **leaderboard_outputs(),
@@ -196,6 +197,7 @@ rule leaderboard:
         submissions=lambda wildcards, input: shlex.join(f"--submission={r}={p}" for r, p in zip(ROUTES, input.submissions)),
         submit=f"--submit {shlex.quote(leaderboard_route())}" if leaderboard_route() else "",
         plot=lambda wildcards, output: f"--plot {shlex.quote(output.plot)}" if "plot" in output.keys() else "",
+        values=value_args,
         log_level=config["log_level"],
     log:
         "logs/leaderboard.log",
@@ -205,4 +207,4 @@ rule leaderboard:
         "../../envs/perturbgen.yaml"
     shell:
         "RUST_LOG={params.log_level} {input.exe} {params.scores} {params.submissions} {params.submit}"
-        " {params.plot} --out-submission {output.submission} > {log} 2>&1"
+        " {params.plot} {params.values} --out-submission {output.submission} > {log} 2>&1"

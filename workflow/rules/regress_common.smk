@@ -1,9 +1,8 @@
 # Helpers for workflow/rules/regress.smk (no rules here).
 
 INNER = "results/inner"
-BLENDS = list(config["blend"]["blends"])
 for _name in BLENDS:
-    if _name in ("zero", "xgb", "forest", "submission", "leaderboard", "scores"):
+    if _name in ("zero", "xgb", "forest", *GENERATIVE_ROUTES, "submission", "leaderboard", "scores"):
         raise ValueError(f"blend name `{_name}` is taken by a route or output; pick another")
 
 
@@ -13,6 +12,7 @@ INNER_ROUTES = ["xgb", "forest", "zero"]
 
 def blend_spec(name):
     spec = config["blend"]["blends"][name]
+
     if spec.get("weights") is None:
         missing = [r for r in spec["routes"] if r not in INNER_ROUTES]
         if missing:
@@ -60,5 +60,26 @@ def leaderboard_outputs():
     out = {"submission": f"{STAGE['submission']}/submission.csv"}
     if has_truth():
         out["plot"] = f"{STAGE['scores']}/leaderboard.png"
+        out["values_plot"] = f"{STAGE['scores']}/pvalues.png"
     return out
+
+
+# Tables in the p-value histogram (pgen-leaderboard --values): the truth, the regression routes
+# and each model's averaged generation route.
+VALUE_ROUTES = ["xgb", "forest", *(r for r in GENERATIVE_ROUTES if r.endswith("_avg"))]
+
+
+def value_inputs():
+    if not has_truth():
+        return {}
+    files = {"truth": rules.de_truth.output[0]}
+    files.update({f"values_{r}": f"{STAGE['predictions']}/{r}.parquet" for r in VALUE_ROUTES})
+    return files
+
+
+def value_args(wildcards, input, output):
+    if "values_plot" not in output.keys():
+        return ""
+    args = [f"--values=truth={input.truth}", *(f"--values={r}={input[f'values_{r}']}" for r in VALUE_ROUTES)]
+    return shlex.join([*args, "--values-plot", output.values_plot])
 

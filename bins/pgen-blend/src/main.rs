@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use perturbgen::atomic::OutputSet;
 use perturbgen::io::de_table::DeTable;
-use perturbgen::blend::{blend, fit_weights, inner_holdout, write_weights, Input};
+use perturbgen::blend::{blend, combine_runs, fit_weights, inner_holdout, plot_replicates, replicate_curve, write_replicates, write_weights, Combine, Input};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
@@ -64,6 +64,33 @@ enum Command {
         #[arg(long)]
         out_weights: PathBuf,
     },
+    /// Combine replicate runs of one route (RUN=PATH, repeatable) entry by entry; with --truth,
+    /// also report how the MRRMSE and the between-run spread change as runs are added.
+    Combine {
+        #[arg(long = "prediction", required = true)]
+        predictions: Vec<String>,
+        #[arg(long, value_enum, default_value = "mean")]
+        method: CombineMethod,
+        #[arg(long)]
+        out: PathBuf,
+        /// The targets' true DE, for the replicate report.
+        #[arg(long, requires = "out_table")]
+        truth: Option<PathBuf>,
+        /// Replicate report (CSV: n_runs, mrrmse, run_sd, mean_se).
+        #[arg(long)]
+        out_table: Option<PathBuf>,
+        /// Replicate report as a PNG.
+        #[arg(long, requires = "out_table")]
+        plot: Option<PathBuf>,
+        #[arg(long, default_value = "replicate runs")]
+        title: String,
+    },
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum CombineMethod {
+    Mean,
+    Median,
 }
 
 fn main() {
@@ -139,6 +166,28 @@ fn run(args: Args) -> Result<()> {
             let mut set = OutputSet::new();
             blended.write(&set.stage(&out)?)?;
             write_weights(&set.stage(&out_weights)?, &routes, &weights, fitted.as_ref().map(|(f, s)| (*f, s.as_slice())))?;
+            set.commit()?;
+        }
+        Command::Combine { predictions, method, out, truth, out_table, plot, title } => {
+            let runs = read_inputs(&predictions, "prediction")?;
+            let how = match method {
+                CombineMethod::Mean => Combine::Mean,
+                CombineMethod::Median => Combine::Median,
+            };
+            let combined = combine_runs(&runs, how)?;
+            let mut set = OutputSet::new();
+            combined.write(&set.stage(&out)?)?;
+            if let Some(table_path) = &out_table {
+                let truth_table = truth.as_ref().map(|p| DeTable::read(p)).transpose()?;
+                let rows = replicate_curve(&runs, how, truth_table.as_ref().zip(truth.as_deref()))?;
+                for r in &rows {
+                    log::info!("{} run(s): MRRMSE {:?}, between-run SD {:.4}, SD/√n {:.4}", r.n_runs, r.mrrmse, r.run_sd, r.mean_se);
+                }
+                write_replicates(&set.stage(table_path)?, &rows)?;
+                if let Some(p) = &plot {
+                    plot_replicates(&set.stage(p)?, &rows, &title)?;
+                }
+            }
             set.commit()?;
         }
     }

@@ -2,6 +2,8 @@
 use perturbgen::params::ParamGuard;
 use perturbgen_cli::ConfigArgs;
 use perturbgen_models::config::TrainSection;
+use perturbgen_models::generate::GenerateParams;
+use perturbgen_regress::sizes::SizesParams;
 use perturbgen_regress::forest::ForestParams;
 use perturbgen_regress::xgb::XgbParams;
 use std::path::Path;
@@ -17,6 +19,10 @@ pub struct Sections {
     forest: ForestParams,
     /// The generative models (pgen-train, pgen-loglik).
     train: TrainSection,
+    /// The size forests of the generation route (pgen-sizes).
+    sizes: SizesParams,
+    /// Generation from the trained models (pgen-generate) and its replicate runs.
+    generate: GenerateParams,
 }
 
 /// The schema as written to `workflow/schemas/stages.schema.json` (pretty, newline-terminated).
@@ -38,6 +44,8 @@ pub fn check_all(config: &Path) -> anyhow::Result<()> {
     check::<XgbParams>(config)?;
     check::<ForestParams>(config)?;
     check::<TrainSection>(config)?;
+    check::<SizesParams>(config)?;
+    check::<GenerateParams>(config)?;
     let de = ConfigArgs { config: Some(config.to_path_buf()), ..Default::default() }.merged("de")?;
     if let Some(design) = de.get("design").and_then(|d| d.as_str()) {
         perturbgen::design::Design::parse(design, "de.design")?;
@@ -82,6 +90,9 @@ mod tests {
             ("train: {common: {covariates: [smiles]}}\n", "unknown covariate `smiles`"),
             ("train: {models: [gan]}\n", "train.models"),
             ("xgb: {params: {etaa: 1}}\n", "xgb.params.etaa: not an XGBoost 1.6 parameter"),
+            ("sizes: {n_trees: 0}\n", "sizes.n_trees: must be at least 1"),
+            ("generate: {n_runs: 0}\n", "generate.n_runs: must be at least 1"),
+            ("generate: {emit: noise}\n", "generate.emit"),
             ("de: {design: \"~0+Rpert+nonexistent\"}\n", "de.design: `~0+Rpert+nonexistent`: `nonexistent` is not a sample column"),
             ("de: {design: \"~0+Rpert+system('ls')\"}\n", "de.design: `~0+Rpert+system('ls')`: character `(` is not allowed"),
         ];

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use perturbgen::atomic::OutputSet;
-use perturbgen::leaderboard::{choose, collect, plot, write_table, Entry};
+use perturbgen::leaderboard::{choose, collect, plot, plot_value_histograms, write_table, Entry};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -26,6 +26,12 @@ struct Args {
     /// Copy of the chosen route's submission.
     #[arg(long)]
     out_submission: Option<PathBuf>,
+    /// A DE table (the truth, or a route's prediction) for the value histogram, NAME=PATH (repeatable).
+    #[arg(long = "values", requires = "values_plot")]
+    values: Vec<String>,
+    /// The value histogram: signed −log10 p distributions of the --values tables (PNG).
+    #[arg(long)]
+    values_plot: Option<PathBuf>,
     #[command(flatten)]
     common: perturbgen_cli::CommonArgs,
 }
@@ -72,6 +78,13 @@ fn run(args: Args) -> Result<()> {
             bail!("--plot needs at least one --score");
         }
         plot(&out.stage(p)?, &entries, chosen.as_deref(), &format!("Leaderboard: MRRMSE on {} routes", entries.len()))?;
+    }
+    if let Some(p) = &args.values_plot {
+        let tables = pairs(&args.values, "values")?
+            .into_iter()
+            .map(|(name, path)| Ok((name, perturbgen::io::de_table::DeTable::read(&path)?)))
+            .collect::<Result<Vec<_>>>()?;
+        plot_value_histograms(&out.stage(p)?, &tables, "Signed −log10 p: truth and predictions")?;
     }
     out.commit()?;
     Ok(())

@@ -46,7 +46,23 @@ pub struct CheckpointMeta {
     pub tensors_sha256: String,
 }
 
-pub const FORMAT: &str = "perturbgen-model-2";
+/// Written by this version: adds `link`, `mixture_prior_weight` and `encoder_input` to the
+/// settings, and the loss is divided by the configured batch size.
+pub const FORMAT: &str = "perturbgen-model-3";
+
+/// The previous format: still loads for scoring and generation, with the settings it implied
+/// (sigmoid link whatever the scale, mixture prior once per epoch, log1p encoder input); it
+/// cannot be resumed ([`crate::train::Trainer::restore`]).
+pub const FORMAT_2: &str = "perturbgen-model-2";
+
+/// A format-2 description brought to format 3's settings (the keys it lacks, as format 2 meant them).
+fn upgrade_format_2(meta: &mut serde_json::Value) {
+    if let Some(config) = meta.get_mut("config").and_then(|c| c.as_object_mut()) {
+        for (key, value) in [("link", "sigmoid"), ("mixture_prior_weight", "per_epoch"), ("encoder_input", "log1p")] {
+            config.entry(key).or_insert_with(|| value.into());
+        }
+    }
+}
 
 pub fn paths(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{stem}.safetensors")), dir.join(format!("{stem}.json")))
@@ -69,10 +85,19 @@ pub fn save(dir: &Path, stem: &str, meta: &CheckpointMeta, tensors: Vec<(String,
 pub fn load(dir: &Path, stem: &str, device: &Device) -> Result<(CheckpointMeta, HashMap<String, Tensor>)> {
     let (st_path, json_path) = paths(dir, stem);
     let text = read_input(&json_path)?;
-    let meta: CheckpointMeta = serde_json::from_slice(&text).map_err(|e| Error::invalid(&json_path, format!("not a perturbgen checkpoint description: {e}")))?;
-    if meta.format != FORMAT {
-        return Err(Error::invalid(&json_path, format!("checkpoint format `{}`, expected `{FORMAT}`", meta.format)));
+    let not_ours = |e: serde_json::Error| Error::invalid(&json_path, format!("not a perturbgen checkpoint description: {e}"));
+    let mut value: serde_json::Value = serde_json::from_slice(&text).map_err(not_ours)?;
+    match value.get("format").and_then(|f| f.as_str()) {
+        Some(FORMAT) => {}
+        Some(FORMAT_2) => upgrade_format_2(&mut value),
+        other => {
+            return Err(Error::invalid(
+                &json_path,
+                format!("checkpoint format `{}`, expected `{FORMAT}` (or `{FORMAT_2}`): written by another perturbgen version, retrain", other.unwrap_or("none")),
+            ))
+        }
     }
+    let meta: CheckpointMeta = serde_json::from_value(value).map_err(not_ours)?;
     let bytes = read_input(&st_path)?;
     if sha256_hex(&bytes) != meta.tensors_sha256 {
         return Err(Error::invalid(

@@ -3,9 +3,31 @@
 use super::adam::AdamParams;
 use super::data::Scale;
 use super::gmm::GmmConfig;
-use super::nb_loss::Dispersion;
+use super::nb_loss::{Dispersion, Link};
 use super::data::COVARIATE_COLUMNS;
 use perturbgen::params::{ensure, ParamGuard};
+
+/// How often the DGD's loss counts the mixture's own log-prior (softball on the means, Gaussian
+/// on the log-precisions, Dirichlet on the weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MixturePriorWeight {
+    /// Once per cell, as the write-up's `-gmm(z).sum()` (its GMM adds the log-prior to every
+    /// cell's log-density): the prior has the weight of the data.
+    PerCell,
+    /// Once per epoch (spread over the batches by their share of the cells): N times weaker.
+    PerEpoch,
+}
+
+/// What the NB-VAE's encoder sees of a cell's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderInput {
+    /// The raw counts (the write-up).
+    Counts,
+    /// log(1 + count).
+    Log1p,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +60,8 @@ pub struct TrainConfig {
     /// Obs columns one-hot encoded into the conditioning vector.
     pub covariates: Vec<String>,
     pub scale: Scale,
+    /// NB mean m = M · link(decoder output).
+    pub link: Link,
     pub dispersion: Dispersion,
     /// Initial r of every gene.
     pub dispersion_init: f64,
@@ -55,7 +79,11 @@ pub struct TrainConfig {
     /// DGD mixture parameters.
     pub mixture_adam: AdamParams,
     pub gmm: GmmConfig,
-    /// VAE: KL weight ramps linearly from 0 to 1 over this many epochs.
+    /// DGD: the mixture's log-prior counted once per cell or once per epoch.
+    pub mixture_prior_weight: MixturePriorWeight,
+    /// VAE: raw counts or log1p into the encoder.
+    pub encoder_input: EncoderInput,
+    /// VAE: KL weight ramps linearly to 1 over this many epochs ([`crate::train::kl_weight`]).
     pub kl_warmup: usize,
     /// Write the resume checkpoint every this many epochs (and at the end).
     pub checkpoint_every: usize,
@@ -72,10 +100,8 @@ impl TrainConfig {
             encoder_hidden: vec![1024, 256],
             covariates: vec!["cell_type".into(), "plate_name".into(), "well".into()],
             scale: Scale::Max,
-            dispersion: match model {
-                ModelKind::Dgd => Dispersion::ExpPlusOne,
-                ModelKind::Nbvae => Dispersion::Exp,
-            },
+            link: Scale::Max.default_link(),
+            dispersion: Dispersion::Exp,
             dispersion_init: 2.0,
             batch_size: 8192,
             max_epochs: 250,
@@ -96,6 +122,8 @@ impl TrainConfig {
                 logprec_prior_sd: 1.0,
                 dirichlet_alpha: 1.0,
             },
+            mixture_prior_weight: MixturePriorWeight::PerCell,
+            encoder_input: EncoderInput::Counts,
             kl_warmup: 50,
             checkpoint_every: 5,
         }
@@ -117,9 +145,12 @@ pub struct ModelParams {
     pub encoder_hidden: Option<Vec<usize>>,
     /// Obs columns one-hot encoded into the conditioning vector [cell_type, plate_name, well].
     pub covariates: Option<Vec<String>>,
-    /// M of the NB mean M·sigmoid(decoder): the cell's max, sum or mean count [max].
+    /// M of the NB mean M·link(decoder): the cell's max, sum or mean count [max].
     pub scale: Option<Scale>,
-    /// r = exp(θ) or exp(θ) + 1 [exp_plus_one / exp].
+    /// The NB mean's link, m = M·sigmoid(x) or M·softplus(x) [sigmoid with scale max, softplus
+    /// with sum or mean, as the write-up's code].
+    pub link: Option<Link>,
+    /// r = exp(θ) or exp(θ) + 1 [exp].
     pub dispersion: Option<Dispersion>,
     /// Initial r of every gene, > 0 (> 1 with exp_plus_one) [2].
     pub dispersion_init: Option<f64>,
@@ -159,7 +190,13 @@ pub struct ModelParams {
     pub logprec_prior_sd: Option<f64>,
     /// DGD Dirichlet concentration on the mixture weights, > 0 (1 = flat) [1].
     pub dirichlet_alpha: Option<f64>,
-    /// NB-VAE: epochs of the KL weight's linear 0 → 1 ramp [50].
+    /// DGD: the mixture's own log-prior is counted once per cell (`per_cell`, the write-up's
+    /// `-gmm(z).sum()`) or once per epoch (`per_epoch`) [per_cell].
+    pub mixture_prior_weight: Option<MixturePriorWeight>,
+    /// NB-VAE encoder input: raw `counts` or `log1p` counts [counts].
+    pub encoder_input: Option<EncoderInput>,
+    /// NB-VAE: epochs of the KL weight's linear ramp to 1, from 1e-5·kl_warmup (the write-up's)
+    /// [50].
     pub kl_warmup: Option<usize>,
     /// Write the resume checkpoint every this many epochs (and at the end) [5].
     pub checkpoint_every: Option<usize>,
@@ -172,9 +209,10 @@ impl ModelParams {
             ($($f:ident),*) => { ModelParams { $($f: self.$f.or_else(|| base.$f.clone())),* } };
         }
         merge!(
-            latent_dim, decoder_hidden, encoder_hidden, covariates, scale, dispersion, dispersion_init, batch_size, max_epochs,
+            latent_dim, decoder_hidden, encoder_hidden, covariates, scale, link, dispersion, dispersion_init, batch_size, max_epochs,
             min_epochs, patience, seed, decoder_lr, decoder_betas, latent_lr, latent_betas, mixture_lr, mixture_betas, components,
-            softball_radius, softball_sharpness, sd_init, logprec_prior_sd, dirichlet_alpha, kl_warmup, checkpoint_every
+            softball_radius, softball_sharpness, sd_init, logprec_prior_sd, dirichlet_alpha, mixture_prior_weight, encoder_input,
+            kl_warmup, checkpoint_every
         )
     }
 
@@ -193,6 +231,7 @@ impl ModelParams {
         set!(encoder_hidden = self.encoder_hidden);
         set!(covariates = self.covariates);
         set!(scale = self.scale);
+        c.link = self.link.unwrap_or(c.scale.default_link());
         set!(dispersion = self.dispersion);
         set!(dispersion_init = self.dispersion_init);
         set!(batch_size = self.batch_size);
@@ -214,6 +253,8 @@ impl ModelParams {
         set!(gmm.sd_init = self.sd_init);
         set!(gmm.logprec_prior_sd = self.logprec_prior_sd);
         set!(gmm.dirichlet_alpha = self.dirichlet_alpha);
+        set!(mixture_prior_weight = self.mixture_prior_weight);
+        set!(encoder_input = self.encoder_input);
         set!(kl_warmup = self.kl_warmup);
         set!(checkpoint_every = self.checkpoint_every);
         c

@@ -24,7 +24,7 @@ pub fn obs_column<'a>(obs: &'a ObsTable, name: &str) -> Option<&'a Categorical> 
     })
 }
 
-/// How the per-cell scale M of the NB mean (m = M · sigmoid(decoder)) is taken from the counts.
+/// How the per-cell scale M of the NB mean (m = M · link(decoder)) is taken from the counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scale {
@@ -34,6 +34,16 @@ pub enum Scale {
 }
 
 impl Scale {
+    /// The write-up's link for this scale: sigmoid with the max count (no gene's mean above the
+    /// cell's largest count), softplus with the sum or mean (a sigmoid would cap every gene at
+    /// the mean count).
+    pub fn default_link(self) -> super::nb_loss::Link {
+        match self {
+            Self::Max => super::nb_loss::Link::Sigmoid,
+            Self::Sum | Self::Mean => super::nb_loss::Link::Softplus,
+        }
+    }
+
     /// M for every cell (at least 1, so that an all-zero cell still has a defined mean).
     pub fn of(self, cells: &Cells) -> Vec<f32> {
         let n_genes = cells.counts.n_genes() as f64;

@@ -5,6 +5,7 @@ pub mod error;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod generate;
 pub mod gmm;
 pub mod loglik;
 pub mod nb_loss;

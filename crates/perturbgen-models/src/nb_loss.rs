@@ -7,8 +7,10 @@
 //! so the backward pass is a broadcast multiply. Arithmetic is in f64 whatever the tensor
 //! dtype: lgamma(k + r) − lgamma(k + 1) cancels badly in f32 for large k.
 //!
-//! Parametrisation: mean m = M · sigmoid(x) (M = the cell's scale, e.g. its max count),
-//! r = exp(θ) or exp(θ) + 1 (θ = log-dispersion parameter per gene).
+//! Parametrisation: mean m = M · link(x) (M = the cell's scale, e.g. its max count; link =
+//! sigmoid or softplus, [`Link`]), r = exp(θ) or exp(θ) + 1 (θ = log-dispersion parameter per
+//! gene). The gradient in x goes through g(x) = (dm/dx)/m: 1 − sigmoid(x) for the sigmoid,
+//! sigmoid(x)/softplus(x) for the softplus (→ 1 as x → −∞, no 0/0).
 //! log NB(k; m, r) = lgamma(k+r) − lgamma(r) − lgamma(k+1) + k·log(m/(r+m)) + r·log(r/(r+m)).
 //! For k = 0 only the last term is non-zero, so the lgamma/digamma work is done only on the
 //! non-zero counts.
@@ -53,6 +55,27 @@ impl Dispersion {
     }
 }
 
+/// The link from decoder output x to the NB mean m = M · link(x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// m = M · sigmoid(x): every gene's mean is capped at M (the write-up with M = max count).
+    Sigmoid,
+    /// m = M · softplus(x) = M · log(1 + eˣ): uncapped (the write-up's code with M = sum or
+    /// mean count).
+    Softplus,
+}
+
+impl Link {
+    /// link(x) in f64.
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Self::Sigmoid => sigmoid_pair(x).0,
+            Self::Softplus => softplus(x),
+        }
+    }
+}
+
 /// log NB(k; m, r) for one value, in f64 (the reference the op is tested against, and what
 /// the op evaluates per entry).
 pub fn nb_log_likelihood(k: f64, m: f64, r: f64) -> f64 {
@@ -86,7 +109,7 @@ pub struct SparseBatch {
     pub indptr: Vec<usize>,
     pub indices: Vec<u32>,
     pub data: Vec<f32>,
-    /// M per cell: the mean is M · sigmoid(logit).
+    /// M per cell: the mean is M · link(logit).
     pub scale: Vec<f32>,
 }
 
@@ -95,12 +118,21 @@ impl SparseBatch {
         self.scale.len()
     }
 
-    /// The counts as a dense cells × genes row-major vector (for the VAE's encoder input).
+    /// log(1 + counts) as a dense cells × genes row-major vector (a VAE encoder input).
     pub fn dense_log1p(&self) -> Vec<f32> {
+        self.dense_map(f32::ln_1p)
+    }
+
+    /// The counts as a dense cells × genes row-major vector (a VAE encoder input).
+    pub fn dense_counts(&self) -> Vec<f32> {
+        self.dense_map(|k| k)
+    }
+
+    fn dense_map(&self, f: impl Fn(f32) -> f32) -> Vec<f32> {
         let mut out = vec![0f32; self.n_cells() * self.n_genes];
         for c in 0..self.n_cells() {
             for j in self.indptr[c]..self.indptr[c + 1] {
-                out[c * self.n_genes + self.indices[j] as usize] = self.data[j].ln_1p();
+                out[c * self.n_genes + self.indices[j] as usize] = f(self.data[j]);
             }
         }
         out
@@ -112,13 +144,14 @@ impl SparseBatch {
 pub struct NbNll {
     batch: Arc<SparseBatch>,
     dispersion: Dispersion,
+    link: Link,
     with_grad: bool,
     grads: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
 }
 
 impl NbNll {
-    pub fn new(batch: Arc<SparseBatch>, dispersion: Dispersion, with_grad: bool) -> Self {
-        Self { batch, dispersion, with_grad, grads: Mutex::new(None) }
+    pub fn new(batch: Arc<SparseBatch>, dispersion: Dispersion, link: Link, with_grad: bool) -> Self {
+        Self { batch, dispersion, link, with_grad, grads: Mutex::new(None) }
     }
 
     /// Per-cell NLL (tracked by autograd when the op was built `with_grad`).
@@ -140,9 +173,18 @@ impl NbNll {
     }
 
     fn forward<T: Log1p>(&self, x: &[T], theta: &[T]) -> (Vec<f64>, Option<(Vec<f32>, Vec<f32>)>) {
+        // One copy of the loops per link, so that the dense loop has no branch on it.
+        match self.link {
+            Link::Sigmoid => self.forward_link::<T, false>(x, theta),
+            Link::Softplus => self.forward_link::<T, true>(x, theta),
+        }
+    }
+
+    fn forward_link<T: Log1p, const SOFTPLUS: bool>(&self, x: &[T], theta: &[T]) -> (Vec<f64>, Option<(Vec<f32>, Vec<f32>)>) {
         let b = &*self.batch;
         let g = b.n_genes;
         let disp = self.dispersion;
+        let link = if SOFTPLUS { Link::Softplus } else { Link::Sigmoid };
         let r: Vec<f64> = theta.iter().map(|&t| disp.r(to_f64(t))).collect();
         // The dense (all genes) part runs in the tensors' precision — f32 in training, where it
         // is most of the op's time; the sparse k > 0 part, where lgamma(k+r) − lgamma(k+1)
@@ -160,21 +202,21 @@ impl NbNll {
             let scale_t: T = from_f64(scale);
             let log_scale = scale.ln();
             let mut total = 0f64;
-            // k = 0 for every gene: −ll = r·log1p(m/r); d/dx = r·m/(r+m)·(1−s);
+            // k = 0 for every gene: −ll = r·log1p(m/r); d/dx = r·m/(r+m)·g(x) (g = (dm/dx)/m);
             // d/dr = log1p(m/r) − m/(r+m).
             match gx.as_mut() {
                 None => {
                     for j in 0..g {
-                        total += to_f64(zero_count_nll(xs[j], r_t[j], scale_t));
+                        total += to_f64(zero_count_nll(link, xs[j], r_t[j], scale_t));
                     }
                 }
                 Some((gxs, gts)) => {
                     for j in 0..g {
                         let rj = r_t[j];
-                        let (one_minus_s, m, log1p_q) = zero_count_parts(xs[j], rj, scale_t);
+                        let (dlogm, m, log1p_q) = zero_count_parts(link, xs[j], rj, scale_t);
                         let m_rm = m / (rj + m);
                         total += to_f64(rj * log1p_q);
-                        gxs[j] = to_f32(rj * m_rm * one_minus_s);
+                        gxs[j] = to_f32(rj * m_rm * dlogm);
                         gts[j] = to_f32((log1p_q - m_rm) * dr_t[j]);
                     }
                 }
@@ -186,14 +228,15 @@ impl NbNll {
                 let j = b.indices[e] as usize;
                 let k = b.data[e] as f64;
                 let xj = to_f64(xs[j]);
-                let (s, one_minus_s) = sigmoid_pair(xj);
-                let (rj, m) = (r[j], scale * s);
+                let (link_x, log_link_x, dlogm) = link_parts_f64(link, xj);
+                let (rj, m) = (r[j], scale * link_x);
                 let rm = rj + m;
-                let log_m = log_scale - softplus(-xj);
-                total -= to_f64(zero_count_nll(xs[j], r_t[j], scale_t));
+                let log_m = log_scale + log_link_x;
+                total -= to_f64(zero_count_nll(link, xs[j], r_t[j], scale_t));
                 total += rj * (m / rj).ln_1p() - (k * (log_m - rm.ln()) + libm::lgamma(k + rj) - lgamma_r[j] - libm::lgamma(k + 1.0));
                 if let Some((gxs, gts)) = gx.as_mut() {
-                    gxs[j] = ((rj * m - k * rj) / rm * one_minus_s) as f32;
+                    // d(−ll)/dm = r(m − k)/(m(r + m)); dm/dx = m·g(x).
+                    gxs[j] = ((rj * m - k * rj) / rm * dlogm) as f32;
                     gts[j] = (((m / rj).ln_1p() - m / rm - (digamma(k + rj) - digamma_r[j] - k / rm)) * disp.dr_dtheta(rj)) as f32;
                 }
             }
@@ -212,18 +255,43 @@ impl NbNll {
     }
 }
 
-/// The pieces of −log NB(0; m, r) = r·log1p(m/r), m = M·sigmoid(x), in T's precision:
-/// (1 − sigmoid(x), m, log1p(m/r)). One function, so that recomputing it gives the same bits.
+/// The pieces of −log NB(0; m, r) = r·log1p(m/r), m = M·link(x), in T's precision:
+/// (g(x) = (dm/dx)/m, m, log1p(m/r)). One function, so that recomputing it gives the same bits.
 #[inline(always)]
-fn zero_count_parts<T: Log1p>(x: T, r: T, scale: T) -> (T, T, T) {
-    let (s, one_minus_s) = sigmoid_pair(x);
-    let m = scale * s;
-    (one_minus_s, m, (m / r).log1p_dense())
+fn zero_count_parts<T: Log1p>(link: Link, x: T, r: T, scale: T) -> (T, T, T) {
+    let (l, dlogm) = match link {
+        Link::Sigmoid => sigmoid_pair(x),
+        Link::Softplus => {
+            let (s, _) = sigmoid_pair(x);
+            let sp = x.max(T::zero()) + (-x.abs()).exp().log1p_dense();
+            // softplus(x) and sigmoid(x) underflow together (both ≈ eˣ): g → 1.
+            (sp, if sp > T::zero() { s / sp } else { T::one() })
+        }
+    };
+    let m = scale * l;
+    (dlogm, m, (m / r).log1p_dense())
 }
 
 #[inline(always)]
-fn zero_count_nll<T: Log1p>(x: T, r: T, scale: T) -> T {
-    r * zero_count_parts(x, r, scale).2
+fn zero_count_nll<T: Log1p>(link: Link, x: T, r: T, scale: T) -> T {
+    r * zero_count_parts(link, x, r, scale).2
+}
+
+/// (link(x), log link(x), g(x) = d log link / dx) in f64, without cancellation or overflow.
+fn link_parts_f64(link: Link, x: f64) -> (f64, f64, f64) {
+    match link {
+        Link::Sigmoid => {
+            let (s, one_minus_s) = sigmoid_pair(x);
+            (s, -softplus(-x), one_minus_s)
+        }
+        Link::Softplus => {
+            let (s, _) = sigmoid_pair(x);
+            let sp = softplus(x);
+            // log softplus(x) = x + log1p(−eˣ/2 + …) for x ≪ 0: within 1e-13 below −30.
+            let log_sp = if x < -30.0 { x } else { sp.ln() };
+            (sp, log_sp, if sp > 0.0 { s / sp } else { 1.0 })
+        }
+    }
 }
 
 /// log(1 + q) for q ≥ 0 in the dense loop. f64: std's. f32: hand-written because glibc's
@@ -349,7 +417,7 @@ impl CustomOp2 for NbNll {
 }
 
 /// Per-cell NLL of `logits` under the batch's counts (training: gradients tracked).
-pub fn nb_nll(logits: &Tensor, theta: &Tensor, batch: Arc<SparseBatch>, dispersion: Dispersion, with_grad: bool) -> candle_core::Result<Tensor> {
+pub fn nb_nll(logits: &Tensor, theta: &Tensor, batch: Arc<SparseBatch>, dispersion: Dispersion, link: Link, with_grad: bool) -> candle_core::Result<Tensor> {
     debug_assert!(matches!(logits.dtype(), DType::F32 | DType::F64));
-    NbNll::new(batch, dispersion, with_grad).apply(logits, theta)
+    NbNll::new(batch, dispersion, link, with_grad).apply(logits, theta)
 }

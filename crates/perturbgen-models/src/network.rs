@@ -1,9 +1,9 @@
 //! The model's parameters and forward passes: the conditional decoder shared by both models,
 //! the per-gene dispersions, and either the DGD's mixture prior or the VAE's encoder.
-use super::config::{ModelKind, TrainConfig};
+use super::config::{EncoderInput, ModelKind, TrainConfig};
 use super::data::{Covariates, ModelData};
 use super::gmm::Gmm;
-use super::nb_loss::{nb_nll, SparseBatch};
+use super::nb_loss::{nb_nll, Link, SparseBatch};
 use super::nn::Mlp;
 use candle_core::{backprop::GradStore, Device, Tensor, Var, D};
 use std::collections::HashMap;
@@ -18,7 +18,8 @@ pub struct Network {
     /// Per-gene dispersion parameter θ (r = exp θ or exp θ + 1).
     pub theta: Var,
     pub gmm: Option<Gmm>,
-    /// VAE: concat(log1p x, c) → hidden… → (μ, log σ²).
+    /// VAE: concat(x, c) → hidden… → (μ, log σ²), x the counts or log1p counts
+    /// (`encoder_input`).
     pub encoder: Option<Mlp>,
     pub device: Device,
 }
@@ -63,22 +64,51 @@ impl Network {
         self.decoder.forward(&Tensor::cat(&[z, c], 1)?)
     }
 
-    /// Per-cell NB negative log-likelihood of the batch's counts given decoder logits.
-    pub fn nll(&self, logits: &Tensor, batch: Arc<SparseBatch>, with_grad: bool) -> candle_core::Result<Tensor> {
-        nb_nll(logits, self.theta.as_tensor(), batch, self.config.dispersion, with_grad)
+    /// The NB means m = M · link(decoder(concat(z, c))) [B, G], with `scale` the per-cell M
+    /// ([B] or [B, 1]) and the link the model was trained with.
+    pub fn nb_means(&self, z: &Tensor, c: &Tensor, scale: &Tensor) -> candle_core::Result<Tensor> {
+        let x = self.decode(z, c)?;
+        let b = x.dim(0)?;
+        let linked = match self.config.link {
+            Link::Sigmoid => candle_nn::ops::sigmoid(&x)?,
+            Link::Softplus => super::gmm::softplus(&x)?,
+        };
+        linked.broadcast_mul(&scale.reshape((b, 1))?.to_dtype(x.dtype())?)
     }
 
-    /// VAE encoder: (μ, log σ²), each [B, D].
-    pub fn encode(&self, x_log1p: &Tensor, c: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    /// The NB dispersion r of every gene (in gene order).
+    pub fn dispersions(&self) -> candle_core::Result<Vec<f64>> {
+        let theta = self.theta.as_tensor().to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+        Ok(theta.into_iter().map(|t| self.config.dispersion.r(t)).collect())
+    }
+
+    /// Per-cell NB negative log-likelihood of the batch's counts given decoder logits.
+    pub fn nll(&self, logits: &Tensor, batch: Arc<SparseBatch>, with_grad: bool) -> candle_core::Result<Tensor> {
+        nb_nll(logits, self.theta.as_tensor(), batch, self.config.dispersion, self.config.link, with_grad)
+    }
+
+    /// VAE: the batch's counts as the encoder sees them ([B, G]: raw or log1p, `encoder_input`).
+    pub fn encoder_input(&self, batch: &SparseBatch) -> candle_core::Result<Tensor> {
+        let x = match self.config.encoder_input {
+            EncoderInput::Counts => batch.dense_counts(),
+            EncoderInput::Log1p => batch.dense_log1p(),
+        };
+        Tensor::from_vec(x, (batch.n_cells(), batch.n_genes), &self.device)
+    }
+
+    /// VAE encoder: (μ, log σ²), each [B, D]; `x` from [`Network::encoder_input`].
+    pub fn encode(&self, x: &Tensor, c: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let enc = self.encoder.as_ref().ok_or_else(|| candle_core::Error::Msg("this model has no encoder (DGD)".into()))?;
-        let h = enc.forward(&Tensor::cat(&[x_log1p, c], 1)?)?;
+        let h = enc.forward(&Tensor::cat(&[x, c], 1)?)?;
         let d = self.config.latent_dim;
         Ok((h.narrow(D::Minus1, 0, d)?, h.narrow(D::Minus1, d, d)?))
     }
 
     /// DGD, one batch: NB NLL − log p(z) for the latents `z` (rows × d, row order of `rows`)
     /// and its gradients. With `mixture_prior_weight` w (training), −w·log p(mixture params) is
-    /// added too. The loss is divided by the batch size.
+    /// added too. The loss is divided by the configured batch size, not by `rows.len()`: the
+    /// write-up sums over the batch, so a smaller last batch weighs less, and its cells'
+    /// latent gradients are on the same scale as everyone else's.
     pub fn dgd_batch(&self, data: &ModelData, rows: &[usize], z: Vec<f32>, mixture_prior_weight: Option<f64>) -> candle_core::Result<DgdBatch> {
         let gmm = self.gmm.as_ref().ok_or_else(|| candle_core::Error::Msg("this model has no mixture prior (VAE)".into()))?;
         let z = Var::from_vec(z, (rows.len(), self.config.latent_dim), &self.device)?;
@@ -89,7 +119,7 @@ impl Network {
         if let Some(w) = mixture_prior_weight {
             loss = (loss - (gmm.log_prior()? * w)?)?;
         }
-        let grads = (loss / rows.len() as f64)?.backward()?;
+        let grads = (loss / self.config.batch_size as f64)?.backward()?;
         let z_grad = match grads.get(z.as_tensor()) {
             Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
             None => vec![0.0; rows.len() * self.config.latent_dim],
@@ -101,7 +131,7 @@ impl Network {
     pub fn encoder_means(&self, data: &ModelData, rows: &[usize]) -> candle_core::Result<Vec<f32>> {
         let mut z = Vec::with_capacity(rows.len() * self.config.latent_dim);
         for chunk in rows.chunks(self.config.batch_size) {
-            let x = Tensor::from_vec(data.batch(chunk).dense_log1p(), (chunk.len(), data.n_genes()), &self.device)?;
+            let x = self.encoder_input(&data.batch(chunk))?;
             let c = data.onehot(chunk, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             let (mu, _) = self.encode(&x, &c)?;
             z.extend(mu.flatten_all()?.to_vec1::<f32>()?);

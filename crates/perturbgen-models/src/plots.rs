@@ -64,27 +64,54 @@ pub fn loss_curves(path: &Path, history: &[EpochLog], model: &str, best_epoch: u
     })?)
 }
 
-/// Projects n × d latents to 2-D: the first two dimensions when d ≤ 2, else the scores of the
-/// top two principal components.
-pub fn project_2d(latents: &[f32], d: usize) -> Vec<(f64, f64)> {
+/// A map of d-dimensional latents to the plane: the first two dimensions when d ≤ 2, else the
+/// top two principal components of the latents it was fitted on.
+pub struct Projection {
+    d: usize,
+    mean: Vec<f64>,
+    /// d × 2, row-major (None: the first two dimensions).
+    loadings: Option<Vec<f64>>,
+}
+
+impl Projection {
+    /// Projects n × d points (row-major).
+    pub fn apply(&self, z: &[f32]) -> Vec<(f64, f64)> {
+        let d = self.d.max(1);
+        z.chunks(d)
+            .map(|p| match &self.loadings {
+                None => (p[0] as f64, if d >= 2 { p[1] as f64 } else { 0.0 }),
+                Some(v) => {
+                    let c: Vec<f64> = p.iter().zip(&self.mean).map(|(&x, m)| x as f64 - m).collect();
+                    ((0..d).map(|j| c[j] * v[j * 2]).sum(), (0..d).map(|j| c[j] * v[j * 2 + 1]).sum())
+                }
+            })
+            .collect()
+    }
+}
+
+/// Projects n × d latents to 2-D (see [`Projection`]), returning the points and the projection.
+pub fn project_2d(latents: &[f32], d: usize) -> (Vec<(f64, f64)>, Projection) {
     let n = latents.len() / d.max(1);
     if d <= 2 {
-        return (0..n).map(|i| (latents[i * d] as f64, if d == 2 { latents[i * d + 1] as f64 } else { 0.0 })).collect();
+        let p = Projection { d, mean: vec![0.0; d], loadings: None };
+        return (p.apply(latents), p);
     }
     let mean: Vec<f64> = (0..d).map(|j| (0..n).map(|i| latents[i * d + j] as f64).sum::<f64>() / n.max(1) as f64).collect();
     let centred: Vec<f64> = (0..n * d).map(|i| latents[i] as f64 - mean[i % d]).collect();
-    let (scores, _) = perturbgen::pca::pca(&centred, n, d, 2, 0);
-    (0..n).map(|i| (scores[i * 2], scores[i * 2 + 1])).collect()
+    let (_, loadings) = perturbgen::pca::pca(&centred, n, d, 2, 0);
+    let p = Projection { d, mean, loadings: Some(loadings) };
+    (p.apply(latents), p)
 }
 
-/// Two scatter panels of the projected latents: coloured by cell type (with legend) and by
-/// compound (the most frequent twelve named, the rest grey).
-pub fn latent_scatter(path: &Path, points: &[(f64, f64)], cell_type: &[&str], compound: &[&str], title: &str) -> Result<()> {
-    Ok(draw_png(path, (1400, 650), |root| {
-        let panels = root.split_evenly((1, 2));
-        let (xl, xh) = range(points.iter().map(|p| p.0));
-        let (yl, yh) = range(points.iter().map(|p| p.1));
-        for (area, (labels, what, top)) in panels.iter().zip([(cell_type, "cell type", 20usize), (compound, "compound", 12)]) {
+/// Three scatter panels of the projected latents: coloured by cell type (with legend), by donor
+/// and by compound (the most frequent twelve named, the rest grey); `marks` (the DGD mixture's
+/// component means, projected the same way) drawn as black crosses on every panel.
+pub fn latent_scatter(path: &Path, points: &[(f64, f64)], cell_type: &[&str], donor: &[&str], compound: &[&str], marks: &[(f64, f64)], title: &str) -> Result<()> {
+    Ok(draw_png(path, (2000, 650), |root| {
+        let panels = root.split_evenly((1, 3));
+        let (xl, xh) = range(points.iter().chain(marks).map(|p| p.0));
+        let (yl, yh) = range(points.iter().chain(marks).map(|p| p.1));
+        for (area, (labels, what, top)) in panels.iter().zip([(cell_type, "cell type", 20usize), (donor, "donor", 20), (compound, "compound", 12)]) {
             let mut freq: std::collections::BTreeMap<&str, usize> = Default::default();
             for l in labels.iter() {
                 *freq.entry(l).or_default() += 1;
@@ -110,6 +137,13 @@ pub fn latent_scatter(path: &Path, points: &[(f64, f64)], cell_type: &[&str], co
                     .map_err(|e| e.to_string())?
                     .label(name.to_string())
                     .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+            }
+            if !marks.is_empty() {
+                chart
+                    .draw_series(marks.iter().map(|&p| Cross::new(p, 9, BLACK.stroke_width(3))))
+                    .map_err(|e| e.to_string())?
+                    .label("mixture means")
+                    .legend(|(x, y)| Cross::new((x + 8, y), 5, BLACK.stroke_width(2)));
             }
             chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(|e| e.to_string())?;
         }

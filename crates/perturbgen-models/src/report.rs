@@ -42,12 +42,17 @@ pub fn write_report(dir: &Path, trainer: &Trainer, data: &ModelData) -> Result<(
     let stride = data.len().div_ceil(LATENT_PLOT_CELLS).max(1);
     let rows: Vec<usize> = (0..data.len()).step_by(stride).collect();
     let z = latents(trainer, data, &rows)?;
-    let points = plots::project_2d(&z, meta.config.latent_dim);
+    let (points, projection) = plots::project_2d(&z, meta.config.latent_dim);
+    let marks = match &trainer.net.gmm {
+        Some(gmm) => projection.apply(&gmm.mean.as_tensor().to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+        None => Vec::new(),
+    };
     let column = |name: &str| obs_column(&data.cells.obs, name).ok_or_else(|| Error::data(format!("no obs column {name}")));
-    let (ct, sm) = (column("cell_type")?, column("sm_name")?);
+    let (ct, donor, sm) = (column("cell_type")?, column("donor_id")?, column("sm_name")?);
     let cell_type: Vec<&str> = rows.iter().map(|&r| ct.get(r)).collect();
+    let donors: Vec<&str> = rows.iter().map(|&r| donor.get(r)).collect();
     let compound: Vec<&str> = rows.iter().map(|&r| sm.get(r)).collect();
     let how = if meta.config.latent_dim > 2 { "PC1/PC2 of " } else { "" };
     let title = format!("{model} {how}latents, epoch {}", meta.epoch);
-    plots::latent_scatter(&dir.join("latent.png"), &points, &cell_type, &compound, &title)
+    plots::latent_scatter(&dir.join("latent.png"), &points, &cell_type, &donors, &compound, &marks, &title)
 }

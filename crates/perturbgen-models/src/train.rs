@@ -4,7 +4,7 @@
 //! stopping on the validation loss, best/last checkpoints and exact resume.
 use super::adam::{Adam, AdamState};
 use super::checkpoint::{self, CheckpointMeta, EpochLog};
-use super::config::{ModelKind, TrainConfig};
+use super::config::{MixturePriorWeight, ModelKind, TrainConfig};
 use super::data::{Covariates, ModelData};
 use super::network::Network;
 use crate::error::{Error, Result};
@@ -27,6 +27,18 @@ pub fn stream_rng(seed: u64, purpose: u64, epoch: u64, batch: u64) -> ChaCha8Rng
 
 const STREAM_SHUFFLE: u64 = 1;
 const STREAM_EPSILON: u64 = 2;
+
+/// The VAE's KL weight in (1-based) `epoch`: the write-up's ramp, min(1, f + (1 − f)·(epoch − 1)/W)
+/// with the floor f = 1e-5·W, W = `warmup` epochs (1 from the start when W = 0). The floor is
+/// what keeps the first epoch sane with raw-count encoder input: with a weight of exactly 0
+/// nothing holds log σ² back, and on the demo it overflowed (KL = inf in f32) in epoch 1.
+pub fn kl_weight(epoch: usize, warmup: usize) -> f64 {
+    if warmup == 0 {
+        return 1.0;
+    }
+    let floor = 1e-5 * warmup as f64;
+    (floor + (1.0 - floor) * (epoch - 1) as f64 / warmup as f64).min(1.0)
+}
 
 /// Adds per-row gradients (rows × d, in `rows` order) into the per-cell accumulator.
 pub fn add_rows(acc: &mut [f32], rows: &[usize], grad: &[f32], d: usize) {
@@ -138,6 +150,9 @@ impl Trainer {
     pub fn restore(&mut self, dir: &Path, stem: &str) -> Result<()> {
         let (meta, tensors) = checkpoint::load(dir, stem, &self.net.device)?;
         let (st_path, json_path) = checkpoint::paths(dir, stem);
+        if meta.format != checkpoint::FORMAT {
+            return Err(Error::invalid(&json_path, format!("cannot resume a `{}` checkpoint (this version trains `{}`): start over", meta.format, checkpoint::FORMAT)));
+        }
         if meta.config != self.meta.config {
             let (a, b) = (serde_json::to_value(&meta.config).unwrap_or_default(), serde_json::to_value(&self.meta.config).unwrap_or_default());
             let differ: Vec<String> = match (a.as_object(), b.as_object()) {
@@ -190,7 +205,7 @@ impl Trainer {
                 (t, v, 1.0)
             }
             ModelKind::Nbvae => {
-                let w = if cfg.kl_warmup == 0 { 1.0 } else { ((epoch - 1) as f64 / cfg.kl_warmup as f64).min(1.0) };
+                let w = kl_weight(epoch, cfg.kl_warmup);
                 let t = self.vae_pass(train, &order, Some((w, epoch)), on_batch)?;
                 let v = self.vae_pass(val, &val_order, None, on_batch)?;
                 (t, v, w)
@@ -198,8 +213,11 @@ impl Trainer {
         };
         let ((train_recon, train_prior), (val_recon, val_prior)) = (t.mean(), v.mean());
         let log = EpochLog { epoch, train_recon, train_prior, val_recon, val_prior, val_loss: val_recon + val_prior, kl_weight, seconds: start.elapsed().as_secs_f64() };
-        if !log.train_recon.is_finite() || !log.val_loss.is_finite() {
-            return Err(Error::Diverged(format!("epoch {epoch}: the loss is not finite (train {train_recon}, validation {}); lower the learning rates", log.val_loss)));
+        // Every logged number must be finite (the history is stored as JSON, which has no inf).
+        if ![log.train_recon, log.train_prior, log.val_recon, log.val_prior].iter().all(|v| v.is_finite()) {
+            return Err(Error::Diverged(format!(
+                "epoch {epoch}: the loss is not finite (train {train_recon} + {train_prior}, validation {val_recon} + {val_prior}); lower the learning rates"
+            )));
         }
         Ok(log)
     }
@@ -214,8 +232,12 @@ impl Trainer {
         let mut totals = PassTotals::default();
         for rows in order.chunks(cfg.batch_size) {
             let latents = if frozen { &self.latents_val } else { &self.latents_train };
-            // Training: the mixture's own priors, spread over the epoch's batches.
-            let prior_weight = (!frozen).then(|| rows.len() as f64 / n_total);
+            // Training: the mixture's own log-prior, once per cell of the batch (the write-up's
+            // −gmm(z).sum()) or once per epoch, spread over the batches by their cells.
+            let prior_weight = (!frozen).then(|| match cfg.mixture_prior_weight {
+                MixturePriorWeight::PerCell => rows.len() as f64,
+                MixturePriorWeight::PerEpoch => rows.len() as f64 / n_total,
+            });
             let b = self.net.dgd_batch(data, rows, latents.rows(rows), prior_weight)?;
             if !frozen {
                 self.opt_net.step(&b.grads)?;
@@ -244,7 +266,7 @@ impl Trainer {
         let mut totals = PassTotals::default();
         for (b, rows) in order.chunks(cfg.batch_size).enumerate() {
             let batch = Arc::new(data.batch(rows));
-            let x = Tensor::from_vec(batch.dense_log1p(), (rows.len(), data.n_genes()), &self.net.device)?;
+            let x = self.net.encoder_input(&batch)?;
             let c = data.onehot(rows, &self.net.device)?;
             let (mu, logvar) = self.net.encode(&x, &c)?;
             let kl = ((mu.sqr()? + logvar.exp()?)? - 1.0)?.sub(&logvar)?.sum(1)?.affine(0.5, 0.0)?;
@@ -261,12 +283,15 @@ impl Trainer {
             let nll = self.net.nll(&logits, batch, train.is_some())?;
             let (nll_sum, kl_sum) = (nll.sum_all()?, kl.sum_all()?);
             if let Some((w, _)) = train {
-                let loss = ((&nll_sum + (&kl_sum * w)?)? / rows.len() as f64)?;
+                // Divided by the configured batch size (as the DGD's): the write-up sums.
+                let loss = ((&nll_sum + (&kl_sum * w)?)? / cfg.batch_size as f64)?;
                 let grads = loss.backward()?;
                 self.opt_net.step(&grads)?;
             }
-            totals.recon += nll_sum.to_scalar::<f32>()? as f64;
-            totals.prior += kl_sum.to_scalar::<f32>()? as f64;
+            // Reported sums in f64: early in training with raw-count input a batch's KL can
+            // exceed f32's range while every cell's is finite (and so are the gradients).
+            totals.recon += nll.to_dtype(candle_core::DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+            totals.prior += kl.to_dtype(candle_core::DType::F64)?.sum_all()?.to_scalar::<f64>()?;
             totals.cells += rows.len();
             on_batch();
         }

@@ -8,7 +8,7 @@ use perturbgen::io::obs::{CellMeta, ObsTable};
 use perturbgen_models::adam::{AdamParams, AdamState};
 use perturbgen_models::config::{ModelKind, ModelParams, TrainConfig};
 use perturbgen_models::data::{Covariates, ModelData};
-use perturbgen_models::nb_loss::{digamma, nb_log_likelihood, nb_nll, Dispersion, SparseBatch};
+use perturbgen_models::nb_loss::{digamma, nb_log_likelihood, nb_nll, Dispersion, Link, SparseBatch};
 use perturbgen_models::train::{train, Resume, TrainRun, Trainer};
 use statrs::distribution::{Discrete, NegativeBinomial};
 use std::sync::Arc;
@@ -65,14 +65,19 @@ fn digamma_matches_statrs() {
     assert!((digamma(0.5) + gamma + 2.0 * std::f64::consts::LN_2).abs() < 1e-12);
 }
 
-/// One cell per (k, m) pair, one gene: logit and scale chosen so that M·sigmoid(x) = m.
-fn grid_batch(r: f64) -> (Arc<SparseBatch>, Vec<f64>, Vec<f64>) {
+/// One cell per (k, m) pair, one gene: logit and scale chosen so that M·link(x) = m.
+fn grid_batch(r: f64, link: Link) -> (Arc<SparseBatch>, Vec<f64>, Vec<f64>) {
     let mut b = SparseBatch { n_genes: 1, indptr: vec![0], ..Default::default() };
     let (mut logits, mut expected) = (Vec::new(), Vec::new());
     for &k in &KS {
         for &m in &MS {
-            // M = 2m (sigmoid 1/2) for large means; M = 1 and a very negative logit for tiny ones.
-            let (scale, x) = if m >= 1e-3 { (2.0 * m, 0.0) } else { (1.0, (m / (1.0 - m)).ln()) };
+            // Large means: x = 0 and M = m / link(0); tiny ones: M = 1 and a very negative logit.
+            let (scale, x) = match (link, m >= 1e-3) {
+                (Link::Sigmoid, true) => (2.0 * m, 0.0),
+                (Link::Sigmoid, false) => (1.0, (m / (1.0 - m)).ln()),
+                (Link::Softplus, true) => (m / std::f64::consts::LN_2, 0.0),
+                (Link::Softplus, false) => (1.0, m.exp_m1().ln()),
+            };
             if k > 0.0 {
                 b.indices.push(0);
                 b.data.push(k as f32);
@@ -88,23 +93,23 @@ fn grid_batch(r: f64) -> (Arc<SparseBatch>, Vec<f64>, Vec<f64>) {
 
 #[test]
 fn nb_op_equals_statrs_per_cell_f64_and_f32() {
-    for disp in [Dispersion::Exp, Dispersion::ExpPlusOne] {
+    for (disp, link) in [(Dispersion::Exp, Link::Sigmoid), (Dispersion::ExpPlusOne, Link::Sigmoid), (Dispersion::Exp, Link::Softplus), (Dispersion::ExpPlusOne, Link::Softplus)] {
         for &r in &RS {
             if disp == Dispersion::ExpPlusOne && r <= 1.0 {
                 continue;
             }
-            let (batch, logits, expected) = grid_batch(r);
+            let (batch, logits, expected) = grid_batch(r, link);
             let n = logits.len();
             for dtype in [DType::F64, DType::F32] {
                 let x = Tensor::from_vec(logits.clone(), (n, 1), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
                 let theta = Tensor::new(&[disp.theta(r)], &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
-                let nll = nb_nll(&x, &theta, batch.clone(), disp, false).unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+                let nll = nb_nll(&x, &theta, batch.clone(), disp, link, false).unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
                 // f32 inputs carry ~6e-8 relative error in x and θ: allow for it at huge k.
                 let tol = if dtype == DType::F64 { 1e-5 } else { 2e-4 };
                 for i in 0..n {
-                    assert!(nll[i].is_finite(), "{disp:?} {dtype:?} r={r} row {i}: {}", nll[i]);
+                    assert!(nll[i].is_finite(), "{disp:?} {link:?} {dtype:?} r={r} row {i}: {}", nll[i]);
                     let e = (nll[i] - expected[i]).abs() / expected[i].abs().max(1e-6);
-                    assert!(e < tol, "{disp:?} {dtype:?} r={r} row {i}: op {} statrs {} (rel {e:.2e})", nll[i], expected[i]);
+                    assert!(e < tol, "{disp:?} {link:?} {dtype:?} r={r} row {i}: op {} statrs {} (rel {e:.2e})", nll[i], expected[i]);
                 }
             }
         }
@@ -129,24 +134,24 @@ fn nb_op_gradients_match_finite_differences() {
     let batch = Arc::new(b);
     let x0: Vec<f64> = (0..cells * genes).map(|i| ((i * 37 % 17) as f64 - 8.0) * 0.4).collect();
     let t0: Vec<f64> = (0..genes).map(|j| (j as f64 - 3.0) * 0.6).collect();
-    for disp in [Dispersion::Exp, Dispersion::ExpPlusOne] {
+    for (disp, link) in [(Dispersion::Exp, Link::Sigmoid), (Dispersion::ExpPlusOne, Link::Sigmoid), (Dispersion::Exp, Link::Softplus), (Dispersion::ExpPlusOne, Link::Softplus)] {
         // Weighted sum so that grad_res is not uniform.
         let w = Tensor::new(&[1.0f64, 0.5, 2.0, 1.5, 0.25], &Device::Cpu).unwrap();
         let loss_of = |x: &[f64], t: &[f64]| -> f64 {
             let xt = Tensor::from_slice(x, (cells, genes), &Device::Cpu).unwrap();
             let tt = Tensor::from_slice(t, genes, &Device::Cpu).unwrap();
-            (nb_nll(&xt, &tt, batch.clone(), disp, false).unwrap() * &w).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+            (nb_nll(&xt, &tt, batch.clone(), disp, link, false).unwrap() * &w).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
         };
         let xv = Var::from_slice(&x0, (cells, genes), &Device::Cpu).unwrap();
         let tv = Var::from_slice(&t0, genes, &Device::Cpu).unwrap();
-        let loss = (nb_nll(xv.as_tensor(), tv.as_tensor(), batch.clone(), disp, true).unwrap() * &w).unwrap().sum_all().unwrap();
+        let loss = (nb_nll(xv.as_tensor(), tv.as_tensor(), batch.clone(), disp, link, true).unwrap() * &w).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
         let gx = grads.get(xv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let gt = grads.get(tv.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
         let h = 1e-5;
         let check = |analytic: f64, plus: f64, minus: f64, what: String| {
             let numeric = (plus - minus) / (2.0 * h);
-            assert!((analytic - numeric).abs() <= 1e-4 * numeric.abs().max(1.0), "{disp:?} {what}: analytic {analytic}, finite difference {numeric}");
+            assert!((analytic - numeric).abs() <= 1e-4 * numeric.abs().max(1.0), "{disp:?} {link:?} {what}: analytic {analytic}, finite difference {numeric}");
         };
         for i in 0..cells * genes {
             let (mut xp, mut xm) = (x0.clone(), x0.clone());
@@ -159,6 +164,47 @@ fn nb_op_gradients_match_finite_differences() {
             tp[j] += h;
             tm[j] -= h;
             check(gt[j], loss_of(&x0, &tp), loss_of(&x0, &tm), format!("d/dtheta[{j}]"));
+        }
+    }
+}
+
+/// Logits far out on both sides: value and gradients stay finite for both links and dtypes, and
+/// the value matches the log-pmf at the mean the link gives (f64 reference).
+#[test]
+fn nb_op_is_finite_at_extreme_logits() {
+    let xs = [-800.0f64, -200.0, -90.0, -40.0, -31.0, -29.0, 29.0, 31.0, 60.0, 300.0];
+    let ks = [0u32, 3];
+    let mut b = SparseBatch { n_genes: xs.len(), indptr: vec![0], ..Default::default() };
+    for &k in &ks {
+        if k > 0 {
+            b.indices.extend(0..xs.len() as u32);
+            b.data.extend(std::iter::repeat(k as f32).take(xs.len()));
+        }
+        b.indptr.push(b.indices.len());
+        b.scale.push(50.0);
+    }
+    let batch = Arc::new(b);
+    for link in [Link::Sigmoid, Link::Softplus] {
+        for dtype in [DType::F64, DType::F32] {
+            let logits: Vec<f64> = ks.iter().flat_map(|_| xs.iter().copied()).collect();
+            let xv = Var::from_tensor(&Tensor::from_vec(logits, (ks.len(), xs.len()), &Device::Cpu).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            let tv = Var::from_tensor(&Tensor::from_vec(vec![0.7f64; xs.len()], xs.len(), &Device::Cpu).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            let nll = nb_nll(xv.as_tensor(), tv.as_tensor(), batch.clone(), Dispersion::Exp, link, true).unwrap();
+            let grads = nll.sum_all().unwrap().backward().unwrap();
+            let values = nll.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+            for (row, &k) in ks.iter().enumerate() {
+                let expected: f64 = xs.iter().map(|&x| -nb_log_likelihood(k as f64, 50.0 * link.apply(x), 0.7f64.exp())).sum();
+                if expected.is_finite() {
+                    assert!((values[row] - expected).abs() <= 1e-4 * expected.abs().max(1.0), "{link:?} {dtype:?} k={k}: {} vs {expected}", values[row]);
+                } else {
+                    // k > 0 with a mean that underflows to 0 in the reference: the op stays finite.
+                    assert!(values[row].is_finite(), "{link:?} {dtype:?} k={k}: {}", values[row]);
+                }
+            }
+            for v in [&xv, &tv] {
+                let g = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+                assert!(g.iter().all(|v| v.is_finite()), "{link:?} {dtype:?}: gradient {g:?}");
+            }
         }
     }
 }
@@ -246,7 +292,7 @@ fn model_params_merge_and_check_name_the_key() {
     assert_eq!(key_of(ModelParams { dirichlet_alpha: Some(0.0), ..Default::default() }), "train.dirichlet_alpha");
     assert_eq!(key_of(ModelParams { softball_sharpness: Some(f64::NAN), ..Default::default() }), "train.softball_sharpness");
     assert_eq!(key_of(ModelParams { latent_betas: Some([1.0, 0.5]), ..Default::default() }), "train.latent_betas");
-    assert_eq!(key_of(ModelParams { dispersion_init: Some(0.5), ..Default::default() }), "train.dispersion_init");
+    assert_eq!(key_of(ModelParams { dispersion: Some(Dispersion::ExpPlusOne), dispersion_init: Some(0.5), ..Default::default() }), "train.dispersion_init");
 }
 
 fn train_once(model: ModelKind, dir: &std::path::Path, threads: usize, stop_after: Option<usize>, resume: bool) -> Vec<u8> {
@@ -316,4 +362,86 @@ fn f32_log1p_is_within_a_few_ulps() {
         }
         q *= 10.0;
     }
+}
+
+#[test]
+fn link_follows_scale_unless_set_and_defaults_are_the_write_ups() {
+    use perturbgen_models::config::{EncoderInput, MixturePriorWeight};
+    use perturbgen_models::data::Scale;
+    let check = |p: ModelParams| p.check(ModelKind::Dgd).unwrap();
+    let d = check(ModelParams::default());
+    assert_eq!((d.scale, d.link, d.dispersion, d.mixture_prior_weight), (Scale::Max, Link::Sigmoid, Dispersion::Exp, MixturePriorWeight::PerCell));
+    assert_eq!(ModelParams::default().check(ModelKind::Nbvae).unwrap().encoder_input, EncoderInput::Counts);
+    for scale in [Scale::Sum, Scale::Mean] {
+        assert_eq!(check(ModelParams { scale: Some(scale), ..Default::default() }).link, Link::Softplus);
+    }
+    assert_eq!(check(ModelParams { scale: Some(Scale::Sum), link: Some(Link::Sigmoid), ..Default::default() }).link, Link::Sigmoid);
+    assert_eq!(check(ModelParams { link: Some(Link::Softplus), ..Default::default() }).link, Link::Softplus);
+}
+
+/// A cell's latent gradient does not depend on the size of the batch it is in: the loss is
+/// divided by the configured batch size (the last, smaller batch is not scaled up).
+#[test]
+fn latent_gradient_does_not_depend_on_the_batch_it_is_in() {
+    let cells = toy_cells();
+    let config = small_config(ModelKind::Dgd);
+    let covariates = Covariates::fit(&cells.obs, &config.covariates).unwrap();
+    let data = ModelData::new(cells.clone(), config.scale, &covariates, std::path::Path::new("toy")).unwrap();
+    let net = perturbgen_models::network::Network::new(config.clone(), covariates, cells.counts.genes.clone(), &Device::Cpu).unwrap();
+    let d = config.latent_dim;
+    let z: Vec<f32> = (0..64 * d).map(|i| ((i * 29 % 23) as f32 - 11.0) * 0.02).collect();
+    let full: Vec<usize> = (0..64).collect();
+    let part: Vec<usize> = (0..5).collect();
+    let a = net.dgd_batch(&data, &full, z.clone(), Some(64.0)).unwrap().z_grad;
+    let b = net.dgd_batch(&data, &part, z[..5 * d].to_vec(), Some(5.0)).unwrap().z_grad;
+    for i in 0..5 * d {
+        assert!((a[i] - b[i]).abs() <= 1e-5 * a[i].abs().max(1e-3), "latent gradient {i}: full batch {}, batch of 5 {}", a[i], b[i]);
+    }
+}
+
+/// Format-2 checkpoints still load for scoring (with the settings format 2 implied) but are not
+/// resumed; an unknown format is refused in one line.
+#[test]
+fn format_2_checkpoints_load_but_do_not_resume() {
+    use perturbgen_models::config::{EncoderInput, MixturePriorWeight};
+    for model in [ModelKind::Dgd, ModelKind::Nbvae] {
+        let tmp = tempfile::tempdir().unwrap();
+        train_once(model, tmp.path(), 1, Some(2), false);
+        for stem in ["model", "last"] {
+            let path = tmp.path().join(format!("{stem}.json"));
+            let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            meta["format"] = "perturbgen-model-2".into();
+            for key in ["link", "mixture_prior_weight", "encoder_input"] {
+                meta["config"].as_object_mut().unwrap().remove(key);
+            }
+            std::fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
+        }
+        let loaded = perturbgen_models::loglik::LoadedModel::load(tmp.path(), &Device::Cpu).unwrap();
+        let c = &loaded.meta.config;
+        assert_eq!((c.link, c.mixture_prior_weight, c.encoder_input), (Link::Sigmoid, MixturePriorWeight::PerEpoch, EncoderInput::Log1p));
+        let cells = toy_cells();
+        let data = loaded.data(cells, std::path::Path::new("toy"), std::path::Path::new("toy")).unwrap();
+        assert!(loaded.loglik(&data, 2, &|| ()).unwrap().iter().all(|v| v.is_finite()));
+        let m = &loaded.meta;
+        let mut trainer = Trainer::new(m.config.clone(), m.covariates.clone(), m.genes.clone(), m.train_ids.clone(), m.val_ids.clone(), &Device::Cpu).unwrap();
+        let err = trainer.restore(tmp.path(), "last").err().expect("a format-2 checkpoint must not resume").to_string();
+        assert!(err.contains("cannot resume") && err.contains("perturbgen-model-2"), "{err}");
+        let path = tmp.path().join("model.json");
+        let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        meta["format"] = "perturbgen-model-1".into();
+        std::fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
+        let err = perturbgen_models::loglik::LoadedModel::load(tmp.path(), &Device::Cpu).err().expect("format 1 is refused").to_string();
+        assert!(err.contains("perturbgen-model-1") && err.contains("expected") && !err.contains('\n'), "{err}");
+    }
+}
+
+#[test]
+fn kl_weight_is_the_write_ups_ramp() {
+    use perturbgen_models::train::kl_weight;
+    // min(1, 1e-5·W + (1 − 1e-5·W)·e/W) with e the 0-based epoch.
+    assert!((kl_weight(1, 50) - 5e-4).abs() < 1e-15);
+    assert!((kl_weight(26, 50) - (5e-4 + (1.0 - 5e-4) * 0.5)).abs() < 1e-15);
+    assert_eq!(kl_weight(51, 50), 1.0);
+    assert_eq!(kl_weight(80, 50), 1.0);
+    assert_eq!(kl_weight(1, 0), 1.0);
 }

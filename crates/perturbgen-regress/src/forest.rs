@@ -16,11 +16,10 @@
 //! in parallel (rayon) and their predictions are averaged weighted by their tree counts in a
 //! fixed order, so the bytes do not depend on the thread count.
 use super::features::Pair;
-use perturbgen::baseline::merge_tables;
 use crate::error::{Error, Result};
 use perturbgen::io::de_table::DeTable;
 use perturbgen::io::id_map::IdMap;
-use perturbgen::limma::{run_limma, LimmaConfig};
+use perturbgen::limma::{de_with_predicted, LimmaConfig};
 use perturbgen::pseudobulk::{GroupKey, PseudoBulk};
 pub use perturbgen::pca::pca;
 use perturbgen::pca::mix;
@@ -29,7 +28,7 @@ use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, Random
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use perturbgen::params::{ensure, ParamGuard};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Trees per shard: the unit of parallel work within one output's forest.
 pub const SHARD_TREES: usize = 10;
@@ -175,15 +174,7 @@ impl ForestConfig {
 }
 
 fn key_value<'a>(k: &'a GroupKey, column: &str) -> &'a str {
-    match column {
-        "cell_type" => &k.cell_type,
-        "sm_name" => &k.sm_name,
-        "donor_id" => &k.donor_id,
-        "plate_name" => &k.plate_name,
-        "row" => &k.row,
-        "well" => &k.well,
-        _ => unreachable!("feature columns are validated"),
-    }
+    k.column(column).expect("feature columns are validated")
 }
 
 /// One-hot encoding of the chosen key columns; levels sorted per column, from the training samples.
@@ -315,7 +306,7 @@ fn shard_seed(seed: u64, output: usize, shard: usize) -> u64 {
 
 /// Fits one forest per column of `targets` (n × outputs, column-major: one Vec per output) on
 /// `x` and predicts `xt`. Work = outputs × fixed shards, in parallel; deterministic.
-fn fit_forests(x: &[f64], n: usize, p: usize, xt: &[f64], nt: usize, targets: &[Vec<f64>], params: &ForestConfig, progress: &(dyn Fn() + Sync)) -> Result<Vec<Vec<f64>>> {
+pub(crate) fn fit_forests(x: &[f64], n: usize, p: usize, xt: &[f64], nt: usize, targets: &[Vec<f64>], params: &ForestConfig, progress: &(dyn Fn() + Sync)) -> Result<Vec<Vec<f64>>> {
     let xm = DenseMatrix::new(n, p, x.to_vec(), false).map_err(|e| Error::Forest(format!("training matrix: {e}")))?;
     let xtm = DenseMatrix::new(nt, p, xt.to_vec(), false).map_err(|e| Error::Forest(format!("target matrix: {e}")))?;
     let n_shards = params.n_trees.div_ceil(SHARD_TREES);
@@ -465,15 +456,6 @@ pub fn predict(
     progress: &(dyn Fn() + Sync),
 ) -> Result<(DeTable, ForestPrediction)> {
     let prediction = predict_pseudobulk(pb, targets, params, Some(&limma.negative_control), pb_path, targets_path, progress)?;
-    let mut combined = prediction.train.clone();
-    combined.keys.extend(prediction.predicted.keys.iter().cloned());
-    combined.n_cells.extend(&prediction.predicted.n_cells);
-    combined.counts.extend(&prediction.predicted.counts);
-    let cell_types: BTreeSet<&str> = targets.rows.iter().map(|r| r.cell_type.as_str()).collect();
-    let mut tables = Vec::new();
-    for ct in cell_types {
-        let table = run_limma(&combined, ct, limma, Some(targets), pb_path)?;
-        tables.push((table, PathBuf::from(format!("limma:{ct}"))));
-    }
-    Ok((merge_tables(tables)?, prediction))
+    let table = de_with_predicted(&prediction.train, &prediction.predicted, targets, limma, pb_path)?;
+    Ok((table, prediction))
 }

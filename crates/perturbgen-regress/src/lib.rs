@@ -5,6 +5,7 @@
 pub mod error;
 pub mod features;
 pub mod forest;
+pub mod sizes;
 pub mod xgb;
 pub mod xgboost;
 

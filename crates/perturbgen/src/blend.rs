@@ -252,3 +252,123 @@ pub fn write_weights(path: &Path, routes: &[String], weights: &[f64], fitted: Op
         Ok(())
     })
 }
+
+/// How replicate runs of a route (generation with different seeds) are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The mean of the runs' signed −log10 p-values.
+    #[default]
+    Mean,
+    /// Their median (robust to a run with an outlying p-value).
+    Median,
+}
+
+fn median_of(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+}
+
+/// The runs' values aligned to the first run's rows and genes (one Vec per run).
+fn aligned_runs(runs: &[Input]) -> Result<Vec<Vec<f64>>> {
+    let Some(first) = runs.first() else { return Err(Error::Data("combine: no runs".into())) };
+    runs.iter().map(|r| align(&first.table, &r.table, &r.path)).collect()
+}
+
+fn combine_values(values: &[Vec<f64>], how: Combine) -> Vec<f64> {
+    let n = values.first().map_or(0, |v| v.len());
+    match how {
+        Combine::Mean => (0..n).map(|i| values.iter().map(|v| v[i]).sum::<f64>() / values.len() as f64).collect(),
+        Combine::Median => (0..n).map(|i| median_of(&mut values.iter().map(|v| v[i]).collect::<Vec<_>>())).collect(),
+    }
+}
+
+/// Combines replicate runs entry by entry (mean or median), in the first run's order.
+pub fn combine_runs(runs: &[Input], how: Combine) -> Result<DeTable> {
+    let values = aligned_runs(runs)?;
+    let first = &runs[0].table;
+    Ok(DeTable { keys: first.keys.clone(), genes: first.genes.clone(), values: combine_values(&values, how) })
+}
+
+/// One row of the replicate report: the first `n_runs` runs combined.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicateRow {
+    pub n_runs: usize,
+    /// MRRMSE of the combination against the truth (when there is one).
+    pub mrrmse: Option<f64>,
+    /// Mean over entries of the standard deviation between those runs (NaN for one run).
+    pub run_sd: f64,
+    /// run_sd / √n_runs: the spread left in their mean.
+    pub mean_se: f64,
+}
+
+/// How the between-run spread and the MRRMSE change as runs are added (1, 2, …, all).
+pub fn replicate_curve(runs: &[Input], how: Combine, truth: Option<(&DeTable, &Path)>) -> Result<Vec<ReplicateRow>> {
+    let values = aligned_runs(runs)?;
+    let first = &runs[0].table;
+    let n = values[0].len();
+    (1..=values.len())
+        .map(|k| {
+            let sub = &values[..k];
+            let run_sd = if k < 2 {
+                f64::NAN
+            } else {
+                (0..n)
+                    .map(|i| {
+                        let m = sub.iter().map(|v| v[i]).sum::<f64>() / k as f64;
+                        (sub.iter().map(|v| (v[i] - m).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt()
+                    })
+                    .sum::<f64>()
+                    / n as f64
+            };
+            let mrrmse = match truth {
+                Some((t, t_path)) => {
+                    let table = DeTable { keys: first.keys.clone(), genes: first.genes.clone(), values: combine_values(sub, how) };
+                    Some(crate::score::score(t, &table, t_path, &runs[0].path)?.mrrmse)
+                }
+                None => None,
+            };
+            Ok(ReplicateRow { n_runs: k, mrrmse, run_sd, mean_se: run_sd / (k as f64).sqrt() })
+        })
+        .collect()
+}
+
+/// The replicate report as CSV (n_runs, mrrmse, run_sd, mean_se).
+pub fn write_replicates(path: &Path, rows: &[ReplicateRow]) -> Result<()> {
+    crate::atomic::write_atomic(path, |w| {
+        writeln!(w, "n_runs,mrrmse,run_sd,mean_se")?;
+        for r in rows {
+            let m = r.mrrmse.map(|v| format!("{v:.6}")).unwrap_or_default();
+            writeln!(w, "{},{m},{:.6},{:.6}", r.n_runs, r.run_sd, r.mean_se)?;
+        }
+        Ok(())
+    })
+}
+
+/// Two panels: MRRMSE of the combination and the spread left in it, against the number of runs.
+pub fn plot_replicates(path: &Path, rows: &[ReplicateRow], title: &str) -> Result<()> {
+    use plotters::prelude::*;
+    let panels: [(&str, Vec<(f64, f64)>); 2] = [
+        ("MRRMSE of the combined runs", rows.iter().filter_map(|r| r.mrrmse.map(|m| (r.n_runs as f64, m))).collect()),
+        ("between-run SD / √n (spread left in the mean)", rows.iter().filter(|r| r.mean_se.is_finite()).map(|r| (r.n_runs as f64, r.mean_se)).collect()),
+    ];
+    crate::plot::draw_png(path, (1200, 500), |root| {
+        let root = root.titled(title, ("sans-serif", 22)).map_err(|e| e.to_string())?;
+        for (area, (name, points)) in root.split_evenly((1, 2)).iter().zip(&panels) {
+            let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+            let (lo, hi) = if points.is_empty() { (0.0, 1.0) } else { (lo - 0.05 * (hi - lo).max(1e-3), hi + 0.05 * (hi - lo).max(1e-3)) };
+            let mut chart = ChartBuilder::on(area)
+                .caption(*name, ("sans-serif", 18))
+                .margin(15)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0.5..(rows.len() as f64 + 0.5), lo..hi)
+                .map_err(|e| e.to_string())?;
+            chart.configure_mesh().x_desc("runs combined").x_labels(rows.len().min(20)).draw().map_err(|e| e.to_string())?;
+            chart.draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2))).map_err(|e| e.to_string())?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, BLUE.filled()))).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}

@@ -75,3 +75,56 @@ pub fn choose(wanted: Option<&str>, routes: &[String], entries: &[Entry]) -> Res
         .map(|e| e.route.clone())
         .ok_or_else(|| Error::Data("leaderboard: no scores to choose the best route from; name the route to submit".into()))
 }
+
+/// The write-up's p-value figure: for each table (the truth and routes' predictions), the
+/// distribution of its signed −log10 p-values (all pairs × genes) as a line over shared bins,
+/// as a fraction of its entries on a log axis (the tails are where routes differ); RMS in the
+/// legend.
+pub fn plot_value_histograms(path: &Path, tables: &[(String, crate::io::de_table::DeTable)], title: &str) -> Result<()> {
+    use plotters::prelude::*;
+    if tables.is_empty() {
+        return Err(Error::Data("value histogram: no tables".into()));
+    }
+    let bound = tables.iter().flat_map(|(_, t)| t.values.iter()).fold(0f64, |m, v| m.max(v.abs())).clamp(1.0, 20.0);
+    let bins = 80usize;
+    let width = 2.0 * bound / bins as f64;
+    let curves: Vec<(String, f64, Vec<(f64, f64)>)> = tables
+        .iter()
+        .map(|(name, t)| {
+            let mut counts = vec![0u64; bins];
+            for v in &t.values {
+                counts[(((v.clamp(-bound, bound) + bound) / width) as usize).min(bins - 1)] += 1;
+            }
+            let n = t.values.len().max(1) as f64;
+            let rms = (t.values.iter().map(|v| v * v).sum::<f64>() / n).sqrt();
+            let points = counts.iter().enumerate().filter(|(_, &c)| c > 0).map(|(i, &c)| (-bound + (i as f64 + 0.5) * width, c as f64 / n)).collect();
+            (name.clone(), rms, points)
+        })
+        .collect();
+    let ymin = curves.iter().flat_map(|c| c.2.iter().map(|p| p.1)).fold(1.0f64, f64::min).max(1e-7);
+    crate::plot::draw_png(path, (1100, 650), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(-bound..bound, (ymin * 0.8..1.0).log_scale())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("signed −log10 p (clipped to the axis)")
+            .y_desc("fraction of pair × gene entries")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (k, (name, rms, points)) in curves.iter().enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(if k == 0 { 3 } else { 2 })))
+                .map_err(|e| e.to_string())?
+                .label(format!("{name} (RMS {rms:.2})"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).position(SeriesLabelPosition::UpperRight).draw().map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}

@@ -93,6 +93,23 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
     read_results(&sub, cell_type, &output, pairs)
 }
 
+/// The DE of predicted samples (forest predictions, generated cells' pseudo-bulk): per target
+/// cell type, limma on its `real` samples together with the `predicted` ones, the targets'
+/// contrasts against the real negative-control samples; one table in id_map order.
+pub fn de_with_predicted(real: &PseudoBulk, predicted: &PseudoBulk, targets: &IdMap, config: &LimmaConfig, real_path: &Path) -> Result<DeTable> {
+    let mut combined = real.clone();
+    combined.keys.extend(predicted.keys.iter().cloned());
+    combined.n_cells.extend(&predicted.n_cells);
+    combined.counts.extend(&predicted.counts);
+    let cell_types: std::collections::BTreeSet<&str> = targets.rows.iter().map(|r| r.cell_type.as_str()).collect();
+    let mut tables = Vec::new();
+    for ct in cell_types {
+        let table = run_limma(&combined, ct, config, Some(targets), real_path)?;
+        tables.push((table, PathBuf::from(format!("limma:{ct}"))));
+    }
+    crate::baseline::merge_tables(tables)
+}
+
 fn write_exchange(pb: &PseudoBulk, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     crate::io::genes::write_gene_list(&dir.join("genes.txt"), &pb.genes)?;

@@ -25,6 +25,37 @@ pub struct GroupKey {
     pub control: bool,
 }
 
+impl GroupKey {
+    /// The group key of cell `i` of `obs`.
+    pub fn of_cell(obs: &crate::io::obs::ObsTable, i: usize) -> Self {
+        GroupKey {
+            cell_type: obs.cell_type.get(i).to_string(),
+            plate_name: obs.plate_name.get(i).to_string(),
+            well: obs.well.get(i).to_string(),
+            donor_id: obs.donor_id.get(i).to_string(),
+            row: obs.row.get(i).to_string(),
+            sm_name: obs.sm_name.get(i).to_string(),
+            sm_lincs_id: obs.sm_lincs_id.get(i).to_string(),
+            smiles: obs.smiles.get(i).to_string(),
+            control: obs.control[i],
+        }
+    }
+
+    /// The value of a sample covariate column (`cell_type`, `plate_name`, `well`, `donor_id`,
+    /// `row`, `sm_name`), None for any other name.
+    pub fn column(&self, name: &str) -> Option<&str> {
+        Some(match name {
+            "cell_type" => &self.cell_type,
+            "plate_name" => &self.plate_name,
+            "well" => &self.well,
+            "donor_id" => &self.donor_id,
+            "row" => &self.row,
+            "sm_name" => &self.sm_name,
+            _ => return None,
+        })
+    }
+}
+
 /// String key columns in file order (then `control`, `n_cells`, genes).
 pub const GROUP_STRING_COLUMNS: [&str; 8] = ["cell_type", "plate_name", "well", "donor_id", "row", "sm_name", "sm_lincs_id", "SMILES"];
 /// The group columns that identify a sample (none may be null or empty when read back).
@@ -62,17 +93,7 @@ impl PseudoBulk {
             }
             let o = &cells.obs;
             for i in 0..o.len() {
-                let key = GroupKey {
-                    cell_type: o.cell_type.get(i).to_string(),
-                    plate_name: o.plate_name.get(i).to_string(),
-                    well: o.well.get(i).to_string(),
-                    donor_id: o.donor_id.get(i).to_string(),
-                    row: o.row.get(i).to_string(),
-                    sm_name: o.sm_name.get(i).to_string(),
-                    sm_lincs_id: o.sm_lincs_id.get(i).to_string(),
-                    smiles: o.smiles.get(i).to_string(),
-                    control: o.control[i],
-                };
+                let key = GroupKey::of_cell(o, i);
                 let entry = groups
                     .entry((key.cell_type.clone(), key.plate_name.clone(), key.well.clone()))
                     .or_insert_with(|| (key.clone(), 0, vec![0.0; g]));

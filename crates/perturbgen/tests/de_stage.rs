@@ -223,3 +223,31 @@ fn signed_log_p_follows_the_official_formula() {
     assert_eq!(signed_log_p(1.0, 0.0), -f64::EPSILON.log10());
     assert_eq!(signed_log_p(0.0, 0.3), 0.0);
 }
+
+#[test]
+fn replicate_runs_combine_by_mean_or_median_with_their_spread() {
+    use perturbgen::blend::{combine_runs, replicate_curve, Combine, Input};
+
+    let key = |sm: &str| DeRowKey { cell_type: "B cells".into(), sm_name: sm.into(), sm_lincs_id: String::new(), smiles: String::new(), control: false };
+    // Three runs, two pairs × one gene; run 2 lists its rows in the other order.
+    let run = |a: f64, b: f64, flip: bool| {
+        let (keys, values) = if flip { (vec![key("y"), key("x")], vec![b, a]) } else { (vec![key("x"), key("y")], vec![a, b]) };
+        DeTable { keys, genes: vec!["g".into()], values }
+    };
+    let runs = vec![
+        Input { route: "r0".into(), table: run(1.0, 10.0, false), path: "r0".into() },
+        Input { route: "r1".into(), table: run(2.0, 40.0, false), path: "r1".into() },
+        Input { route: "r2".into(), table: run(6.0, 20.0, true), path: "r2".into() },
+    ];
+    assert_eq!(combine_runs(&runs, Combine::Mean).unwrap().values, vec![3.0, 70.0 / 3.0]);
+    assert_eq!(combine_runs(&runs, Combine::Median).unwrap().values, vec![2.0, 20.0]);
+    let truth = run(3.0, 20.0, false);
+    let curve = replicate_curve(&runs, Combine::Mean, Some((&truth, Path::new("truth")))).unwrap();
+    assert_eq!(curve.len(), 3);
+    assert!(curve[0].run_sd.is_nan());
+    // Two runs: SDs of (1, 2) and (10, 40) are 0.7071 and 21.213; their mean 10.960.
+    assert!((curve[1].run_sd - (0.5f64.sqrt() + 450f64.sqrt()) / 2.0).abs() < 1e-9);
+    assert!((curve[1].mean_se - curve[1].run_sd / 2f64.sqrt()).abs() < 1e-12);
+    // Row RMSEs of the 3-run mean against the truth: 0 and |70/3 − 20|; MRRMSE their mean.
+    assert!((curve[2].mrrmse.unwrap() - (70.0 / 3.0 - 20.0) / 2.0).abs() < 1e-9);
+}

@@ -7,5 +7,6 @@ pub mod genes;
 pub mod h5ad;
 pub mod id_map;
 pub mod obs;
+pub mod sizes;
 pub mod parquet_util;
 pub mod submission;

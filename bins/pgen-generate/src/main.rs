@@ -1,0 +1,96 @@
+//! pgen-generate: cells for every target group from a trained model's prior (the size table
+//! says how many and their scale), summed into pseudo-bulk samples, which join the real samples
+//! of their cell types in limma → the targets' DE.
+use anyhow::Result;
+use clap::Parser;
+use perturbgen::atomic::OutputSet;
+use perturbgen::io::id_map::IdMap;
+use perturbgen::io::sizes::SizeTable;
+use perturbgen::pseudobulk::PseudoBulk;
+use perturbgen_models::generate::{generate, GenerateParams, Reference};
+use perturbgen_models::loglik::LoadedModel;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Generate the target groups' cells from a model → pseudo-bulk → limma DE")]
+struct Args {
+    /// Model folder (pgen-train output: model.safetensors + model.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// The target groups (pgen-sizes output).
+    #[arg(long)]
+    sizes: PathBuf,
+    /// The real training pseudo-bulk (pgen-pseudobulk output): the generated samples join it.
+    #[arg(long)]
+    pseudobulk: PathBuf,
+    /// Target pairs (id_map layout).
+    #[arg(long)]
+    targets: PathBuf,
+    /// Replicate run: draws with seed `generate.seed` + run.
+    #[arg(long, default_value_t = 0)]
+    run: u64,
+    /// Compute device: cpu, or cuda[:N] with a `--features cuda` build.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// DE prediction for the targets (de_train layout).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the generated groups' pseudo-bulk (pseudo-bulk layout).
+    #[arg(long)]
+    out_pseudobulk: Option<PathBuf>,
+    /// Generation parameters: `generate` section (emit, seed).
+    #[command(flatten)]
+    params: perturbgen_cli::ConfigArgs,
+    #[command(flatten)]
+    limma: perturbgen_cli::LimmaArgs,
+    #[command(flatten)]
+    common: perturbgen_cli::CommonArgs,
+}
+
+fn main() {
+    let args: Args = perturbgen_cli::parse_args();
+    perturbgen_models::limit_threads(args.common.threads());
+    perturbgen_cli::main(args.common.verbose, || run(args));
+}
+
+fn run(args: Args) -> Result<()> {
+    let params = args.params.checked::<GenerateParams>()?;
+    let threads = args.common.threads();
+    let limma = args.limma.config(threads)?;
+    let targets = IdMap::read(&args.targets)?;
+    let mut sizes = SizeTable::read(&args.sizes)?;
+    if params.reference == Reference::Real {
+        // The target cell types' control wells stay real: only the target groups are generated.
+        sizes.rows.retain(|r| !r.observed);
+    } else if !sizes.rows.iter().any(|r| r.observed) {
+        anyhow::bail!("{}: generate.reference generated needs the target cell types' control wells in the size table (pgen-sizes --negative-control)", args.sizes.display());
+    }
+    let real = PseudoBulk::read(&args.pseudobulk)?;
+    let device = perturbgen_models::device(&args.device)?;
+    let model = LoadedModel::load(&args.model, &device)?;
+    if real.genes != model.meta.genes {
+        anyhow::bail!("{}: genes differ from the model's ({} vs {})", args.pseudobulk.display(), real.genes.len(), model.meta.genes.len());
+    }
+    let n_cells: f64 = sizes.rows.iter().map(|r| r.n_cells.round()).sum();
+    log::info!("{:?} model: {} groups, {n_cells} cells, emit {:?}, run {}", model.meta.config.model, sizes.rows.len(), params.emit, args.run);
+    let bar = perturbgen::progress::bar(sizes.rows.len() as u64, "generating");
+    let start = std::time::Instant::now();
+    let seed = params.seed.wrapping_add(args.run);
+    let generated = perturbgen::threads::with_threads(threads, || generate(&model, &sizes, params.emit, seed, &args.sizes, &|| bar.inc(1)))??;
+    bar.finish_and_clear();
+    log::info!("generated {n_cells} cells × {} genes in {:.1} s", real.genes.len(), start.elapsed().as_secs_f64());
+    let reference = match params.reference {
+        Reference::Real => real,
+        // Everything limma sees of a target cell type is generated (the other cell types' real
+        // samples are not used: limma runs per cell type).
+        Reference::Generated => PseudoBulk { genes: real.genes.clone(), ..Default::default() },
+    };
+    let table = perturbgen::limma::de_with_predicted(&reference, &generated, &targets, &limma, &args.pseudobulk)?;
+    let mut out = OutputSet::new();
+    if let Some(path) = &args.out_pseudobulk {
+        generated.write(&out.stage(path)?)?;
+    }
+    table.write(&out.stage(&args.out)?)?;
+    out.commit()?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+"""The generation route (issue 13) on the demo workflow's outputs: size forests cover every target
+group, generated routes on the leaderboard, replicate runs, determinism, the figures."""
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, _binary, run
+
+KEYS = ["cell_type", "sm_name", "sm_lincs_id", "SMILES", "control"]
+CONTROLS = {"Dimethyl Sulfoxide", "Dabrafenib", "Belinostat"}
+
+
+@pytest.fixture(scope="module")
+def res(demo_workflow):
+    return demo_workflow / "results"
+
+
+def predicted_sizes(res):
+    sizes = pd.read_csv(res / "generate" / "sizes.csv")
+    return sizes[sizes.source == "predicted"].reset_index(drop=True)
+
+
+def test_sizes_cover_every_target_in_every_plate_where_its_compound_was_applied(res):
+    sizes = predicted_sizes(res)
+    targets = pd.read_csv(res / "split" / "targets.csv")
+    obs = pd.read_parquet(res / "split" / "train_obs.parquet")
+    for t in targets.itertuples():
+        wells = set(map(tuple, obs.loc[obs.sm_name == t.sm_name, ["plate_name", "well"]].drop_duplicates().values))
+        got = sizes[(sizes.cell_type == t.cell_type) & (sizes.sm_name == t.sm_name)]
+        assert set(map(tuple, got[["plate_name", "well"]].values)) == wells, (t.cell_type, t.sm_name)
+    assert (sizes.n_cells >= 5).all() and (sizes.n_cells == sizes.n_cells.round()).all()
+    assert (sizes.scale >= 1).all()
+
+
+def test_size_forests_predict_the_withheld_groups(res, demo_workflow):
+    """Against the simulator's withheld test cells (independent truth): the predicted cells per
+    target group track the real ones."""
+    test_obs = pd.read_csv(demo_workflow / "results" / "simulated" / "truth" / "adata_test_obs_meta.csv")
+    real = test_obs.groupby(["cell_type", "sm_name", "plate_name", "well"]).size().rename("real")
+    sizes = predicted_sizes(res).set_index(["cell_type", "sm_name", "plate_name", "well"])
+    both = sizes.join(real, how="inner")
+    assert len(both) >= 0.9 * len(sizes), "the predicted groups are the withheld groups"
+    r = np.corrcoef(both.n_cells, both.real)[0, 1]
+    assert r > 0.5, f"correlation of predicted and real group sizes {r:.3f}"
+
+
+def test_a_target_whose_compound_was_never_applied_is_refused(res, tmp_path):
+    targets = pd.read_csv(res / "split" / "targets.csv")
+    bad = pd.concat([targets, pd.DataFrame([{"id": 10**6, "cell_type": "B cells", "sm_name": "Neverapplied"}])])
+    bad.to_csv(tmp_path / "targets.csv", index=False)
+    proc = subprocess.run([str(c) for c in [_binary("pgen-sizes"), "--counts", res / "split" / "train_counts.parquet",
+                                            "--obs", res / "split" / "train_obs.parquet", "--targets", tmp_path / "targets.csv",
+                                            "--out", tmp_path / "s.csv", "--plot", tmp_path / "s.png"]],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert f"row {len(bad)}: compound `Neverapplied`" in proc.stderr and "never applied in a plate layout" in proc.stderr
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_generative_routes_are_scored_next_to_the_others(res):
+    scores = pd.read_csv(res / "scores" / "scores.csv")
+    routes = set(scores.route)
+    for r in ["zero", "xgb", "dgd", "dgd_avg", "nbvae", "nbvae_avg", "xgb_dgd"]:
+        assert r in routes, routes
+    assert scores.mrrmse.notna().all() and (scores.mrrmse > 0).all()
+
+
+def test_replicates_report_and_combination(res):
+    """dgd_avg is the mean of the five runs' tables; the report's last row scores it."""
+    rep = pd.read_csv(res / "scores" / "replicates" / "dgd.csv")
+    assert list(rep.n_runs) == [1, 2, 3, 4, 5]
+    runs = [pd.read_parquet(res / "generate" / "dgd" / f"run{k}.parquet") for k in range(5)]
+    genes = [c for c in runs[0].columns if c not in KEYS]
+    mean = sum(r[genes].values for r in runs) / 5
+    avg = pd.read_parquet(res / "predictions" / "dgd_avg.parquet")
+    assert np.allclose(avg[genes].values, mean, rtol=0, atol=1e-12)
+    single = pd.read_parquet(res / "predictions" / "dgd.parquet")
+    assert np.array_equal(single[genes].values, runs[0][genes].values)
+    scores = pd.read_csv(res / "scores" / "scores.csv").set_index("route").mrrmse
+    assert abs(rep.mrrmse.iloc[-1] - scores["dgd_avg"]) < 1e-5 and abs(rep.mrrmse.iloc[0] - scores["dgd"]) < 1e-5
+    # Different seeds give different runs; the report's spread is theirs.
+    assert not np.array_equal(runs[0][genes].values, runs[1][genes].values)
+    sd2 = np.abs(runs[0][genes].values - runs[1][genes].values).mean() / np.sqrt(2)
+    assert abs(rep.run_sd.iloc[1] - sd2) < 1e-5
+    assert np.allclose(rep.mean_se.iloc[1:], rep.run_sd.iloc[1:] / np.sqrt(rep.n_runs.iloc[1:]))
+
+
+def test_same_seed_same_prediction_bytes(res, demo_workflow, tmp_path):
+    """pgen-generate run 0 again, by hand, gives the workflow's bytes."""
+    cmd = [_binary("pgen-generate"), "--model", res / "models" / "dgd", "--sizes", res / "generate" / "sizes.csv",
+           "--pseudobulk", res / "pseudobulk" / "train.parquet", "--targets", res / "split" / "targets.csv",
+           "--script", REPO / "scripts" / "limma_de.R", "--run", "0", "--threads", "1",
+           "--out", tmp_path / "run0.parquet", "--out-pseudobulk", tmp_path / "run0_pb.parquet"]
+    run(cmd)
+    assert (tmp_path / "run0_pb.parquet").read_bytes() == (res / "generate" / "dgd" / "run0_pseudobulk.parquet").read_bytes()
+    assert (tmp_path / "run0.parquet").read_bytes() == (res / "generate" / "dgd" / "run0.parquet").read_bytes()
+
+
+def test_the_target_cell_types_control_wells_are_listed_as_observed(res):
+    sizes = pd.read_csv(res / "generate" / "sizes.csv")
+    observed = sizes[sizes.source == "observed"]
+    targets = pd.read_csv(res / "split" / "targets.csv")
+    assert set(observed.sm_name) == {"Dimethyl Sulfoxide"}
+    assert set(observed.cell_type) == set(targets.cell_type)
+    obs = pd.read_parquet(res / "split" / "train_obs.parquet")
+    real = obs[obs.sm_name == "Dimethyl Sulfoxide"].groupby(["cell_type", "plate_name", "well"]).size()
+    for r in observed.itertuples():
+        assert r.n_cells == real[(r.cell_type, r.plate_name, r.well)]
+
+
+def test_generated_groups_have_the_predicted_sizes(res):
+    sizes = predicted_sizes(res)
+    pb = pd.read_parquet(res / "generate" / "dgd" / "run0_pseudobulk.parquet")
+    assert list(pb.n_cells) == list(sizes.n_cells.astype(int))
+    genes = [c for c in pb.columns if c not in {"cell_type", "plate_name", "well", "donor_id", "row", "sm_name", "sm_lincs_id", "SMILES", "control", "n_cells"}]
+    totals = pb[genes].sum(axis=1).values
+    assert (totals > 0).all()
+    # Emit mean: each cell's NB means are at most its scale M per gene (sigmoid link).
+    assert (pb[genes].values <= (sizes.n_cells * sizes.scale).values[:, None] + 1e-6).all()
