@@ -94,7 +94,10 @@ timed() { # dir command...
 }
 # A private copy of pgen-train, so that a rebuild during the benchmark cannot mix two binaries.
 cp -p "$TRAIN" "$OUT/pgen-train"
+# torch_dgd.py is the scDGD reference (r = exp θ + 1, the mixture's priors once per epoch): set
+# pgen-train to the same model (its defaults are now the write-up's exp θ and per-cell priors).
 RUST=("$OUT/pgen-train" --model dgd --bench-steps "$STEPS" --set "common.batch_size=$BATCH" --threads "$THREADS"
+      --set dgd.dispersion=exp_plus_one --set dgd.mixture_prior_weight=per_epoch
     --counts "$COUNTS" --obs "$OBS" --validation "$VAL" --out-dir "$OUT/rust-train")
 TORCH=("$TORCH_PYTHON" "$HERE/torch_dgd.py" --bench-steps "$STEPS" --batch-size "$BATCH" --threads "$THREADS"
     --counts "$COUNTS" --obs "$OBS" --validation "$VAL")
