@@ -3,6 +3,7 @@
 use super::nb_loss::SparseBatch;
 use perturbgen::categorical::Categorical;
 use perturbgen::cells::Cells;
+use perturbgen::io::sizes::CellScale;
 use crate::error::{Error, Result};
 use perturbgen::io::obs::ObsTable;
 use candle_core::{Device, Tensor};
@@ -44,20 +45,15 @@ impl Scale {
         }
     }
 
-    /// M for every cell (at least 1, so that an all-zero cell still has a defined mean).
+    /// M for every cell (at least 1, so that an all-zero cell still has a defined mean): the
+    /// same statistic the size forests predict (`perturbgen::io::sizes::CellScale`).
     pub fn of(self, cells: &Cells) -> Vec<f32> {
-        let n_genes = cells.counts.n_genes() as f64;
-        (0..cells.len())
-            .map(|i| {
-                let (_, data) = cells.counts.row(i);
-                let v = match self {
-                    Self::Max => data.iter().copied().max().unwrap_or(0) as f64,
-                    Self::Sum => data.iter().map(|&d| d as f64).sum(),
-                    Self::Mean => data.iter().map(|&d| d as f64).sum::<f64>() / n_genes,
-                };
-                v.max(1.0) as f32
-            })
-            .collect()
+        let stat = match self {
+            Self::Max => CellScale::Max,
+            Self::Sum => CellScale::Sum,
+            Self::Mean => CellScale::Mean,
+        };
+        (0..cells.len()).map(|i| stat.of_cell(cells, i) as f32).collect()
     }
 }
 

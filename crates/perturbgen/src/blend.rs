@@ -264,12 +264,6 @@ pub enum Combine {
     Median,
 }
 
-fn median_of(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
-}
-
 /// The runs' values aligned to the first run's rows and genes (one Vec per run).
 fn aligned_runs(runs: &[Input]) -> Result<Vec<Vec<f64>>> {
     let Some(first) = runs.first() else { return Err(Error::Data("combine: no runs".into())) };
@@ -280,7 +274,7 @@ fn combine_values(values: &[Vec<f64>], how: Combine) -> Vec<f64> {
     let n = values.first().map_or(0, |v| v.len());
     match how {
         Combine::Mean => (0..n).map(|i| values.iter().map(|v| v[i]).sum::<f64>() / values.len() as f64).collect(),
-        Combine::Median => (0..n).map(|i| median_of(&mut values.iter().map(|v| v[i]).collect::<Vec<_>>())).collect(),
+        Combine::Median => (0..n).map(|i| crate::stats::median(&mut values.iter().map(|v| v[i]).collect::<Vec<_>>())).collect(),
     }
 }
 

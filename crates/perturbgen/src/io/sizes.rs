@@ -52,12 +52,6 @@ pub struct SizeTable {
 
 const COLUMNS: [&str; 11] = ["cell_type", "sm_name", "plate_name", "well", "donor_id", "row", "sm_lincs_id", "SMILES", "n_cells", "scale", "source"];
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
-}
-
 impl SizeTable {
     /// The measured groups of `cells` (ordered by cell type, plate, well), leaving out the
     /// groups of `excluded` compounds (the controls: their wells are not compound wells).
@@ -76,7 +70,7 @@ impl SizeTable {
             .map(|(first, mut scales)| SizeRow {
                 key: GroupKey::of_cell(o, first),
                 n_cells: scales.len() as f64,
-                scale: median(&mut scales),
+                scale: crate::stats::median(&mut scales),
                 observed: true,
             })
             .collect();
