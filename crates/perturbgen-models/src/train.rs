@@ -351,7 +351,16 @@ pub struct TrainRun<'a> {
     pub stop_after: Option<usize>,
 }
 
-/// Trains to `max_epochs` or early stopping; `model.*` is the best epoch, `last.*` the resume point.
+/// A fresh trainer of the same settings and cells, in place of `trainer`.
+fn start_over(trainer: &mut Trainer) -> Result<()> {
+    let m = &trainer.meta;
+    let device = trainer.net.device.clone();
+    *trainer = Trainer::new(m.config.clone(), m.covariates.clone(), m.genes.clone(), m.train_ids.clone(), m.val_ids.clone(), &device)?;
+    Ok(())
+}
+
+/// Trains to `max_epochs` or early stopping; `model.*` is the best epoch (written at the end, from
+/// `best.*`), `last.*` the resume point.
 pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> {
     let cfg = trainer.meta.config.clone();
     let (_, last_json) = checkpoint::paths(&run.out_dir, "last");
@@ -363,10 +372,25 @@ pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> 
             if let Err(e) = trainer.restore(&run.out_dir, "last") {
                 log::warn!("not resuming ({e}); starting from scratch");
                 // A restore that failed half-way may have loaded some tensors: start clean.
-                let m = &trainer.meta;
-                let device = trainer.net.device.clone();
-                *trainer = Trainer::new(m.config.clone(), m.covariates.clone(), m.genes.clone(), m.train_ids.clone(), m.val_ids.clone(), &device)?;
+                start_over(trainer)?;
             }
+        }
+    }
+    if trainer.meta.epoch > 0 && !checkpoint::paths(&run.out_dir, "best").0.exists() {
+        // A checkpoint of an earlier version, which kept the best epoch only as model.*: when
+        // the resume point is the best epoch it is its own best; otherwise it cannot be resumed.
+        if trainer.meta.best_epoch == trainer.meta.epoch {
+            trainer.save(&run.out_dir, "best")?;
+        } else {
+            let why = format!(
+                "cannot resume: the best epoch ({}) is not kept apart from the resume point (epoch {}; a checkpoint of an earlier version)",
+                trainer.meta.best_epoch, trainer.meta.epoch
+            );
+            if matches!(run.resume, Resume::Require) {
+                return Err(Error::invalid(&last_json, why));
+            }
+            log::warn!("not resuming ({why}); starting from scratch");
+            start_over(trainer)?;
         }
     }
     if trainer.meta.epoch > 0 {
@@ -393,7 +417,7 @@ pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> 
         if improved {
             trainer.meta.best_val_loss = trainer.meta.history.last().map(|l| l.val_loss).unwrap_or(f64::INFINITY);
             trainer.meta.best_epoch = epoch;
-            trainer.save(&run.out_dir, "model")?;
+            trainer.save(&run.out_dir, "best")?;
         }
         let stop = epoch >= cfg.min_epochs && epoch - trainer.meta.best_epoch >= cfg.patience;
         let done = stop || epoch == cfg.max_epochs;
@@ -406,8 +430,12 @@ pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> 
             break;
         }
         if run.stop_after == Some(epoch) {
-            break;
+            return Ok(TrainOutcome { epochs_run: epoch, best_epoch: trainer.meta.best_epoch, best_val_loss: trainer.meta.best_val_loss, stopped_early });
         }
     }
+    // The best epoch is kept as best.* while training and published as model.* once training is
+    // over: a workflow manager deletes a rerun job's outputs (model.*) before it starts, and a
+    // resumed run must still be able to hand in the best epoch it found before the interruption.
+    checkpoint::publish(&run.out_dir, "best", "model")?;
     Ok(TrainOutcome { epochs_run: trainer.meta.epoch, best_epoch: trainer.meta.best_epoch, best_val_loss: trainer.meta.best_val_loss, stopped_early })
 }

@@ -322,8 +322,11 @@ fn same_seed_same_bytes_and_resume_is_exact() {
         let full = train_once(model, &a, 2, None, false);
         assert_eq!(full, train_once(model, &b, 2, None, false), "{model:?}: two runs with one seed differ");
         assert_eq!(full, train_once(model, &tmp.path().join("t1"), 1, None, false), "{model:?}: 1 and 2 threads differ");
-        // Interrupted after epoch 2, resumed: the same final state as the uninterrupted run.
+        // Interrupted after epoch 4, resumed: the same final state as the uninterrupted run. The
+        // interrupted run hands in no model.* (its outputs are not final yet), and the resumed run
+        // writes it even if a workflow manager deleted what was there before the rerun.
         train_once(model, &c, 2, Some(4), false);
+        assert!(!c.join("model.safetensors").exists() && !c.join("model.json").exists(), "{model:?}: an interrupted run published model.*");
         let resumed = train_once(model, &c, 2, None, true);
         assert_eq!(full, resumed, "{model:?}: resume differs from the uninterrupted run");
         assert_eq!(std::fs::read(a.join("model.safetensors")).unwrap(), std::fs::read(c.join("model.safetensors")).unwrap());
@@ -334,6 +337,13 @@ fn same_seed_same_bytes_and_resume_is_exact() {
         };
         assert_eq!(hist(&a), hist(&c));
         assert_eq!(hist(&a).len(), 10);
+        // A rerun of a finished training whose model.* was deleted: resumes at the end and
+        // publishes the same best epoch again.
+        std::fs::remove_file(c.join("model.safetensors")).unwrap();
+        std::fs::remove_file(c.join("model.json")).unwrap();
+        assert_eq!(full, train_once(model, &c, 2, None, true));
+        assert_eq!(std::fs::read(a.join("model.safetensors")).unwrap(), std::fs::read(c.join("model.safetensors")).unwrap());
+        assert!(c.join("model.json").exists());
     }
 }
 
