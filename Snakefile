@@ -8,6 +8,7 @@
 #   scripts/demo                  # set up and run this workflow on the demo simulation
 #   .venv/bin/snakemake -c2       # the same, once scripts/setup has run
 #   .venv/bin/snakemake --profile profiles/slurm   # on a SLURM cluster
+#   .venv/bin/snakemake --report report.html       # the plots with captions, one HTML file
 
 from snakemake.utils import min_version
 
@@ -17,7 +18,22 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# `snakemake --report report.html`: the plots marked report() on the rules' outputs, with the
+# captions of workflow/report/.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
+
+
+shell.prefix(SHELL_PREFIX)
+
+
+# {variant}: "" for the main run, /sweeps/<sweep>/<row> for a sweep row (workflow/rules/common.smk).
+wildcard_constraints:
+    variant=VARIANT_PATTERN,
+
+
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/split.smk"
@@ -31,6 +47,8 @@ include: "workflow/rules/train_common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/generate_common.smk"
 include: "workflow/rules/generate.smk"
+include: "workflow/rules/sweep_common.smk"
+include: "workflow/rules/sweep.smk"
 
 
 localrules:

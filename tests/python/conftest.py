@@ -88,7 +88,11 @@ def demo_workflow(simulate_bin, tmp_path_factory):
     snakemake = REPO / ".venv" / "bin" / "snakemake"
     if not snakemake.exists():
         pytest.fail(f"{snakemake} is missing: run scripts/setup", pytrace=False)
-    d = tmp_path_factory.mktemp("demo_workflow")
+    if os.environ.get("PGEN_DEMO_WORKFLOW"):
+        # While iterating on the tests: a folder where this ran already (brought up to date here).
+        d = Path(os.environ["PGEN_DEMO_WORKFLOW"])
+    else:
+        d = tmp_path_factory.mktemp("demo_workflow")
     # The target first: --quiet takes any number of values (and `--quiet all` hides errors).
     run([snakemake, "all", "-c2", "--quiet", "rules", "progress",
          "--snakefile", REPO / "Snakefile", "--configfile", REPO / "config.yaml",

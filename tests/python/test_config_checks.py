@@ -260,3 +260,32 @@ def test_fresh_simulation_stops_right_after_ingest(workdir):
     # Now the simulation is there, the next load stops at once.
     proc, out = snakemake(workdir, "-n", config=config)
     assert_one_line_failure(proc, out, "split.holdout.pairs[0]", "no such compound `Foo`")
+
+
+# --- sweeps: the Paramspace table is checked row by row when the workflow loads ----------------------
+
+SWEEP_CASES = {
+    "unknown-column-key": ("name\txgb.etaa\na\t0.3\n", "xgb.etaa: unknown key; did you mean `eta`?"),
+    "column-of-a-shared-stage": ("split.seed\n1\n", "column `split.seed`: `split` is shared by every row"),
+    "column-not-a-key": ("eta rate\n0.1\n", "column `eta rate`: expected a dotted config key"),
+    "wrong-value-type": ("name\txgb.eta\nfast\tquick\n", 'xgb.eta: expected number, found "quick"'),
+    "typed-check": ("train.common.min_epochs\n50\n", "min_epochs"),
+    "empty-value": ("xgb.eta\tforest.n_trees\n0.1\t\n", "row 1, column `forest.n_trees`: empty value"),
+    "duplicate-rows": ("name\txgb.eta\na\t0.1\na\t0.2\n", "rows named ['a'] more than once"),
+    "bad-row-name": ("name\txgb.eta\na/b\t0.1\n", "folder name `a/b`"),
+    "unknown-route-in-blend": ("name\tblend.blends.mine.routes\nb\t[xgb, nope]\n", "blend.blends.mine.routes: ['nope'] are not routes"),
+}
+
+
+@pytest.mark.parametrize("table, fragment", SWEEP_CASES.values(), ids=SWEEP_CASES.keys())
+def test_bad_sweep_fails_in_one_line_before_any_job(workdir, table, fragment):
+    (workdir / "sweep.tsv").write_text(table)
+    proc, out = snakemake(workdir, "-n", config=[f"sweeps={{grid: {workdir / 'sweep.tsv'}}}"])
+    line = assert_one_line_failure(proc, out, "sweeps.grid", fragment)
+    assert "sweep.tsv" in line, line
+    assert not (workdir / "results").exists()
+
+
+def test_missing_sweep_file_fails_in_one_line(workdir):
+    proc, out = snakemake(workdir, "-n", config=[f"sweeps={{grid: {workdir / 'nope.tsv'}}}"])
+    assert_one_line_failure(proc, out, "sweeps.grid", "nope.tsv: no such sweep file")

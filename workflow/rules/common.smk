@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -88,6 +89,14 @@ def _load_config_checks():
 
 
 CONFIG_CHECKS = _load_config_checks()
+_NOTES = set()
+
+
+def note_once(text):
+    """A note on stderr, once per workflow load (input functions may ask again)."""
+    if text not in _NOTES:
+        _NOTES.add(text)
+        print(f"note: {text}", file=sys.stderr)
 
 # Every config problem stops the workflow as it loads, before any job, with one line
 # `config: <dotted key>: <reason>` (raised here at module level, so that Snakemake's report of it
@@ -99,16 +108,16 @@ except WorkflowError as _e:
     raise WorkflowError(f"config: {CONFIG_CHECKS.schema_error_line(_e)}") from None
 
 
-def _check_typed_sections():
-    """Runs the typed sections (xgb, forest, train) through their Rust types and checks
+def _check_typed_sections(cfg):
+    """Runs the typed sections (xgb, forest, train, …) of `cfg` through their Rust types and checks
     (pgen-config check), so that a bad value stops the workflow before any job, naming its key:
     returns that one-line message, or None. Skipped, with a note, until the executables are built."""
     exe = os.path.join(config["bin_dir"], "pgen-config")
     if not os.path.exists(exe):
-        print(f"note: {exe} not built yet: typed config sections not checked (run scripts/setup)", file=sys.stderr)
+        note_once(f"{exe} not built yet: typed config sections not checked (run scripts/setup)")
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="pgen-config-", delete=False) as fh:
-        json.dump(config, fh)
+        json.dump(cfg, fh)
     try:
         result = subprocess.run([exe, "check", fh.name], capture_output=True, text=True, env={**os.environ, "RUST_LOG": "warn"})
     finally:
@@ -119,15 +128,22 @@ def _check_typed_sections():
     return None
 
 
-_typed_error = _check_typed_sections()
+_typed_error = _check_typed_sections(config)
 if _typed_error:
     raise WorkflowError(f"config: {_typed_error}")
 
 
-def section_params(name, **only):
-    """`--params JSON` for the executable of config section `name` (the whole section, or the
-    keys given as `only`), shell-quoted; Snakemake reruns the rule when it changes."""
-    value = only if only else config[name]
+# One prefix for every shell command (set in the Snakefile): bash strict mode (Snakemake's default
+# prefix) and the log level of the executables' logs (not a param: changing it reruns
+# nothing). XGBoost's OpenMP workers sleep between boosters instead of spinning on other cores.
+SHELL_PREFIX = f"set -euo pipefail; export RUST_LOG={shlex.quote(config['log_level'])} OMP_WAIT_POLICY=passive; "
+
+
+def section_params(name, cfg=None, **only):
+    """`--params JSON` for the executable of config section `name` of `cfg` (the main config or
+    a sweep row's; the whole section, or the keys given as `only`), shell-quoted; Snakemake
+    reruns the rule when it changes."""
+    value = only if only else (config if cfg is None else cfg)[name]
     return f"--params {shlex.quote(json.dumps(value, sort_keys=True))}"
 
 
@@ -156,42 +172,107 @@ INGEST_FILES = {
 }
 
 
+# A run's own outputs live under results{variant}: variant is "" for the main run and
+# /sweeps/<sweep>/<row> for a sweep row (workflow/rules/sweep.smk). Stages before the routes
+# (simulate … limma) have no variant: every sweep row shares them.
+RUN = "results{variant}"
 STAGE = {
-    "models": "results/models",
+    "models": f"{RUN}/models",
     "filter": "results/filter",
     "split": "results/split",
     "pseudobulk": "results/pseudobulk",
     "de": "results/de",
-    "predictions": "results/predictions",
-    "scores": "results/scores",
-    "submission": "results/submission",
+    "predictions": f"{RUN}/predictions",
+    "scores": f"{RUN}/scores",
+    "submission": f"{RUN}/submission",
 }
-
-# Routes that produce a prediction table for the targets (later issues add models): baselines,
-# regressors (workflow/rules/regress.smk) and the blends named in config blend.blends.
-# The generation route (workflow/rules/generate.smk): per trained model, one run (<model>) and
-# generate.n_runs runs combined (<model>_avg).
-GENERATIVE_ROUTES = [r for m in config["train"]["models"] for r in (m, f"{m}_avg")]
-BASE_ROUTES = ["zero", "xgb", "forest", *GENERATIVE_ROUTES]
+MODEL_DIR = STAGE["models"]
+GENERATE_DIR = f"{RUN}/generate"
+INNER = "results/inner"  # the inner hold-out's pairs (shared); its predictions per run:
+INNER_PREDICTIONS = f"{RUN}/inner/predictions"
 
 
-def _blends_of_this_run():
-    """The configured blends whose routes this run has; a blend over a generative route is
+def at(path, variant=""):
+    """`path` with its {variant} filled in (the main run's by default)."""
+    return path.replace("{variant}", variant)
+
+
+# The route registry: every route that writes results{variant}/predictions/<name>.parquet, with
+# the config sections its prediction depends on (a sweep row setting one of them gets its own
+# prediction; otherwise it shares the main run's), whether it also has an inner-hold-out run
+# (results{variant}/inner/predictions/<name>.parquet, so blends can fit weights over it) and
+# whether it is drawn in the p-value histogram. "{model}" entries exist once per trained model
+# (train.models). Blends (config blend.blends) are routes too, derived from these. A new route
+# is its rule file plus one line here.
+class Route:
+    def __init__(self, sections=(), inner=False, values=False):
+        self.sections, self.inner, self.values = tuple(sections), inner, values
+
+
+MODEL_SECTIONS = ("train.common", "train.device", "train.{model}")  # rule train_model
+GENERATE_JOB_SECTIONS = (*MODEL_SECTIONS, "sizes", "generate.emit", "generate.seed", "generate.reference")  # rule generate
+ROUTE_REGISTRY = {
+    "zero": Route(inner=True),  # workflow/rules/score.smk
+    "xgb": Route(sections=["xgb"], inner=True, values=True),  # workflow/rules/regress.smk
+    "forest": Route(sections=["forest"], inner=True, values=True),  # workflow/rules/regress.smk
+    "{model}": Route(sections=[*GENERATE_JOB_SECTIONS, "generate.combine"]),  # workflow/rules/generate.smk: run 0
+    "{model}_avg": Route(sections=[*GENERATE_JOB_SECTIONS, "generate"], values=True),  # generate.smk: the runs combined
+}
+INNER_ROUTES = [r for r, spec in ROUTE_REGISTRY.items() if spec.inner and "{model}" not in r]
+
+
+def base_routes(cfg):
+    """{route: Route with its sections filled in} for the models of `cfg`, in registry order."""
+    routes = {name: spec for name, spec in ROUTE_REGISTRY.items() if "{model}" not in name}
+    for m in cfg["train"]["models"]:
+        for name, spec in ROUTE_REGISTRY.items():
+            if "{model}" in name:
+                routes[name.replace("{model}", m)] = Route([s.replace("{model}", m) for s in spec.sections], spec.inner, spec.values)
+    return routes
+
+
+def blends_of(cfg):
+    """The configured blends whose routes `cfg` has; a blend over a generative route is
     skipped, with a note, when its model is not in train.models."""
-    names = []
-    for name, spec in config["blend"]["blends"].items():
-        missing = [r for r in spec["routes"] if r not in BASE_ROUTES]
+    base, names = base_routes(cfg), []
+    for name, spec in cfg["blend"]["blends"].items():
+        if name in base or name in ("submission", "leaderboard", "scores", "inner"):
+            raise WorkflowError(f"config: blend.blends.{name}: the name is taken by a route or output; pick another")
+        missing = [r for r in spec["routes"] if r not in base]
         if missing and all(r.removesuffix("_avg") in ("dgd", "nbvae") for r in missing):
-            print(f"note: blend {name} skipped: routes {missing} need train.models {config['train']['models']} to include their model", file=sys.stderr)
+            note_once(f"blend {name} skipped: routes {missing} need train.models {cfg['train']['models']} to include their model")
         elif missing:
-            raise WorkflowError(f"config: blend.blends.{name}.routes: {missing} are not routes (routes: {', '.join(BASE_ROUTES)})")
+            raise WorkflowError(f"config: blend.blends.{name}.routes: {missing} are not routes (routes: {', '.join(base)})")
         else:
             names.append(name)
     return names
 
 
-BLENDS = _blends_of_this_run()
-ROUTES = [*BASE_ROUTES, *BLENDS]
+def routes_of(cfg):
+    """{route: config sections its prediction depends on}: the base routes, then the blends."""
+    routes = {name: spec.sections for name, spec in base_routes(cfg).items()}
+    for name in blends_of(cfg):
+        members = cfg["blend"]["blends"][name]["routes"]
+        routes[name] = (f"blend.blends.{name}", *(s for r in members for s in routes[r]))
+    return routes
+
+
+def leaderboard_route(cfg=None):
+    """The route to submit: config leaderboard.submit, else the best-scoring one (with a truth),
+    else xgb (no truth to rank by, e.g. the real Kaggle id_map)."""
+    cfg = config if cfg is None else cfg
+    submit, routes = cfg["leaderboard"]["submit"], routes_of(cfg)
+    if submit is not None and submit not in routes:
+        raise ValueError(f"leaderboard.submit: `{submit}` is not one of the routes {list(routes)}")
+    if submit is None and not has_truth():
+        return "xgb"
+    return submit
+
+
+GENERATIVE_ROUTES = [r for r in base_routes(config) if r not in ROUTE_REGISTRY]
+BASE_ROUTES = list(base_routes(config))
+BLENDS = blends_of(config)
+ROUTES = list(routes_of(config))
 
 
 def slug(name):
@@ -209,18 +290,21 @@ def has_truth():
 
 def all_targets():
     """Final outputs: the ingest QC, the training DE table (unless Kaggle's own is used), each
-    route's submission, and the scores table when the targets have a truth."""
+    route's submission, the scores table when the targets have a truth, the models' plots, and
+    each sweep's table and plot."""
     targets = list(INGEST_FILES.values()) + [de_train_path()]
-    targets += [f"{STAGE['submission']}/{route}.csv" for route in ROUTES]
-    targets += [f"{STAGE['submission']}/submission.csv"]
+    targets += [at(f"{STAGE['submission']}/{route}.csv") for route in ROUTES]
+    targets += [at(f"{STAGE['submission']}/submission.csv")]
     if has_truth():
-        targets += [f"{STAGE['scores']}/scores.csv", f"{STAGE['scores']}/leaderboard.png"]
+        targets += [at(f"{STAGE['scores']}/scores.csv"), at(f"{STAGE['scores']}/leaderboard.png")]
     for model in config["train"]["models"]:
-        targets += [f"{STAGE['scores']}/loglik/{model}.csv", f"{STAGE['models']}/{model}/latent.png"]
+        targets += [at(f"{STAGE['scores']}/loglik/{model}.csv"), at(f"{STAGE['models']}/{model}/latent.png")]
         if has_truth():
-            targets += [f"{STAGE['scores']}/replicates/{model}.png"]
+            targets += [at(f"{STAGE['scores']}/replicates/{model}.png")]
     if config["train"]["models"]:
-        targets += ["results/generate/sizes.png"]
+        targets += [at(f"{GENERATE_DIR}/sizes.png")]
+    for name in SWEEPS:
+        targets += [f"results/sweeps/{name}/sweep.csv", f"results/sweeps/{name}/sweep.png"]
     return targets
 
 
@@ -233,8 +317,10 @@ def rule_threads(name):
     return config["threads"].get(name, 1)
 
 
-def rule_resources(name, key, default):
-    return config["resources"].get(name, {}).get(key, default)
+def rule_resources(name, mem_mb=2000, runtime=30):
+    """A rule's cluster resources: config resources.<name> (mem_mb, runtime in minutes, and any
+    executor resource such as gpu, gres, slurm_partition, slurm_extra) over the given defaults."""
+    return {"mem_mb": mem_mb, "runtime": runtime, **config["resources"].get(name, {})}
 
 
 def simulate_args():
@@ -311,6 +397,8 @@ def ingest_cells_args(wildcards, input):
     return shlex.join(args)
 
 
+# Snakemake records (and reruns on) only the params that do not depend on `input`: a rule whose
+# flags are built from its inputs also has a `settings` param holding the config behind them.
 def optional_flag(flag, key):
     """Input function for params: '--flag path' if the rule has input `key`, else ''."""
 
@@ -371,12 +459,10 @@ assert (CONFIG_CHECKS.INGEST_OBS, CONFIG_CHECKS.SIM_DIR) == (INGEST_FILES["obs"]
 
 
 def check_config_params():
-    """Rule check_config's params: the config keys it checks (so it reruns when they change) and
-    the input that ingest reads (recorded with the result)."""
-    return {
-        "checked": json.dumps(CONFIG_CHECKS.checked_config(config), sort_keys=True),
-        "source": json.dumps(CONFIG_CHECKS.source_identity(config, stamp=False), sort_keys=True),
-    }
+    """Rule check_config's params: the input that ingest reads (recorded with the result). The
+    checked config keys are not params: after the first run, every parse checks them against
+    the ingested cells itself."""
+    return {"source": json.dumps(CONFIG_CHECKS.source_identity(config, stamp=False), sort_keys=True)}
 
 
 # The config against the cells (pairs, cell types, compounds, min_cells), whenever they can be
@@ -385,3 +471,104 @@ try:
     CONFIG_CHECKS.check(config, CONFIG_CHECKS.parse_time_cells(config), CONFIG_CHECKS.parse_time_id_map(config))
 except CONFIG_CHECKS.ConfigError as _e:
     raise WorkflowError(f"config: {_e}") from None
+
+
+# Sweeps (config `sweeps`: {name: Paramspace TSV}, workflow/scripts/sweeps.py): each row is a
+# variant of this config with its own folder results/sweeps/<name>/<row>/ for the stages its
+# columns change; every other stage (and everything before the routes) is the main run's.
+def _load_script_module(name):
+    path = os.path.join(workflow.basedir, "workflow", "scripts", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"perturbgen_{name}", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+SWEEP_MODULE = _load_script_module("sweeps")
+VARIANTS = {"": config}  # variant -> its config
+VARIANT_KEYS = {"": ()}  # variant -> the dotted keys its sweep row sets
+SWEEPS = {}  # sweep name -> its row names, in file order
+
+
+def _sweep_row_config(where, overrides):
+    """The main config with a sweep row's values, validated like the main config."""
+    try:
+        cfg = SWEEP_MODULE.apply_overrides(config, overrides)
+    except SWEEP_MODULE.SweepError as e:
+        raise WorkflowError(f"config: {where}: {e}") from None
+    _coerce_cli_strings(cfg, _schema_doc("config.schema.yaml"))
+    try:
+        validate(cfg, schema="../schemas/config.schema.yaml")
+    except WorkflowError as e:
+        raise WorkflowError(f"config: {where}: {CONFIG_CHECKS.schema_error_line(e)}") from None
+    typed_error = _check_typed_sections(cfg)
+    if typed_error:
+        raise WorkflowError(f"config: {where}: {typed_error}")
+    try:
+        routes_of(cfg)
+        leaderboard_route(cfg)
+    except (WorkflowError, ValueError) as e:
+        raise WorkflowError(f"config: {where}: {str(e).removeprefix('config: ')}") from None
+    return cfg
+
+
+def sweep_variant(sweep, row):
+    """The {variant} of a sweep row: its folder under results/ (and logs/, benchmarks/)."""
+    return os.sep + os.path.join("sweeps", sweep, row)
+
+
+def _load_sweeps():
+    for name, path in config["sweeps"].items():
+        try:
+            rows = SWEEP_MODULE.read_rows(path)
+        except SWEEP_MODULE.SweepError as e:
+            raise WorkflowError(f"config: sweeps.{name}: {e}") from None
+        SWEEPS[name] = [row for row, _ in rows]
+        for row, overrides in rows:
+            variant = sweep_variant(name, row)
+            VARIANTS[variant] = _sweep_row_config(f"sweeps.{name}: {path}, row `{row}`", overrides)
+            VARIANT_KEYS[variant] = tuple(overrides)
+
+
+def cfg_of(wildcards):
+    """The config of the run a job belongs to (the main run's or a sweep row's)."""
+    return VARIANTS[wildcards.variant]
+
+
+def owner(variant, sections):
+    """The variant whose folder holds a stage depending on the dotted config `sections`: the
+    sweep row's own if the row's values differ from the main config's in one of them, else the
+    main run's ("": the row shares that stage)."""
+    if variant and any(SWEEP_MODULE.lookup(VARIANTS[variant], s) != SWEEP_MODULE.lookup(config, s) for s in sections):
+        return variant
+    return ""
+
+
+def route_owner(variant, route):
+    return owner(variant, ROUTES_OF[variant][route])
+
+
+def model_owner(variant, model, *extra):
+    return owner(variant, [s.replace("{model}", model) for s in (*MODEL_SECTIONS, *extra)])
+
+
+def prediction_path(variant, route):
+    """Where `route`'s prediction for `variant` is (the main run's when the row leaves it alone)."""
+    return at(f"{STAGE['predictions']}/{route}.parquet", route_owner(variant, route))
+
+
+def score_path(variant, route):
+    return at(f"{STAGE['scores']}/{route}.csv", route_owner(variant, route))
+
+
+def submission_path(variant, route):
+    return at(f"{STAGE['submission']}/{route}.csv", route_owner(variant, route))
+
+
+_load_sweeps()
+ROUTES_OF = {v: routes_of(c) for v, c in VARIANTS.items()}
+ALL_ROUTES = list(dict.fromkeys(r for routes in ROUTES_OF.values() for r in routes))
+ALL_MODELS = list(dict.fromkeys(m for c in VARIANTS.values() for m in c["train"]["models"]))
+ALL_BLENDS = list(dict.fromkeys(b for c in VARIANTS.values() for b in blends_of(c)))
+
+VARIANT_PATTERN = "(?:{})".format("|".join(re.escape(v) for v in VARIANTS))

@@ -5,7 +5,6 @@ LIMMA_PARAMS = dict(
     design=shlex.quote(config["de"]["design"]),
     control=shlex.quote(config["de"]["negative_control"]),
     rscript=shlex.quote(config["de"]["rscript"]),
-    log_level=config["log_level"],
 )
 
 
@@ -18,13 +17,13 @@ rule limma_train:
         f"{STAGE['de']}/train/{{cell_type}}.parquet",
     params:
         name=lambda wildcards: shlex.quote(CELL_TYPES[wildcards.cell_type]),
+        targets=optional_flag("--targets", "targets"),
         **LIMMA_PARAMS,
     wildcard_constraints:
         cell_type="|".join(CELL_TYPES),
     threads: rule_threads("limma")
     resources:
-        mem_mb=rule_resources("limma", "mem_mb", 4000),
-        runtime=rule_resources("limma", "runtime", 60),
+        **rule_resources("limma", 4000, 60),
     log:
         "logs/limma_train/{cell_type}.log",
     benchmark:
@@ -32,13 +31,15 @@ rule limma_train:
     conda:
         "../../envs/limma.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} --pseudobulk {input.pseudobulk}"
+        "{input.exe} --pseudobulk {input.pseudobulk}"
         " --cell-type {params.name} --design {params.design} --negative-control {params.control}"
-        " --rscript {params.rscript} --script {input.script} --threads {threads}"
+        " {params.targets} --rscript {params.rscript} --script {input.script} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
-rule limma_truth:
+# The targets' true DE: the same recipe on the pseudo-bulk with their real cells, kept to the
+# target pairs (--targets).
+use rule limma_train as limma_truth with:
     input:
         pseudobulk=rules.pseudobulk_truth.output[0],
         targets=rules.split.output.targets,
@@ -46,26 +47,10 @@ rule limma_truth:
         exe=binary("pgen-limma"),
     output:
         f"{STAGE['de']}/truth/{{cell_type}}.parquet",
-    params:
-        name=lambda wildcards: shlex.quote(CELL_TYPES[wildcards.cell_type]),
-        **LIMMA_PARAMS,
-    wildcard_constraints:
-        cell_type="|".join(CELL_TYPES),
-    threads: rule_threads("limma")
-    resources:
-        mem_mb=rule_resources("limma", "mem_mb", 4000),
-        runtime=rule_resources("limma", "runtime", 60),
     log:
         "logs/limma_truth/{cell_type}.log",
     benchmark:
         "benchmarks/limma_truth/{cell_type}.tsv"
-    conda:
-        "../../envs/limma.yaml"
-    shell:
-        "RUST_LOG={params.log_level} {input.exe} --pseudobulk {input.pseudobulk}"
-        " --cell-type {params.name} --design {params.design} --negative-control {params.control}"
-        " --targets {input.targets} --rscript {params.rscript} --script {input.script}"
-        " --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule de_train:
@@ -75,7 +60,10 @@ rule de_train:
     output:
         f"{STAGE['de']}/de_train.parquet",
     params:
-        log_level=config["log_level"],
+        drop="",
+    threads: 1
+    resources:
+        **rule_resources("de_train"),
     log:
         "logs/de_train.log",
     benchmark:
@@ -83,44 +71,33 @@ rule de_train:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} {input.tables} --out {output} > {log} 2>&1"
+        "{input.exe} {input.tables} {params.drop} --out {output} > {log} 2>&1"
 
 
-rule de_truth:
+use rule de_train as de_truth with:
     input:
         tables=lambda wildcards: expand(f"{STAGE['de']}/truth/{{cell_type}}.parquet", cell_type=target_cell_type_slugs()),
         exe=binary("pgen-merge-de"),
     output:
         f"{STAGE['de']}/truth.parquet",
-    params:
-        log_level=config["log_level"],
     log:
         "logs/de_truth.log",
     benchmark:
         "benchmarks/de_truth.tsv"
-    conda:
-        "../../envs/perturbgen.yaml"
-    shell:
-        "RUST_LOG={params.log_level} {input.exe} {input.tables} --out {output} > {log} 2>&1"
 
 
-rule de_train_fit:
-    """The de_train rows the regressors fit: with filter.regressors (the write-up's choice),
-    without the rows of filter.drop_compounds (the positive controls); de_train itself keeps
-    them, as the official table does."""
+# The de_train rows the regressors fit: with filter.regressors (the write-up's choice), without
+# the rows of filter.drop_compounds (the positive controls); de_train itself keeps them, as the
+# official table does.
+use rule de_train as de_train_fit with:
     input:
-        de_train=de_train_path(),
+        tables=de_train_path(),
         exe=binary("pgen-merge-de"),
     output:
         f"{STAGE['de']}/de_train_fit.parquet",
     params:
         drop=shlex.join(a for c in config["filter"]["drop_compounds"] for a in ("--drop-compound", c)) if config["filter"]["regressors"] else "",
-        log_level=config["log_level"],
     log:
         "logs/de_train_fit.log",
     benchmark:
         "benchmarks/de_train_fit.tsv"
-    conda:
-        "../../envs/perturbgen.yaml"
-    shell:
-        "RUST_LOG={params.log_level} {input.exe} {input.de_train} {params.drop} --out {output} > {log} 2>&1"

@@ -19,8 +19,9 @@ rule filter:
         drop=shlex.join(a for c in config["filter"]["drop_compounds"] for a in ("--drop-compound", c)),
         min_cells=config["filter"]["min_cells"],
         control=shlex.quote(config["de"]["negative_control"]),
-        log_level=config["log_level"],
     threads: rule_threads("filter")
+    resources:
+        **rule_resources("filter", 16000, 60),
     log:
         "logs/filter.log",
     benchmark:
@@ -28,7 +29,7 @@ rule filter:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} --counts {input.counts} --obs {input.obs}"
+        "{input.exe} --counts {input.counts} --obs {input.obs}"
         " {params.drop} --min-cells {params.min_cells} --negative-control {params.control}"
         " --threads {threads} --out-counts {output.counts} --out-obs {output.obs}"
         " --removed {output.removed} --ids {input.validation} --out-ids {output.validation} > {log} 2>&1"

@@ -1,8 +1,5 @@
 # Helpers for workflow/rules/generate.smk (no rules here).
 
-GENERATE_DIR = "results/generate"
-
-
 def size_forest_exclusions():
     """Compounds whose wells are not compound wells for the size forests: the negative control
     and the positive controls (filter.drop_compounds)."""
@@ -12,8 +9,16 @@ def size_forest_exclusions():
     return shlex.join([*args, "--negative-control", config["de"]["negative_control"]])
 
 
-def generation_runs(model, n):
-    return [f"{GENERATE_DIR}/{model}/run{k}.parquet" for k in range(n)]
+def generation_runs(wildcards, n):
+    """Runs 0…n-1 of the model's generation, from the run owning them (a sweep row that
+    changes only generate.n_runs or combine shares the main run's)."""
+    sections = [s.replace("{model}", wildcards.model) for s in GENERATE_JOB_SECTIONS]
+    return [at(f"{GENERATE_DIR}/{wildcards.model}/run{k}.parquet", owner(wildcards.variant, sections)) for k in range(n)]
+
+
+def generate_params(wildcards):
+    g = cfg_of(wildcards)["generate"]
+    return section_params("generate", emit=g["emit"], seed=g["seed"], reference=g["reference"])
 
 
 def replicate_outputs():

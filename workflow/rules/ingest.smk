@@ -9,16 +9,15 @@ rule ingest:
         counts=INGEST_FILES["counts"],
         obs=INGEST_FILES["obs"],
         summary=INGEST_FILES["summary"],
-        qc=INGEST_FILES["qc"],
+        qc=report(INGEST_FILES["qc"], category="QC", caption="../report/qc.rst"),
     params:
         cells=ingest_cells_args,
+        settings=json.dumps({"columns": config["input"]["columns"], "h5ad_counts": config["input"]["h5ad"]["counts"]}, sort_keys=True),
         excluded=optional_flag("--excluded", "excluded"),
         genes=optional_flag("--genes", "genes"),
-        log_level=config["log_level"],
     threads: rule_threads("ingest")
     resources:
-        mem_mb=rule_resources("ingest", "mem_mb", 16000),
-        runtime=rule_resources("ingest", "runtime", 60),
+        **rule_resources("ingest", 16000, 60),
     log:
         "logs/ingest.log",
     benchmark:
@@ -26,7 +25,7 @@ rule ingest:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe}"
+        "{input.exe}"
         " {params.cells} {params.excluded} {params.genes}"
         " --threads {threads}"
         " --out-counts {output.counts} --out-obs {output.obs}"
@@ -47,6 +46,8 @@ rule check_config:
     params:
         **check_config_params(),
     threads: 1
+    resources:
+        **rule_resources("check_config"),
     log:
         "logs/check_config.log",
     benchmark:

@@ -9,9 +9,9 @@ rule pseudobulk_train:
         exe=binary("pgen-pseudobulk"),
     output:
         f"{STAGE['pseudobulk']}/train.parquet",
-    params:
-        log_level=config["log_level"],
     threads: rule_threads("pseudobulk")
+    resources:
+        **rule_resources("pseudobulk", 8000, 30),
     log:
         "logs/pseudobulk_train.log",
     benchmark:
@@ -19,7 +19,7 @@ rule pseudobulk_train:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} --counts {input.counts} --obs {input.obs}"
+        "{input.exe} --counts {input.counts} --obs {input.obs}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -31,9 +31,9 @@ rule pseudobulk_truth:
         exe=binary("pgen-pseudobulk"),
     output:
         f"{STAGE['pseudobulk']}/truth.parquet",
-    params:
-        log_level=config["log_level"],
     threads: rule_threads("pseudobulk")
+    resources:
+        **rule_resources("pseudobulk", 8000, 30),
     log:
         "logs/pseudobulk_truth.log",
     benchmark:
@@ -41,6 +41,6 @@ rule pseudobulk_truth:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} --counts {input.counts} --obs {input.obs}"
+        "{input.exe} --counts {input.counts} --obs {input.obs}"
         " --counts {input.truth_counts} --obs {input.truth_obs}"
         " --threads {threads} --out {output} > {log} 2>&1"

@@ -1,5 +1,8 @@
-# Stage: regression routes on the DE values (XGBoost per gene), blends of routes (weights given
-# or fitted on an inner hold-out drawn from the training pairs), and the leaderboard.
+# Stage: regression routes on the DE values (XGBoost per gene), random forests on the
+# pseudo-bulk, blends of routes (weights given or fitted on an inner hold-out drawn from the
+# training pairs), and the leaderboard. Each route also runs on the inner hold-out
+# (`use rule … with:` the inner pairs) for the blends' fitted weights.
+
 
 rule xgb:
     input:
@@ -9,20 +12,18 @@ rule xgb:
     output:
         f"{STAGE['predictions']}/xgb.parquet",
     params:
-        args=section_params("xgb"),
-        log_level=config["log_level"],
+        args=lambda wildcards: section_params("xgb", cfg_of(wildcards)),
     threads: rule_threads("xgb")
     resources:
-        mem_mb=rule_resources("xgb", "mem_mb", 4000),
-        runtime=rule_resources("xgb", "runtime", 120),
+        **rule_resources("xgb", 4000, 120),
     log:
-        "logs/xgb.log",
+        "logs{variant}/xgb.log",
     benchmark:
-        "benchmarks/xgb.tsv"
+        "benchmarks{variant}/xgb.tsv"
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "OMP_WAIT_POLICY=passive RUST_LOG={params.log_level} {input.exe} --de-train {input.de_train}"
+        "{input.exe} --de-train {input.de_train}"
         " --targets {input.targets} {params.args} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -36,22 +37,21 @@ rule forest:
         exe=binary("pgen-forest"),
     output:
         prediction=f"{STAGE['predictions']}/forest.parquet",
-        pseudobulk="results/forest/predicted_pseudobulk.parquet",
+        pseudobulk=f"{RUN}/forest/predicted_pseudobulk.parquet",
     params:
-        args=section_params("forest"),
+        args=lambda wildcards: section_params("forest", cfg_of(wildcards)),
         **LIMMA_PARAMS,
     threads: rule_threads("forest")
     resources:
-        mem_mb=rule_resources("forest", "mem_mb", 8000),
-        runtime=rule_resources("forest", "runtime", 240),
+        **rule_resources("forest", 8000, 240),
     log:
-        "logs/forest.log",
+        "logs{variant}/forest.log",
     benchmark:
-        "benchmarks/forest.tsv"
+        "benchmarks{variant}/forest.tsv"
     conda:
         "../../envs/limma.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} --pseudobulk {input.pseudobulk} --targets {input.targets}"
+        "{input.exe} --pseudobulk {input.pseudobulk} --targets {input.targets}"
         " {params.args} --design {params.design} --negative-control {params.control}"
         " --rscript {params.rscript} --script {input.script} --threads {threads}"
         " --out-pseudobulk {output.pseudobulk} --out {output.prediction} > {log} 2>&1"
@@ -71,7 +71,9 @@ rule inner_split:
         cell_types=shlex.join(a for ct in config["blend"]["inner"]["cell_types"] for a in ("--cell-type", ct)),
         draw=config["blend"]["inner"]["draw"],
         seed=config["blend"]["inner"]["seed"],
-        log_level=config["log_level"],
+    threads: 1
+    resources:
+        **rule_resources("inner_split"),
     log:
         "logs/inner_split.log",
     benchmark:
@@ -79,86 +81,55 @@ rule inner_split:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} split --de-train {input.de_train}"
+        "{input.exe} split --de-train {input.de_train}"
         " --targets {input.targets} {params.cell_types} --draw {params.draw} --seed {params.seed}"
         " --out-train {output.train} --out-targets {output.targets} --out-truth {output.truth} > {log} 2>&1"
 
 
-rule xgb_inner:
+use rule xgb as xgb_inner with:
     input:
         targets=rules.inner_split.output.targets,
         de_train=rules.inner_split.output.train,
         exe=binary("pgen-xgb"),
     output:
-        f"{INNER}/predictions/xgb.parquet",
-    params:
-        args=section_params("xgb"),
-        log_level=config["log_level"],
-    threads: rule_threads("xgb")
-    resources:
-        mem_mb=rule_resources("xgb", "mem_mb", 4000),
-        runtime=rule_resources("xgb", "runtime", 120),
+        f"{INNER_PREDICTIONS}/xgb.parquet",
     log:
-        "logs/xgb_inner.log",
+        "logs{variant}/xgb_inner.log",
     benchmark:
-        "benchmarks/xgb_inner.tsv"
-    conda:
-        "../../envs/perturbgen.yaml"
-    shell:
-        "OMP_WAIT_POLICY=passive RUST_LOG={params.log_level} {input.exe} --de-train {input.de_train}"
-        " --targets {input.targets} {params.args} --threads {threads} --out {output} > {log} 2>&1"
+        "benchmarks{variant}/xgb_inner.tsv"
 
 
-rule forest_inner:
-    """forest on the inner hold-out: its pairs are in the training pseudo-bulk, and pgen-forest
-    drops every target pair's samples before fitting."""
+# The inner pairs are in the training pseudo-bulk: pgen-forest drops every target pair's
+# samples before fitting.
+use rule forest as forest_inner with:
     input:
         pseudobulk=rules.pseudobulk_train.output[0],
         targets=rules.inner_split.output.targets,
         script=workflow.source_path("../../scripts/limma_de.R"),
         exe=binary("pgen-forest"),
     output:
-        f"{INNER}/predictions/forest.parquet",
-    params:
-        args=section_params("forest"),
-        **LIMMA_PARAMS,
-    threads: rule_threads("forest")
-    resources:
-        mem_mb=rule_resources("forest", "mem_mb", 8000),
-        runtime=rule_resources("forest", "runtime", 240),
+        prediction=f"{INNER_PREDICTIONS}/forest.parquet",
+        pseudobulk=f"{RUN}/inner/forest/predicted_pseudobulk.parquet",
     log:
-        "logs/forest_inner.log",
+        "logs{variant}/forest_inner.log",
     benchmark:
-        "benchmarks/forest_inner.tsv"
-    conda:
-        "../../envs/limma.yaml"
-    shell:
-        "RUST_LOG={params.log_level} {input.exe} --pseudobulk {input.pseudobulk} --targets {input.targets}"
-        " {params.args} --design {params.design} --negative-control {params.control}"
-        " --rscript {params.rscript} --script {input.script} --threads {threads} --out {output} > {log} 2>&1"
+        "benchmarks{variant}/forest_inner.tsv"
 
 
-rule zero_inner:
+use rule baseline_zero as zero_inner with:
     input:
         targets=rules.inner_split.output.targets,
         de_train=rules.inner_split.output.train,
         exe=binary("pgen-baseline"),
     output:
-        f"{INNER}/predictions/zero.parquet",
-    params:
-        log_level=config["log_level"],
+        at(f"{INNER_PREDICTIONS}/zero.parquet"),
     log:
         "logs/zero_inner.log",
     benchmark:
         "benchmarks/zero_inner.tsv"
-    conda:
-        "../../envs/perturbgen.yaml"
-    shell:
-        "RUST_LOG={params.log_level} {input.exe} --kind zero --targets {input.targets}"
-        " --de-train {input.de_train} --out {output} > {log} 2>&1"
 
 
-if BLENDS:
+if ALL_BLENDS:
 
     rule blend:
         input:
@@ -169,42 +140,42 @@ if BLENDS:
             weights=f"{STAGE['predictions']}/{{blend}}.weights.csv",
         params:
             args=blend_args,
-            log_level=config["log_level"],
+            settings=lambda wildcards: json.dumps(blend_spec(cfg_of(wildcards), wildcards.blend), sort_keys=True),
         wildcard_constraints:
-            blend="|".join(BLENDS),
+            blend="|".join(ALL_BLENDS),
+        threads: 1
+        resources:
+            **rule_resources("blend"),
         log:
-            "logs/blend/{blend}.log",
+            "logs{variant}/blend/{blend}.log",
         benchmark:
-            "benchmarks/blend/{blend}.tsv"
+            "benchmarks{variant}/blend/{blend}.tsv"
         conda:
             "../../envs/perturbgen.yaml"
         shell:
-            "RUST_LOG={params.log_level} {input.exe} apply {params.args}"
+            "{input.exe} apply {params.args}"
             " --out {output.prediction} --out-weights {output.weights} > {log} 2>&1"
 
 
 rule leaderboard:
-    """Every route's MRRMSE as a bar plot, and the chosen route's submission."""
+    """Every route's MRRMSE as a bar plot, the p-value histogram, and the chosen route's
+    submission (each route's files from the run owning it)."""
     input:
-        scores=expand(f"{STAGE['scores']}/{{route}}.csv", route=ROUTES) if has_truth() else [],
-        submissions=expand(f"{STAGE['submission']}/{{route}}.csv", route=ROUTES),
-        **value_inputs(),
+        unpack(leaderboard_inputs),
         exe=binary("pgen-leaderboard"),
     output:
         **leaderboard_outputs(),
     params:
-        scores=lambda wildcards, input: shlex.join(f"--score={r}={p}" for r, p in zip(ROUTES, input.scores)),
-        submissions=lambda wildcards, input: shlex.join(f"--submission={r}={p}" for r, p in zip(ROUTES, input.submissions)),
-        submit=f"--submit {shlex.quote(leaderboard_route())}" if leaderboard_route() else "",
-        plot=lambda wildcards, output: f"--plot {shlex.quote(output.plot)}" if "plot" in output.keys() else "",
-        values=value_args,
-        log_level=config["log_level"],
+        args=leaderboard_args,
+        settings=lambda wildcards: json.dumps({"routes": list(ROUTES_OF[wildcards.variant]), "submit": leaderboard_route(cfg_of(wildcards))}),
+    threads: 1
+    resources:
+        **rule_resources("leaderboard"),
     log:
-        "logs/leaderboard.log",
+        "logs{variant}/leaderboard.log",
     benchmark:
-        "benchmarks/leaderboard.tsv"
+        "benchmarks{variant}/leaderboard.tsv"
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} {params.scores} {params.submissions} {params.submit}"
-        " {params.plot} {params.values} --out-submission {output.submission} > {log} 2>&1"
+        "{input.exe} {params.args} --out-submission {output.submission} > {log} 2>&1"

@@ -1,17 +1,8 @@
 # Helpers for workflow/rules/regress.smk (no rules here).
 
-INNER = "results/inner"
-for _name in BLENDS:
-    if _name in ("zero", "xgb", "forest", *GENERATIVE_ROUTES, "submission", "leaderboard", "scores"):
-        raise ValueError(f"blend name `{_name}` is taken by a route or output; pick another")
 
-
-# Routes whose inner-hold-out prediction exists (rules in regress.smk): blends can fit weights over them.
-INNER_ROUTES = ["xgb", "forest", "zero"]
-
-
-def blend_spec(name):
-    spec = config["blend"]["blends"][name]
+def blend_spec(cfg, name):
+    spec = cfg["blend"]["blends"][name]
 
     if spec.get("weights") is None:
         missing = [r for r in spec["routes"] if r not in INNER_ROUTES]
@@ -23,16 +14,19 @@ def blend_spec(name):
 
 
 def blend_inputs(wildcards):
-    spec = blend_spec(wildcards.blend)
-    files = {f"pred_{r}": f"{STAGE['predictions']}/{r}.parquet" for r in spec["routes"]}
+    """The member routes' predictions (and inner-hold-out runs when the weights are fitted), each
+    from the run that owns it."""
+    v = wildcards.variant
+    spec = blend_spec(VARIANTS[v], wildcards.blend)
+    files = {f"pred_{r}": prediction_path(v, r) for r in spec["routes"]}
     if spec.get("weights") is None:
-        files.update({f"inner_{r}": f"{INNER}/predictions/{r}.parquet" for r in spec["routes"]})
+        files.update({f"inner_{r}": at(f"{INNER_PREDICTIONS}/{r}.parquet", route_owner(v, r)) for r in spec["routes"]})
         files["inner_truth"] = rules.inner_split.output.truth
     return files
 
 
 def blend_args(wildcards, input):
-    spec = blend_spec(wildcards.blend)
+    spec = blend_spec(cfg_of(wildcards), wildcards.blend)
     args = []
     for r in spec["routes"]:
         args.extend(["--prediction", f"{r}={input[f'pred_{r}']}"])
@@ -45,41 +39,43 @@ def blend_args(wildcards, input):
     return shlex.join(args)
 
 
-def leaderboard_route():
-    """The route to submit: config leaderboard.submit, else the best-scoring one (with a truth),
-    else xgb (no truth to rank by, e.g. the real Kaggle id_map)."""
-    submit = config["leaderboard"]["submit"]
-    if submit is not None and submit not in ROUTES:
-        raise ValueError(f"leaderboard.submit: `{submit}` is not one of the routes {ROUTES}")
-    if submit is None and not has_truth():
-        return "xgb"
-    return submit
-
-
 def leaderboard_outputs():
     out = {"submission": f"{STAGE['submission']}/submission.csv"}
     if has_truth():
-        out["plot"] = f"{STAGE['scores']}/leaderboard.png"
-        out["values_plot"] = f"{STAGE['scores']}/pvalues.png"
+        out["plot"] = report(f"{STAGE['scores']}/leaderboard.png", category="scores", caption="../report/leaderboard.rst")
+        out["values_plot"] = report(f"{STAGE['scores']}/pvalues.png", category="scores", caption="../report/pvalues.rst")
     return out
 
 
-# Tables in the p-value histogram (pgen-leaderboard --values): the truth, the regression routes
-# and each model's averaged generation route.
-VALUE_ROUTES = ["xgb", "forest", *(r for r in GENERATIVE_ROUTES if r.endswith("_avg"))]
+def value_routes(variant):
+    """Routes in the p-value histogram (pgen-leaderboard --values): the registry's `values` ones."""
+    cfg = VARIANTS[variant]
+    return [r for r, spec in base_routes(cfg).items() if spec.values]
 
 
-def value_inputs():
-    if not has_truth():
-        return {}
-    files = {"truth": rules.de_truth.output[0]}
-    files.update({f"values_{r}": f"{STAGE['predictions']}/{r}.parquet" for r in VALUE_ROUTES})
+def leaderboard_inputs(wildcards):
+    """Each route's score and submission (from the run owning it) and, with a truth, the
+    p-value histogram's tables."""
+    v = wildcards.variant
+    routes = list(ROUTES_OF[v])
+    files = {f"submission_{r}": submission_path(v, r) for r in routes}
+    if has_truth():
+        files.update({f"score_{r}": score_path(v, r) for r in routes})
+        files["truth"] = rules.de_truth.output[0]
+        files.update({f"values_{r}": prediction_path(v, r) for r in value_routes(v)})
     return files
 
 
-def value_args(wildcards, input, output):
-    if "values_plot" not in output.keys():
-        return ""
-    args = [f"--values=truth={input.truth}", *(f"--values={r}={input[f'values_{r}']}" for r in VALUE_ROUTES)]
-    return shlex.join([*args, "--values-plot", output.values_plot])
-
+def leaderboard_args(wildcards, input, output):
+    v = wildcards.variant
+    routes = list(ROUTES_OF[v])
+    args = [f"--submission={r}={input[f'submission_{r}']}" for r in routes]
+    submit = leaderboard_route(VARIANTS[v])
+    if submit:
+        args += ["--submit", submit]
+    if "plot" in output.keys():
+        args += [f"--score={r}={input[f'score_{r}']}" for r in routes]
+        args += ["--plot", output.plot]
+        args += [f"--values=truth={input.truth}", *(f"--values={r}={input[f'values_{r}']}" for r in value_routes(v))]
+        args += ["--values-plot", output.values_plot]
+    return shlex.join(args)

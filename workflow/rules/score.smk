@@ -7,9 +7,10 @@ rule baseline_zero:
         de_train=de_train_path(),
         exe=binary("pgen-baseline"),
     output:
-        f"{STAGE['predictions']}/zero.parquet",
-    params:
-        log_level=config["log_level"],
+        at(f"{STAGE['predictions']}/zero.parquet"),
+    threads: 1
+    resources:
+        **rule_resources("baseline"),
     log:
         "logs/baseline_zero.log",
     benchmark:
@@ -17,7 +18,7 @@ rule baseline_zero:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} --kind zero --targets {input.targets}"
+        "{input.exe} --kind zero --targets {input.targets}"
         " --de-train {input.de_train} --out {output} > {log} 2>&1"
 
 
@@ -28,19 +29,20 @@ rule score:
         exe=binary("pgen-score"),
     output:
         table=f"{STAGE['scores']}/{{route}}.csv",
-        plot=f"{STAGE['scores']}/{{route}}.png",
-    params:
-        log_level=config["log_level"],
+        plot=report(f"{STAGE['scores']}/{{route}}.png", category="scores", subcategory="routes", labels={"route": "{route}", "run": "{variant}"}, caption="../report/score.rst"),
     wildcard_constraints:
-        route="|".join(ROUTES),
+        route="|".join(ALL_ROUTES),
+    threads: 1
+    resources:
+        **rule_resources("score"),
     log:
-        "logs/score/{route}.log",
+        "logs{variant}/score/{route}.log",
     benchmark:
-        "benchmarks/score/{route}.tsv"
+        "benchmarks{variant}/score/{route}.tsv"
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} --prediction {input.prediction} --truth {input.truth}"
+        "{input.exe} --prediction {input.prediction} --truth {input.truth}"
         " --out-table {output.table} --plot {output.plot} --title {wildcards.route} > {log} 2>&1"
 
 
@@ -51,32 +53,34 @@ rule submission:
         exe=binary("pgen-score"),
     output:
         f"{STAGE['submission']}/{{route}}.csv",
-    params:
-        log_level=config["log_level"],
     wildcard_constraints:
-        route="|".join(ROUTES),
+        route="|".join(ALL_ROUTES),
+    threads: 1
+    resources:
+        **rule_resources("score"),
     log:
-        "logs/submission/{route}.log",
+        "logs{variant}/submission/{route}.log",
     benchmark:
-        "benchmarks/submission/{route}.tsv"
+        "benchmarks{variant}/submission/{route}.tsv"
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} --prediction {input.prediction}"
+        "{input.exe} --prediction {input.prediction}"
         " --id-map {input.targets} --submission {output} > {log} 2>&1"
 
 
 rule scores_table:
-    """One row per route: its MRRMSE on the targets."""
+    """One row per route: its MRRMSE on the targets (each route's score from the run owning it)."""
     input:
-        expand(f"{STAGE['scores']}/{{route}}.csv", route=ROUTES),
+        lambda wildcards: [score_path(wildcards.variant, r) for r in ROUTES_OF[wildcards.variant]],
     output:
         f"{STAGE['scores']}/scores.csv",
+    threads: 1
     log:
-        "logs/scores_table.log",
+        "logs{variant}/scores_table.log",
     benchmark:
-        "benchmarks/scores_table.tsv"
+        "benchmarks{variant}/scores_table.tsv"
     conda:
-        "../../envs/perturbgen.yaml"
+        "../../envs/python.yaml"
     script:
         "../scripts/scores_table.py"

@@ -9,11 +9,9 @@ rule simulate:
     params:
         args=simulate_args(),
         out_dir=lambda wildcards, output: os.path.dirname(output.info),
-        log_level=config["log_level"],
     threads: rule_threads("simulate")
     resources:
-        mem_mb=rule_resources("simulate", "mem_mb", 4000),
-        runtime=rule_resources("simulate", "runtime", 30),
+        **rule_resources("simulate", 4000, 30),
     log:
         "logs/simulate.log",
     benchmark:
@@ -21,5 +19,5 @@ rule simulate:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} {params.args}"
+        "{input.exe} {params.args}"
         " --threads {threads} --out {params.out_dir} > {log} 2>&1"

@@ -17,13 +17,15 @@ checkpoint split:
         targets=f"{STAGE['split']}/targets.csv",
         validation=f"{STAGE['split']}/validation_ids.txt",
     params:
-        targets=lambda wildcards, input: f"--id-map {shlex.quote(input.id_map)}" if input.id_map else split_target_args(),
+        targets=lambda wildcards, input: f"--id-map {shlex.quote(input.id_map)}" if input.id_map else "",
+        holdout=split_target_args(),
         seed=config["split"]["seed"],
         fraction=config["split"]["validation_fraction"],
         keep="--keep-target-relevant" if config["split"]["keep_target_relevant"] else "",
         control=shlex.quote(config["de"]["negative_control"]),
-        log_level=config["log_level"],
     threads: rule_threads("split")
+    resources:
+        **rule_resources("split", 16000, 60),
     log:
         "logs/split.log",
     benchmark:
@@ -31,8 +33,8 @@ checkpoint split:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} --counts {input.counts} --obs {input.obs}"
-        " {params.targets} --seed {params.seed} --validation-fraction {params.fraction} {params.keep}"
+        "{input.exe} --counts {input.counts} --obs {input.obs}"
+        " {params.targets} {params.holdout} --seed {params.seed} --validation-fraction {params.fraction} {params.keep}"
         " --negative-control {params.control} --threads {threads}"
         " --out-train-counts {output.train_counts} --out-train-obs {output.train_obs}"
         " --out-holdout-counts {output.holdout_counts} --out-holdout-obs {output.holdout_obs}"
@@ -49,9 +51,9 @@ rule ingest_truth:
     output:
         counts="results/ingest_truth/counts.parquet",
         obs="results/ingest_truth/obs.parquet",
-    params:
-        log_level=config["log_level"],
     threads: rule_threads("ingest")
+    resources:
+        **rule_resources("ingest", 16000, 60),
     log:
         "logs/ingest_truth.log",
     benchmark:
@@ -59,6 +61,6 @@ rule ingest_truth:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "RUST_LOG={params.log_level} {input.exe} --counts {input.counts} --obs {input.obs}"
+        "{input.exe} --counts {input.counts} --obs {input.obs}"
         " --genes {input.genes} --threads {threads}"
         " --out-counts {output.counts} --out-obs {output.obs} > {log} 2>&1"

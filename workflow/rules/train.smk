@@ -16,26 +16,24 @@ if MODELS:
             model=f"{MODEL_DIR}/{{model}}/model.safetensors",
             meta=f"{MODEL_DIR}/{{model}}/model.json",
             history=f"{MODEL_DIR}/{{model}}/history.csv",
-            loss=f"{MODEL_DIR}/{{model}}/loss.png",
-            latent=f"{MODEL_DIR}/{{model}}/latent.png",
+            loss=report(f"{MODEL_DIR}/{{model}}/loss.png", category="models", subcategory="{model}", caption="../report/loss.rst"),
+            latent=report(f"{MODEL_DIR}/{{model}}/latent.png", category="models", subcategory="{model}", caption="../report/latent.rst"),
         params:
-            args=lambda wildcards: train_params(wildcards.model),
-            out_dir=lambda wildcards: f"{MODEL_DIR}/{wildcards.model}",
-            log_level=config["log_level"],
+            args=train_params,
+            out_dir=lambda wildcards: at(f"{MODEL_DIR}/{wildcards.model}", wildcards.variant),
         wildcard_constraints:
             model="|".join(MODELS),
         threads: rule_threads("train")
         resources:
-            mem_mb=rule_resources("train", "mem_mb", 8000),
-            runtime=rule_resources("train", "runtime", 240),
+            **training_resources(),
         log:
-            "logs/train/{model}.log",
+            "logs{variant}/train/{model}.log",
         benchmark:
-            "benchmarks/train/{model}.tsv"
+            "benchmarks{variant}/train/{model}.tsv"
         conda:
             "../../envs/perturbgen.yaml"
         shell:
-            "RUST_LOG={params.log_level} {input.exe} --model {wildcards.model} --counts {input.counts}"
+            "{input.exe} --model {wildcards.model} --counts {input.counts}"
             " --obs {input.obs} --validation {input.validation} --out-dir {params.out_dir}"
             " --resume auto {params.args} --threads {threads} > {log} 2>&1"
 
@@ -43,30 +41,30 @@ if MODELS:
         """Mean NB log-likelihood of the validation cells (DGD: latents fitted with the decoder
         frozen; VAE: encoder mean) and of the per-gene group-mean NB baseline."""
         input:
-            model=rules.train_model.output.model,
-            meta=rules.train_model.output.meta,
+            unpack(trained_model),
             counts=rules.filter.output.counts,
             obs=rules.filter.output.obs,
             validation=rules.filter.output.validation,
             exe=binary("pgen-loglik"),
         output:
             table=f"{STAGE['scores']}/loglik/{{model}}.csv",
-            plot=f"{STAGE['scores']}/loglik/{{model}}.png",
+            plot=report(f"{STAGE['scores']}/loglik/{{model}}.png", category="models", subcategory="{model}", caption="../report/loglik.rst"),
         params:
-            model_dir=lambda wildcards: f"{MODEL_DIR}/{wildcards.model}",
-            args=loglik_params(),
-            log_level=config["log_level"],
+            model_dir=lambda wildcards, input: os.path.dirname(input.model),
+            args=loglik_params,
         wildcard_constraints:
             model="|".join(MODELS),
         threads: rule_threads("train")
+        resources:
+            **rule_resources("loglik", 4000, 60),
         log:
-            "logs/loglik/{model}.log",
+            "logs{variant}/loglik/{model}.log",
         benchmark:
-            "benchmarks/loglik/{model}.tsv"
+            "benchmarks{variant}/loglik/{model}.tsv"
         conda:
             "../../envs/perturbgen.yaml"
         shell:
-            "RUST_LOG={params.log_level} {input.exe} --model {params.model_dir}"
+            "{input.exe} --model {params.model_dir}"
             " --counts {input.counts} --obs {input.obs} --cells {input.validation}"
             " --baseline-counts {input.counts} --baseline-obs {input.obs}"
             " {params.args} --threads {threads}"

@@ -1,16 +1,31 @@
 # Helpers for workflow/rules/train.smk (no rules here).
 
-MODELS = list(config["train"]["models"])
-MODEL_DIR = STAGE["models"]
+MODELS = ALL_MODELS  # every model some run (the main one or a sweep row) trains
 
 
-def train_params(model):
-    """pgen-train's `--params`: the shared settings and `model`'s own (the other model's keys
+def train_params(wildcards):
+    """pgen-train's `--params`: the shared settings and the model's own (the other model's keys
     stay out, so that changing them does not rerun this one), and the device."""
-    t = config["train"]
+    t, model = cfg_of(wildcards)["train"], wildcards.model
     return section_params("train", common=t["common"], device=t["device"], models=[model], **{model: t.get(model) or {}})
 
 
-def loglik_params():
-    t = config["train"]
+def loglik_params(wildcards):
+    t = cfg_of(wildcards)["train"]
     return section_params("train", device=t["device"], loglik_fit_steps=t["loglik_fit_steps"], models=[])
+
+
+def trained_model(wildcards):
+    """The model a job of this run uses: the run's own when its sweep row changes the model's
+    training settings, else the main run's."""
+    d = at(f"{MODEL_DIR}/{wildcards.model}", model_owner(wildcards.variant, wildcards.model))
+    return {"model": f"{d}/model.safetensors", "meta": f"{d}/model.json"}
+
+
+def training_resources():
+    """train_model's resources; with train.device cuda[:N], one GPU (resources.train can set
+    gres/slurm_extra/slurm_partition instead)."""
+    res = rule_resources("train", 8000, 240)
+    if config["train"]["device"].startswith("cuda") and not {"gpu", "gres", "slurm_extra"} & set(res):
+        res["gpu"] = 1
+    return res

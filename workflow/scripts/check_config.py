@@ -13,7 +13,10 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821 (snakemake injects it)
 import config_checks  # noqa: E402
 
 sm = snakemake  # noqa: F821
-checked = json.loads(sm.params.checked)
+# The checked keys come from the config itself, not from a param: once the cells exist every
+# parse checks a changed config against them, so a change must not rerun this rule (a rerun
+# here would hold back the split checkpoint's downstream in dry runs).
+checked = config_checks.checked_config(sm.config)
 source = json.loads(sm.params.source)
 
 with open(sm.log[0], "w") as log:
