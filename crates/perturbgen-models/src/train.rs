@@ -364,8 +364,9 @@ pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> 
                 log::warn!("not resuming ({e}); starting from scratch");
                 // A restore that failed half-way may have loaded some tensors: start clean.
                 let m = &trainer.meta;
-                let device = trainer.net.device.clone();
+                let (device, matmul) = (trainer.net.device.clone(), trainer.net.matmul);
                 *trainer = Trainer::new(m.config.clone(), m.covariates.clone(), m.genes.clone(), m.train_ids.clone(), m.val_ids.clone(), &device)?;
+                trainer.net.matmul = matmul;
             }
         }
     }
