@@ -103,10 +103,13 @@ pub fn resolve_for(requested: Precision, device: &candle_core::Device) -> crate:
     // Only look for the library when bf16 could be used.
     let backend = if requested == Precision::F32 || !cpu.any() { Err("not needed".to_string()) } else { backend_check() };
     let chosen = resolve(requested, cpu, backend.clone().map(|_| ())).map_err(|m| crate::Error::param("train.precision", m))?;
-    match (chosen, &backend) {
-        (MatmulPrecision::Bf16, Ok(kernel)) => log::info!("precision: bf16 decoder products ({}; oneDNN kernel {kernel}), f32 accumulation and weights", cpu.describe()),
-        (_, Err(why)) if requested == Precision::Auto && cpu.any() => log::info!("precision: f32 (auto: {}, but {why})", cpu.describe()),
-        _ => log::info!("precision: f32 ({}{})", if requested == Precision::Auto { "auto: " } else { "" }, cpu.describe()),
+    match (requested, chosen, &backend) {
+        (_, MatmulPrecision::Bf16, Ok(kernel)) => {
+            log::info!("precision: bf16 decoder products ({}; oneDNN kernel {kernel}), f32 accumulation and weights", cpu.describe())
+        }
+        (Precision::F32, ..) => log::info!("precision: f32 (as set)"),
+        (_, _, Err(why)) if cpu.any() => log::info!("precision: f32 (auto: this CPU has {}, but {why})", cpu.describe()),
+        _ => log::info!("precision: f32 (auto: this CPU has no bf16 units)"),
     }
     Ok(chosen)
 }
