@@ -26,6 +26,8 @@ fn main() -> candle_core::Result<()> {
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     let reps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
     perturbgen_models::limit_threads(threads);
+    // As pgen-train: freed blocks are reused, so a fresh output buffer costs no page faults.
+    perturbgen_models::keep_freed_memory();
     let (b, h, g) = (1024usize, 1024usize, 18211usize);
     let flop = 2.0 * (b * h * g) as f64;
     let dev = Device::Cpu;
