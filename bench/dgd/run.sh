@@ -119,6 +119,8 @@ for i in $(seq 1 "$REPS"); do
     if [[ $BF16 == 1 ]]; then
         echo "== repetition $i of $REPS: pgen-train (candle), precision: bf16"
         timed "$OUT/runs/rust-bf16/run$i" "${RUST_BF16[@]}"
+        echo "== repetition $i of $REPS: PyTorch, decoder under bf16 autocast"
+        timed "$OUT/runs/torch-autocast/run$i" "${TORCH[@]}" --autocast
     fi
     echo "== repetition $i of $REPS: PyTorch"
     timed "$OUT/runs/torch/run$i" "${TORCH[@]}"
