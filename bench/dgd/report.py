@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises the DGD step benchmark written by run.sh into a markdown table.
 
-Reads <runs>/{rust,torch,torch-trivial,torch-fused}/run*/ (result.json: the JSON line of
+Reads <runs>/{rust,rust-bf16,torch,torch-malloc,torch-autocast,torch-trivial,torch-fused}/run*/ (result.json: the JSON line of
 pgen-train --bench-steps / torch_dgd.py; time.txt: GNU `/usr/bin/time -v`; stat_before/after
 and load_before/after), takes the median seconds per step of each tool over the repetitions and
 writes the table (median cells/s, ratio candle / PyTorch, load averages, the CPU other processes
@@ -20,8 +20,10 @@ BUSY = 0.1  # CPUs used by other processes during a run above which it is flagge
 
 TOOLS = [
     ("rust", "pgen-train (candle)"),
+    ("rust-bf16", "pgen-train (candle), precision: bf16"),
     ("torch", "PyTorch"),
     ("torch-malloc", "PyTorch, pgen-train's malloc settings"),
+    ("torch-autocast", "PyTorch, decoder under bf16 autocast"),
     ("torch-trivial", "PyTorch, trivial loss (mean logit²)"),
     ("torch-fused", "PyTorch, Adam(fused=True)"),
 ]

@@ -18,6 +18,7 @@ THREADS=${THREADS:-2}
 BATCH=${BATCH:-1024}
 CELLS=${CELLS:-30000}
 VARIANTS=${VARIANTS:-1}          # also time torch with a trivial loss and with fused Adam (once each)
+BF16=${BF16:-auto}               # also time pgen-train with precision: bf16 (auto: where the CPU has AMX/AVX512-BF16 and libdnnl.so.2 is there; 1; 0)
 QUIET_WAIT=${QUIET_WAIT:-900}    # longest wait (s) for an idle machine before each timed run ...
 QUIET_TOTAL=${QUIET_TOTAL:-900}  # ... and in all (then the runs go ahead, flagged in the table)
 OUT=${OUT:-bench/out/dgd}
@@ -96,9 +97,15 @@ timed() { # dir command...
 cp -p "$TRAIN" "$OUT/pgen-train"
 # torch_dgd.py is the scDGD reference (r = exp θ + 1, the mixture's priors once per epoch): set
 # pgen-train to the same model (its defaults are now the write-up's exp θ and per-cell priors).
+# precision: f32 explicitly (the default, auto, takes bf16 on CPUs with AMX/AVX512-BF16).
 RUST=("$OUT/pgen-train" --model dgd --bench-steps "$STEPS" --set "common.batch_size=$BATCH" --threads "$THREADS"
       --set dgd.dispersion=exp_plus_one --set dgd.mixture_prior_weight=per_epoch
-    --counts "$COUNTS" --obs "$OBS" --validation "$VAL" --out-dir "$OUT/rust-train")
+    --counts "$COUNTS" --obs "$OBS" --validation "$VAL" --out-dir "$OUT/rust-train" --set precision=f32)
+RUST_BF16=("${RUST[@]}" --set precision=bf16)
+if [[ $BF16 == auto ]]; then
+    BF16=0
+    if grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo && { ldconfig -p || /sbin/ldconfig -p; } 2> /dev/null | grep -q 'libdnnl\.so\.2 '; then BF16=1; fi
+fi
 TORCH=("$TORCH_PYTHON" "$HERE/torch_dgd.py" --bench-steps "$STEPS" --batch-size "$BATCH" --threads "$THREADS"
     --counts "$COUNTS" --obs "$OBS" --validation "$VAL")
 
@@ -109,6 +116,12 @@ rm -rf "$OUT/runs"
 for i in $(seq 1 "$REPS"); do
     echo "== repetition $i of $REPS: pgen-train (candle)"
     timed "$OUT/runs/rust/run$i" "${RUST[@]}"
+    if [[ $BF16 == 1 ]]; then
+        echo "== repetition $i of $REPS: pgen-train (candle), precision: bf16"
+        timed "$OUT/runs/rust-bf16/run$i" "${RUST_BF16[@]}"
+        echo "== repetition $i of $REPS: PyTorch, decoder under bf16 autocast"
+        timed "$OUT/runs/torch-autocast/run$i" "${TORCH[@]}" --autocast
+    fi
     echo "== repetition $i of $REPS: PyTorch"
     timed "$OUT/runs/torch/run$i" "${TORCH[@]}"
     # pgen-train tells glibc's malloc to keep freed blocks (model::keep_freed_memory); the same

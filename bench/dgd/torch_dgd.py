@@ -23,6 +23,10 @@ the optimisers). seconds_per_step is the mean over steps 2..N (step 1 warms up).
 
 --loss trivial replaces the NB likelihood by mean(logit²) (everything else unchanged), to show
 what the likelihood costs.
+
+--autocast runs the decoder under torch.autocast("cpu", dtype=torch.bfloat16) (its Linear layers
+in bf16, oneDNN on AMX / AVX512-BF16 where the CPU has them), its output cast back to f32 for the
+loss: PyTorch's counterpart of `pgen-train --set precision=bf16`.
 """
 import argparse
 import json
@@ -153,6 +157,7 @@ def main():
     p.add_argument("--loss", choices=["nb", "trivial"], default="nb")
     p.add_argument("--fused-adam", action="store_true", help="torch.optim.Adam(fused=True) instead of the default")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--autocast", action="store_true", help="decoder under torch.autocast('cpu', dtype=torch.bfloat16)")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -184,7 +189,12 @@ def main():
         x = torch.zeros(b * g).index_put_((flat,), vals).view(b, g)
         c = torch.zeros(b, w).scatter_(1, codes, 1.0)
         zb = z[:b]
-        logits = decoder(torch.cat([zb, c], 1))
+        if args.autocast:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = decoder(torch.cat([zb, c], 1))
+            logits = logits.float()
+        else:
+            logits = decoder(torch.cat([zb, c], 1))
         if args.loss == "nb":
             nll = nb_nll(x, logits, scale, theta).sum()
         else:
@@ -210,7 +220,7 @@ def main():
         "steps": args.bench_steps, "batch": b, "threads": args.threads, "seconds_per_step": round(mean, 4),
         "cells_per_second": round(b / mean, 1), "step_seconds": [round(s, 3) for s in seconds],
         "first_loss": round(losses[0][0], 3), "first_nll_per_cell": round(losses[0][1], 3),
-        "last_loss": round(losses[-1][0], 3), "loss": args.loss, "fused_adam": args.fused_adam,
+        "last_loss": round(losses[-1][0], 3), "loss": args.loss, "fused_adam": args.fused_adam, "autocast": args.autocast,
         "torch": torch.__version__, "genes": g, "covariate_columns": w, "train_cells": n,
         "batch_nonzeros": data["nnz"], "load_seconds": round(load_s, 2),
         "num_threads": torch.get_num_threads(),

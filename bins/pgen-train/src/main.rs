@@ -69,6 +69,7 @@ fn run(args: Args) -> Result<()> {
         ResumeArg::No => Resume::No,
     };
     let device = model::device(&plan.device)?;
+    let matmul = model::bf16::resolve_for(plan.precision, &device)?;
     let cells = Cells::read(&args.counts, &args.obs)?;
     let split = model::data::split_validation(cells, &args.validation)?;
     let covariates = Covariates::fit(&split.train.obs, &config.covariates)?;
@@ -81,6 +82,7 @@ fn run(args: Args) -> Result<()> {
     let threads = args.common.threads();
     perturbgen::threads::with_threads(threads, || -> Result<()> {
         let mut trainer = Trainer::new(config.clone(), covariates, genes, train_ids, val_ids, &device)?;
+        trainer.net.matmul = matmul;
         if let Some(steps) = args.bench_steps {
             let seconds = trainer.bench(&train_data, steps)?;
             let cells = config.batch_size.min(train_data.len());

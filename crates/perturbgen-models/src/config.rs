@@ -29,6 +29,21 @@ pub enum EncoderInput {
     Log1p,
 }
 
+/// What the decoder's matrix products run in during training (`train.precision`; see
+/// [`crate::bf16`]). Scoring (`pgen-loglik`, generation) always uses f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// f32 throughout (candle's matmul).
+    F32,
+    /// bf16 inputs, f32 accumulation, f32 weights and optimiser state (oneDNN on AMX-BF16 /
+    /// AVX512-BF16); an error where the CPU or the library is missing.
+    Bf16,
+    /// bf16 where the CPU has the units and oneDNN loads, else f32.
+    #[default]
+    Auto,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
@@ -313,6 +328,10 @@ pub struct TrainSection {
     pub models: Vec<ModelKind>,
     /// `cpu`, or `cuda[:N]` (needs a build with `--features cuda`).
     pub device: String,
+    /// The decoder's matrix products in training: `f32`; `bf16` (bf16 inputs, f32 accumulation
+    /// and weights, on the CPU's AMX-BF16 / AVX512-BF16 units through oneDNN, libdnnl2; an error
+    /// where either is missing); `auto` (bf16 where both are there, else f32) [auto].
+    pub precision: Precision,
     /// DGD: Adam steps fitting the scored cells' latents (model frozen) in `pgen-loglik`.
     pub loglik_fit_steps: usize,
     /// Settings shared by both models.
@@ -328,6 +347,7 @@ impl Default for TrainSection {
         Self {
             models: vec![ModelKind::Dgd, ModelKind::Nbvae],
             device: "cpu".into(),
+            precision: Precision::Auto,
             loglik_fit_steps: 100,
             common: ModelParams::default(),
             dgd: ModelParams::default(),
@@ -352,6 +372,7 @@ impl TrainSection {
 pub struct TrainPlan {
     pub models: Vec<ModelKind>,
     pub device: String,
+    pub precision: Precision,
     pub loglik_fit_steps: usize,
     dgd: TrainConfig,
     nbvae: TrainConfig,
@@ -371,7 +392,10 @@ impl ParamGuard for TrainSection {
     const SECTION: &'static str = "train";
 
     fn check(self) -> perturbgen::Result<TrainPlan> {
-        crate::device_kind(&self.device).map_err(|m| perturbgen::Error::param("train.device", m))?;
+        let gpu = crate::device_kind(&self.device).map_err(|m| perturbgen::Error::param("train.device", m))?.is_some();
+        ensure(!(gpu && self.precision == Precision::Bf16), Self::SECTION, "precision", || {
+            format!("bf16 is implemented for the CPU only, not device `{}` (use f32 or auto)", self.device)
+        })?;
         ensure(self.loglik_fit_steps >= 1, Self::SECTION, "loglik_fit_steps", || "must be at least 1".into())?;
         let mut seen = Vec::new();
         for m in &self.models {
@@ -383,6 +407,7 @@ impl ParamGuard for TrainSection {
             nbvae: self.params(ModelKind::Nbvae).check(ModelKind::Nbvae)?,
             models: self.models,
             device: self.device,
+            precision: self.precision,
             loglik_fit_steps: self.loglik_fit_steps,
         })
     }

@@ -1,6 +1,7 @@
 //! The generative models (SPEC §4): a conditional Deep Generative Decoder and a conditional
 //! NB-VAE in candle, trained on counts with a negative-binomial likelihood.
 pub mod adam;
+pub mod bf16;
 pub mod error;
 pub mod checkpoint;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod loglik;
 pub mod nb_loss;
 pub mod network;
 pub mod nn;
+pub mod onednn;
 pub mod plots;
 pub mod report;
 pub mod train;
@@ -43,12 +45,14 @@ pub fn device(name: &str) -> Result<Device> {
 }
 
 /// Caps candle's own CPU parallelism (its matmul and reduction pools read these variables once,
-/// at first use) at `threads`; must run before the first tensor operation.
+/// at first use) at `threads`, and oneDNN's (OpenMP reads OMP_NUM_THREADS when the library is
+/// loaded, [`onednn`]); must run before the first tensor operation.
 pub fn limit_threads(threads: usize) {
     let n = threads.to_string();
     // SAFETY-free in edition 2021; called at start-up before other threads exist.
     std::env::set_var("RAYON_NUM_THREADS", &n);
     std::env::set_var("CANDLE_NUM_THREADS", &n);
+    std::env::set_var("OMP_NUM_THREADS", &n);
 }
 
 /// Makes glibc's malloc keep freed memory for reuse. A training step allocates and frees ~0.5 GB

@@ -172,6 +172,7 @@ impl NbNll {
         }
     }
 
+    #[allow(clippy::type_complexity)]
     fn forward<T: Log1p>(&self, x: &[T], theta: &[T]) -> (Vec<f64>, Option<(Vec<f32>, Vec<f32>)>) {
         // One copy of the loops per link, so that the dense loop has no branch on it.
         match self.link {
@@ -180,6 +181,7 @@ impl NbNll {
         }
     }
 
+    #[allow(clippy::type_complexity)]
     fn forward_link<T: Log1p, const SOFTPLUS: bool>(&self, x: &[T], theta: &[T]) -> (Vec<f64>, Option<(Vec<f32>, Vec<f32>)>) {
         let b = &*self.batch;
         let g = b.n_genes;

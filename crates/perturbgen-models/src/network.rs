@@ -1,5 +1,6 @@
 //! The model's parameters and forward passes: the conditional decoder shared by both models,
 //! the per-gene dispersions, and either the DGD's mixture prior or the VAE's encoder.
+use super::bf16::MatmulPrecision;
 use super::config::{EncoderInput, ModelKind, TrainConfig};
 use super::data::{Covariates, ModelData};
 use super::gmm::Gmm;
@@ -22,6 +23,8 @@ pub struct Network {
     /// (`encoder_input`).
     pub encoder: Option<Mlp>,
     pub device: Device,
+    /// The decoder's products (`train.precision` resolved; f32 unless training sets it).
+    pub matmul: MatmulPrecision,
 }
 
 impl Network {
@@ -37,7 +40,7 @@ impl Network {
                 (None, Some(Mlp::new(&sizes, config.seed.wrapping_add(1), device)?))
             }
         };
-        Ok(Self { config, covariates, genes, decoder, theta, gmm, encoder, device: device.clone() })
+        Ok(Self { config, covariates, genes, decoder, theta, gmm, encoder, device: device.clone(), matmul: MatmulPrecision::F32 })
     }
 
     /// Decoder, dispersions and (VAE) encoder: the variables of the main optimiser.
@@ -61,7 +64,7 @@ impl Network {
     }
 
     pub fn decode(&self, z: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
-        self.decoder.forward(&Tensor::cat(&[z, c], 1)?)
+        self.decoder.forward_in(&Tensor::cat(&[z, c], 1)?, self.matmul)
     }
 
     /// The NB means m = M · link(decoder(concat(z, c))) [B, G], with `scale` the per-cell M

@@ -1,6 +1,7 @@
 //! Fully connected layers over candle variables, initialised from our own seeded RNG
 //! (candle's CPU device cannot be seeded, and PyTorch's `nn.Linear` init is what the write-up's
 //! models and the comparison benchmark use: U(−1/√fan_in, 1/√fan_in) for weights and biases).
+use crate::bf16::MatmulPrecision;
 use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +24,14 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         x.matmul(self.weight.as_tensor())?.broadcast_add(self.bias.as_tensor())
     }
+
+    /// [`Linear::forward`] with the products in `precision` (f32: the same ops as `forward`).
+    pub fn forward_in(&self, x: &Tensor, precision: MatmulPrecision) -> candle_core::Result<Tensor> {
+        match precision {
+            MatmulPrecision::F32 => self.forward(x),
+            MatmulPrecision::Bf16 => crate::bf16::linear(x, self.weight.as_tensor(), self.bias.as_tensor()),
+        }
+    }
 }
 
 /// Linear layers with ReLU between them (none after the last).
@@ -39,9 +48,14 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_in(x, MatmulPrecision::F32)
+    }
+
+    /// [`Mlp::forward`] with every layer's products in `precision`.
+    pub fn forward_in(&self, x: &Tensor, precision: MatmulPrecision) -> candle_core::Result<Tensor> {
         let mut h = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h)?;
+            h = layer.forward_in(&h, precision)?;
             if i + 1 < self.layers.len() {
                 h = h.relu()?;
             }

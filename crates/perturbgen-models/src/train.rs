@@ -351,11 +351,12 @@ pub struct TrainRun<'a> {
     pub stop_after: Option<usize>,
 }
 
-/// A fresh trainer of the same settings and cells, in place of `trainer`.
+/// A fresh trainer of the same settings, cells and matmul precision, in place of `trainer`.
 fn start_over(trainer: &mut Trainer) -> Result<()> {
     let m = &trainer.meta;
-    let device = trainer.net.device.clone();
+    let (device, matmul) = (trainer.net.device.clone(), trainer.net.matmul);
     *trainer = Trainer::new(m.config.clone(), m.covariates.clone(), m.genes.clone(), m.train_ids.clone(), m.val_ids.clone(), &device)?;
+    trainer.net.matmul = matmul;
     Ok(())
 }
 

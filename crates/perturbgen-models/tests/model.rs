@@ -178,7 +178,7 @@ fn nb_op_is_finite_at_extreme_logits() {
     for &k in &ks {
         if k > 0 {
             b.indices.extend(0..xs.len() as u32);
-            b.data.extend(std::iter::repeat(k as f32).take(xs.len()));
+            b.data.extend(std::iter::repeat_n(k as f32, xs.len()));
         }
         b.indptr.push(b.indices.len());
         b.scale.push(50.0);
@@ -434,7 +434,7 @@ fn format_2_checkpoints_load_but_do_not_resume() {
         assert!(loaded.loglik(&data, 2, &|| ()).unwrap().iter().all(|v| v.is_finite()));
         let m = &loaded.meta;
         let mut trainer = Trainer::new(m.config.clone(), m.covariates.clone(), m.genes.clone(), m.train_ids.clone(), m.val_ids.clone(), &Device::Cpu).unwrap();
-        let err = trainer.restore(tmp.path(), "last").err().expect("a format-2 checkpoint must not resume").to_string();
+        let err = trainer.restore(tmp.path(), "last").expect_err("a format-2 checkpoint must not resume").to_string();
         assert!(err.contains("cannot resume") && err.contains("perturbgen-model-2"), "{err}");
         let path = tmp.path().join("model.json");
         let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

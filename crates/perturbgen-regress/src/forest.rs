@@ -306,6 +306,7 @@ fn shard_seed(seed: u64, output: usize, shard: usize) -> u64 {
 
 /// Fits one forest per column of `targets` (n × outputs, column-major: one Vec per output) on
 /// `x` and predicts `xt`. Work = outputs × fixed shards, in parallel; deterministic.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fit_forests(x: &[f64], n: usize, p: usize, xt: &[f64], nt: usize, targets: &[Vec<f64>], params: &ForestConfig, progress: &(dyn Fn() + Sync)) -> Result<Vec<Vec<f64>>> {
     let xm = DenseMatrix::new(n, p, x.to_vec(), false).map_err(|e| Error::Forest(format!("training matrix: {e}")))?;
     let xtm = DenseMatrix::new(nt, p, xt.to_vec(), false).map_err(|e| Error::Forest(format!("target matrix: {e}")))?;

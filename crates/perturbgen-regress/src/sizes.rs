@@ -147,7 +147,7 @@ pub fn fit_sizes(measured: &SizeTable, targets: &[GroupKey], config: &SizesConfi
     let p = &config.params;
     // Held-out check: a seeded share of the groups, predicted by forests fitted on the rest.
     let mut order: Vec<usize> = (0..train.len()).collect();
-    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(p.seed ^ 0x5123_e5));
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(p.seed ^ 0x0051_23e5));
     let n_val = ((p.validation_fraction * train.len() as f64).round() as usize).min(train.len() - 1);
     let (val_idx, fit_idx) = order.split_at(n_val);
     let (mut heldout_cells, mut heldout_scale) = (Vec::new(), Vec::new());

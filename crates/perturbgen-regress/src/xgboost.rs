@@ -168,6 +168,7 @@ pub fn fit_predict(x: &[f32], y: &[f32], cols: usize, x_new: &[f32], params: &[(
             (_, e) => e,
         })?;
     }
+    #[allow(clippy::manual_checked_ops)]
     let new = DMatrix::dense(x_new, if cols == 0 { 0 } else { x_new.len() / cols }, cols)?;
     booster.predict(&new)
 }

@@ -88,6 +88,7 @@ pub fn plot_value_histograms(path: &Path, tables: &[(String, crate::io::de_table
     let bound = tables.iter().flat_map(|(_, t)| t.values.iter()).fold(0f64, |m, v| m.max(v.abs())).clamp(1.0, 20.0);
     let bins = 80usize;
     let width = 2.0 * bound / bins as f64;
+    #[allow(clippy::type_complexity)]
     let curves: Vec<(String, f64, Vec<(f64, f64)>)> = tables
         .iter()
         .map(|(name, t)| {

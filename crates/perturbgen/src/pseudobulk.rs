@@ -86,6 +86,7 @@ impl PseudoBulk {
     pub fn from_cells(inputs: &[(&Cells, &Path)]) -> Result<Self> {
         let genes = inputs.first().map(|(c, _)| c.counts.genes.clone()).unwrap_or_default();
         let g = genes.len();
+        #[allow(clippy::type_complexity)]
         let mut groups: BTreeMap<(String, String, String), (GroupKey, u64, Vec<f64>)> = BTreeMap::new();
         for (cells, path) in inputs {
             if inputs[0].0.counts.genes != cells.counts.genes {

@@ -212,6 +212,7 @@ fn bad_counts_are_refused_with_row_and_column() {
     let dir = tmp();
     let o = obs(3);
     let g = vec!["a".to_string(), "b".to_string()];
+    #[allow(clippy::type_complexity)]
     let cases: Vec<(&str, Vec<&str>, Vec<&str>, ArrayRef, &str)> = vec![
         ("neg.parquet", vec!["cell000", "cell001"], vec!["a", "b"], Arc::new(Float64Array::from(vec![1.0, -2.0])), "row 2, column `count`: expected a whole non-negative count, found -2"),
         ("frac.parquet", vec!["cell000", "cell001"], vec!["a", "b"], Arc::new(Float64Array::from(vec![1.5, 2.0])), "row 1, column `count`: expected a whole non-negative count, found 1.5"),

@@ -343,6 +343,7 @@ fn compact(m: &mut CountMatrix, filled: &[u64]) {
         return;
     }
     let mut write = 0usize;
+    #[allow(clippy::needless_range_loop)] // i indexes indptr and filled alike
     for i in 0..n {
         let (start, end) = (m.indptr[i] as usize, filled[i] as usize);
         m.indices.copy_within(start..end, write);

@@ -193,6 +193,7 @@ impl ObsTable {
         }
         let idx = map.positions_or_index(path, |name| columns.iter().position(|(n, _)| n == name), true)?;
         let mut obs = ObsTable::default();
+        #[allow(clippy::needless_range_loop)] // r indexes every column and the index alike
         for r in 0..index.len() {
             obs.push_text(path, r as u64 + 1, |k| match idx[k] {
                 Some(ColumnAt::Column(i)) => Some(columns[i].1[r].as_str()),

@@ -1,0 +1,225 @@
+//! The decoder's matrix products in reduced precision (`train.precision`): bf16 inputs, f32
+//! accumulation and outputs, on the CPU's AMX-BF16 / AVX512-BF16 units through oneDNN
+//! ([`crate::onednn`]). Only the decoder's Linear layers change ([`linear`]: forward x·W + b,
+//! backward dX = dY·Wᵀ and dW = Xᵀ·dY with x, W and dY rounded to bf16); the weights, their
+//! gradients, Adam's state, the NB likelihood and everything else stay f32. With `f32` the
+//! decoder runs candle's f32 `matmul` exactly as before.
+use crate::config::Precision;
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Forward passes of [`linear`] so far in this process (tests: the f32 path never runs it).
+static LINEAR_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+pub fn linear_calls() -> usize {
+    LINEAR_CALLS.load(Ordering::Relaxed)
+}
+
+/// What the decoder's products run in, once `train.precision` is resolved on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatmulPrecision {
+    /// candle's f32 matmul (the default, and what scoring always uses).
+    #[default]
+    F32,
+    /// [`linear`]: bf16 inputs, f32 accumulation (oneDNN).
+    Bf16,
+}
+
+/// The CPU's bf16 matrix units (x86_64 CPUID; none elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuBf16 {
+    /// AVX512-BF16 (Cooper Lake, Sapphire Rapids, Zen 4 and later): bf16 dot products.
+    pub avx512_bf16: bool,
+    /// AMX-BF16 (Sapphire Rapids and later): bf16 tile matrix multiply.
+    pub amx_bf16: bool,
+}
+
+impl CpuBf16 {
+    /// This CPU's units: CPUID leaf 7 subleaf 1 EAX bit 5 (AVX512-BF16) and subleaf 0 EDX bit
+    /// 22 (AMX-BF16), each only with AVX-512 enabled by the OS (AMX tile state is requested from
+    /// the kernel by oneDNN itself).
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{__cpuid, __cpuid_count};
+            if !std::arch::is_x86_feature_detected!("avx512f") {
+                return Self::default();
+            }
+            // SAFETY: CPUID exists on every x86_64 CPU; leaf 7 is checked against the highest
+            // leaf first. (The intrinsics are safe functions in newer Rust, unsafe in 1.85.)
+            #[allow(unused_unsafe)]
+            let (max_leaf, sub0, sub1) = unsafe { (__cpuid(0).eax, __cpuid_count(7, 0), __cpuid_count(7, 1)) };
+            if max_leaf < 7 {
+                return Self::default();
+            }
+            Self { avx512_bf16: sub1.eax & (1 << 5) != 0, amx_bf16: sub0.edx & (1 << 22) != 0 }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Self::default()
+    }
+
+    pub fn any(self) -> bool {
+        self.avx512_bf16 || self.amx_bf16
+    }
+
+    pub fn describe(self) -> String {
+        let units: Vec<&str> = [(self.amx_bf16, "AMX-BF16"), (self.avx512_bf16, "AVX512-BF16")].into_iter().filter_map(|(on, n)| on.then_some(n)).collect();
+        if units.is_empty() {
+            "no bf16 units".into()
+        } else {
+            units.join(" + ")
+        }
+    }
+}
+
+/// `train.precision` for a run on a CPU with `cpu`'s units, `backend` the bf16 library's
+/// availability (Err: why not). `auto` takes bf16 only with both, else f32; `bf16` without them
+/// is an error (an explicit request is not silently dropped; `auto` is the fallback).
+pub fn resolve(requested: Precision, cpu: CpuBf16, backend: Result<(), String>) -> Result<MatmulPrecision, String> {
+    match requested {
+        Precision::F32 => Ok(MatmulPrecision::F32),
+        Precision::Auto => Ok(if cpu.any() && backend.is_ok() { MatmulPrecision::Bf16 } else { MatmulPrecision::F32 }),
+        Precision::Bf16 if !cpu.any() => Err("bf16 needs a CPU with AMX-BF16 or AVX512-BF16 units, this one has neither (use f32 or auto)".into()),
+        Precision::Bf16 => backend.map(|()| MatmulPrecision::Bf16).map_err(|e| format!("bf16 needs oneDNN: {e} (or use f32 or auto)")),
+    }
+}
+
+/// Resolves `train.precision` on this machine for `device` (bf16 is a CPU path: `auto` on a GPU
+/// is f32) and logs the choice; errors name the key.
+pub fn resolve_for(requested: Precision, device: &candle_core::Device) -> crate::Result<MatmulPrecision> {
+    if !device.is_cpu() {
+        return match requested {
+            Precision::Bf16 => Err(crate::Error::param("train.precision", "bf16 is implemented for the CPU only (use f32 or auto on a GPU)")),
+            _ => {
+                log::info!("precision: f32 (device is not the CPU)");
+                Ok(MatmulPrecision::F32)
+            }
+        };
+    }
+    let cpu = CpuBf16::detect();
+    // Only look for the library when bf16 could be used.
+    let backend = if requested == Precision::F32 || !cpu.any() { Err("not needed".to_string()) } else { backend_check() };
+    let chosen = resolve(requested, cpu, backend.clone().map(|_| ())).map_err(|m| crate::Error::param("train.precision", m))?;
+    match (requested, chosen, &backend) {
+        (_, MatmulPrecision::Bf16, Ok(kernel)) => {
+            log::info!("precision: bf16 decoder products ({}; oneDNN kernel {kernel}), f32 accumulation and weights", cpu.describe())
+        }
+        (Precision::F32, ..) => log::info!("precision: f32 (as set)"),
+        (_, _, Err(why)) if cpu.any() => log::info!("precision: f32 (auto: this CPU has {}, but {why})", cpu.describe()),
+        _ => log::info!("precision: f32 (auto: this CPU has no bf16 units)"),
+    }
+    Ok(chosen)
+}
+
+/// Loads oneDNN and compiles a probe product: Ok(the kernel's name) where bf16 runs.
+pub fn backend_check() -> Result<String, String> {
+    let lib = crate::onednn::get()?;
+    lib.implementation(64, 64, 64).map(|name| format!("{name}, oneDNN {}", lib.version))
+}
+
+/// f32 → bf16 bits, rounding to nearest even (NaN stays NaN).
+#[inline]
+pub fn to_bf16_bits(x: f32) -> u16 {
+    let u = x.to_bits();
+    // Both branches computed, then selected: the loop over a slice vectorises.
+    let rounded = u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16;
+    let nan = (u >> 16) | 0x40;
+    (if u & 0x7fff_ffff > 0x7f80_0000 { nan } else { rounded }) as u16
+}
+
+pub fn from_bf16_bits(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+/// `src` rounded to bf16, in parallel on the current rayon pool.
+pub fn to_bf16(src: &[f32]) -> Vec<u16> {
+    const CHUNK: usize = 1 << 16;
+    let mut out = vec![0u16; src.len()];
+    out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &v)| *o = to_bf16_bits(v)));
+    out
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        (CpuStorage::F32(_), None) => candle_core::bail!("linear_bf16: {what} must be contiguous"),
+        _ => candle_core::bail!("linear_bf16: {what} must be f32, found {:?}", s.dtype()),
+    }
+}
+
+fn tensor_bf16(t: &Tensor, what: &str) -> candle_core::Result<Vec<u16>> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => Ok(to_bf16(f32_slice(s, layout, what)?)),
+        _ => candle_core::bail!("linear_bf16: {what} is not on the CPU"),
+    }
+}
+
+/// c[m, n] = op(a)·op(b) (+ bias) on bf16 bits, f32 accumulation ([`crate::onednn::OneDnn::gemm`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(m: usize, k: usize, n: usize, a: &[u16], a_trans: bool, b: &[u16], b_trans: bool, bias: Option<&[f32]>) -> candle_core::Result<Vec<f32>> {
+    let lib = crate::onednn::get().map_err(candle_core::Error::Msg)?;
+    let mut c = vec![0f32; m * n];
+    lib.gemm(m, k, n, a, a_trans, b, b_trans, bias, &mut c).map_err(candle_core::Error::Msg)?;
+    Ok(c)
+}
+
+/// y = x·W + b as one op whose products take bf16 inputs (see the module doc).
+#[derive(Default)]
+struct LinearBf16 {
+    /// x and W in bf16 from the forward pass, for the backward one.
+    saved: Mutex<Option<(Vec<u16>, Vec<u16>)>>,
+}
+
+impl CustomOp3 for LinearBf16 {
+    fn name(&self) -> &'static str {
+        "linear_bf16"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (f32_slice(s1, l1, "x")?, f32_slice(s2, l2, "weight")?, f32_slice(s3, l3, "bias")?);
+        let (m, k) = l1.shape().dims2()?;
+        let (k2, n) = l2.shape().dims2()?;
+        if k != k2 || b.len() != n {
+            candle_core::bail!("linear_bf16: x {:?}, weight {:?} and bias {:?} do not fit", l1.shape(), l2.shape(), l3.shape());
+        }
+        LINEAR_CALLS.fetch_add(1, Ordering::Relaxed);
+        let (xb, wb) = (to_bf16(x), to_bf16(w));
+        let y = gemm(m, k, n, &xb, false, &wb, false, Some(b))?;
+        if let Ok(mut slot) = self.saved.lock() {
+            *slot = Some((xb, wb));
+        }
+        Ok((CpuStorage::F32(y), Shape::from((m, n))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (m, k) = x.dims2()?;
+        let n = w.dim(1)?;
+        let saved = self.saved.lock().ok().and_then(|mut s| s.take());
+        let (xb, wb) = match saved {
+            Some(v) => v,
+            None => (tensor_bf16(x, "x")?, tensor_bf16(w, "weight")?), // a second backward pass
+        };
+        let dyb = tensor_bf16(dy, "output gradient")?;
+        let dx = gemm(m, n, k, &dyb, false, &wb, true, None)?; // dY[m,n] · Wᵀ (W stored [k,n])
+        let dw = gemm(k, m, n, &xb, true, &dyb, false, None)?; // Xᵀ (x stored [m,k]) · dY[m,n]
+        let db = dy.sum(0)?;
+        let device = x.device();
+        Ok((Some(Tensor::from_vec(dx, (m, k), device)?), Some(Tensor::from_vec(dw, (k, n), device)?), Some(db)))
+    }
+}
+
+/// y = x·W + b (x [B, in], W [in, out], b [out], f32) with the products in bf16 / f32 accumulate.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearBf16::default())
+}
+
+/// c = a·b (f32 [m, k] · [k, n]) with bf16 inputs and f32 accumulation, no gradient: for tests
+/// and benchmarks.
+pub fn matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> candle_core::Result<Vec<f32>> {
+    gemm(m, k, n, &to_bf16(a), false, &to_bf16(b), false, None)
+}

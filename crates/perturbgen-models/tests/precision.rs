@@ -1,0 +1,174 @@
+//! `train.precision`: the bf16 product and the decoder layer's custom op against f64 / f32
+//! references, `auto`'s resolution with the CPU's units faked, the config key, and the f32 path
+//! staying candle's own ops. The oneDNN tests skip (saying so) where libdnnl.so.2 or a bf16
+//! kernel is missing.
+use candle_core::{Device, Tensor, Var};
+use perturbgen::params::ParamGuard;
+use perturbgen_models::bf16::{self, CpuBf16, MatmulPrecision};
+use perturbgen_models::config::{Precision, TrainSection};
+use perturbgen_models::nn::Mlp;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn bf16_available() -> bool {
+    match bf16::backend_check() {
+        Ok(kernel) => {
+            eprintln!("oneDNN bf16 kernel: {kernel}");
+            true
+        }
+        Err(why) => {
+            eprintln!("skipped: no oneDNN bf16 matmul here ({why})");
+            false
+        }
+    }
+}
+
+fn random(n: usize, scale: f32, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+fn round_bf16(v: &[f32]) -> Vec<f32> {
+    bf16::to_bf16(v).into_iter().map(bf16::from_bf16_bits).collect()
+}
+
+#[test]
+fn bf16_rounding_is_nearest_even() {
+    for (x, bits) in [(1.0f32, 0x3f80u16), (-2.5, 0xc020), (0.0, 0), (f32::INFINITY, 0x7f80), (f32::MAX, 0x7f80)] {
+        assert_eq!(bf16::to_bf16_bits(x), bits, "{x}");
+    }
+    // Halfway cases go to the even neighbour; just above halfway rounds up.
+    assert_eq!(bf16::to_bf16_bits(f32::from_bits(0x3f80_8000)), 0x3f80);
+    assert_eq!(bf16::to_bf16_bits(f32::from_bits(0x3f81_8000)), 0x3f82);
+    assert_eq!(bf16::to_bf16_bits(f32::from_bits(0x3f80_8001)), 0x3f81);
+    assert!(bf16::from_bf16_bits(bf16::to_bf16_bits(f32::NAN)).is_nan());
+    assert!(bf16::from_bf16_bits(bf16::to_bf16_bits(f32::from_bits(0x7f80_0001))).is_nan(), "a NaN must not round to inf");
+    // Every value within 2^-8 relative.
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for v in random(10_000, 1e3, &mut rng) {
+        let r = bf16::from_bf16_bits(bf16::to_bf16_bits(v));
+        assert!((r - v).abs() <= v.abs() * 2f32.powi(-8), "{v} → {r}");
+    }
+}
+
+#[test]
+fn bf16_product_matches_f64_reference() {
+    if !bf16_available() {
+        return;
+    }
+    let (m, k, n) = (37, 301, 129);
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (a, b) = (random(m * k, 1.0, &mut rng), random(k * n, 1.0, &mut rng));
+    let c = bf16::matmul(&a, &b, m, k, n).unwrap();
+    let (ar, br) = (round_bf16(&a), round_bf16(&b));
+    for i in 0..m {
+        for j in 0..n {
+            let (mut exact, mut of_rounded, mut abs) = (0f64, 0f64, 0f64);
+            for l in 0..k {
+                exact += a[i * k + l] as f64 * b[l * n + j] as f64;
+                of_rounded += ar[i * k + l] as f64 * br[l * n + j] as f64;
+                abs += (a[i * k + l] as f64 * b[l * n + j] as f64).abs();
+            }
+            let got = c[i * n + j] as f64;
+            // The products of the rounded inputs, accumulated in f32: f32 accuracy.
+            assert!((got - of_rounded).abs() <= 1e-5 * abs, "[{i},{j}] {got} vs {of_rounded} (rounded inputs)");
+            // Against the exact product of the f32 inputs: two roundings to 8 bits each.
+            assert!((got - exact).abs() <= 2.0 * 2f64.powi(-8) * abs, "[{i},{j}] {got} vs {exact}");
+        }
+    }
+}
+
+fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    let d = (a - b).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+    let n = b.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+    (d / n).sqrt()
+}
+
+#[test]
+fn custom_op_gradients_match_f32_matmul() {
+    if !bf16_available() {
+        return;
+    }
+    let dev = Device::Cpu;
+    let (m, k, n) = (48, 113, 70);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x = Var::from_vec(random(m * k, 1.0, &mut rng), (m, k), &dev).unwrap();
+    let w = Var::from_vec(random(k * n, 0.1, &mut rng), (k, n), &dev).unwrap();
+    let b = Var::from_vec(random(n, 0.1, &mut rng), n, &dev).unwrap();
+    let target = Tensor::from_vec(random(m * n, 1.0, &mut rng), (m, n), &dev).unwrap();
+    let loss = |y: Tensor| (y - &target).unwrap().sqr().unwrap().sum_all().unwrap();
+    let y32 = x.as_tensor().matmul(w.as_tensor()).unwrap().broadcast_add(b.as_tensor()).unwrap();
+    let y16 = bf16::linear(x.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap();
+    assert!(rel(&y16, &y32) < 1e-2, "forward: {}", rel(&y16, &y32));
+    let (g32, g16) = (loss(y32).backward().unwrap(), loss(y16).backward().unwrap());
+    for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
+        let (a, r) = (g16.get(v.as_tensor()).unwrap(), g32.get(v.as_tensor()).unwrap());
+        assert_eq!(a.dims(), r.dims(), "{name}");
+        let e = rel(a, r);
+        assert!(e < 1e-2, "d/d{name}: relative error {e}");
+    }
+}
+
+#[test]
+fn f32_path_is_candles_own_ops() {
+    let dev = Device::Cpu;
+    let mlp = Mlp::new(&[9, 16, 33], 4, &dev).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let x = Var::from_vec(random(20 * 9, 1.0, &mut rng), (20, 9), &dev).unwrap();
+    let calls = bf16::linear_calls();
+    let y = mlp.forward_in(x.as_tensor(), MatmulPrecision::F32).unwrap();
+    // The pre-precision decoder, written out: x·W + b, ReLU, x·W + b.
+    let (l0, l1) = (&mlp.layers[0], &mlp.layers[1]);
+    let h = x.as_tensor().matmul(l0.weight.as_tensor()).unwrap().broadcast_add(l0.bias.as_tensor()).unwrap().relu().unwrap();
+    let reference = h.matmul(l1.weight.as_tensor()).unwrap().broadcast_add(l1.bias.as_tensor()).unwrap();
+    let bytes = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bytes(&y), bytes(&reference));
+    let (g, gr) = (y.sum_all().unwrap().backward().unwrap(), reference.sum_all().unwrap().backward().unwrap());
+    for v in [&l0.weight, &l1.weight, &x] {
+        assert_eq!(bytes(g.get(v.as_tensor()).unwrap()), bytes(gr.get(v.as_tensor()).unwrap()));
+    }
+    assert_eq!(bf16::linear_calls(), calls, "the f32 path ran the bf16 op");
+    assert_eq!(MatmulPrecision::default(), MatmulPrecision::F32);
+}
+
+#[test]
+fn auto_resolution_with_faked_cpus() {
+    let none = CpuBf16::default();
+    let amx = CpuBf16 { amx_bf16: true, ..none };
+    let avx = CpuBf16 { avx512_bf16: true, ..none };
+    let lib = || Ok(());
+    let nolib = || Err("cannot load oneDNN".to_string());
+    use MatmulPrecision::{Bf16, F32};
+    for cpu in [none, amx, avx] {
+        assert_eq!(bf16::resolve(Precision::F32, cpu, lib()), Ok(F32));
+        assert_eq!(bf16::resolve(Precision::F32, cpu, nolib()), Ok(F32));
+        assert_eq!(bf16::resolve(Precision::Auto, cpu, nolib()), Ok(F32), "auto without the library falls back");
+    }
+    assert_eq!(bf16::resolve(Precision::Auto, none, lib()), Ok(F32));
+    assert_eq!(bf16::resolve(Precision::Auto, amx, lib()), Ok(Bf16));
+    assert_eq!(bf16::resolve(Precision::Auto, avx, lib()), Ok(Bf16));
+    assert_eq!(bf16::resolve(Precision::Bf16, amx, lib()), Ok(Bf16));
+    let err = bf16::resolve(Precision::Bf16, none, lib()).unwrap_err();
+    assert!(err.contains("AMX-BF16 or AVX512-BF16"), "{err}");
+    let err = bf16::resolve(Precision::Bf16, avx, nolib()).unwrap_err();
+    assert!(err.contains("oneDNN"), "{err}");
+}
+
+#[test]
+fn precision_key_parses_defaults_to_auto_and_names_itself() {
+    assert_eq!(TrainSection::default().precision, Precision::Auto);
+    // (The `train.precision` key in messages comes from perturbgen-cli's serde_path_to_error.)
+    let parse = |v: &str| serde_json::from_str::<TrainSection>(&format!("{{\"precision\": \"{v}\"}}"));
+    assert_eq!(parse("bf16").unwrap().precision, Precision::Bf16);
+    assert_eq!(parse("f32").unwrap().precision, Precision::F32);
+    assert_eq!(parse("auto").unwrap().precision, Precision::Auto);
+    let err = parse("fp16").unwrap_err().to_string();
+    assert!(err.contains("unknown variant `fp16`") && err.contains("bf16"), "{err}");
+    let plan = TrainSection { precision: Precision::F32, ..Default::default() }.check().unwrap();
+    assert_eq!(plan.precision, Precision::F32);
+    if cfg!(feature = "cuda") {
+        match (TrainSection { precision: Precision::Bf16, device: "cuda".into(), ..Default::default() }).check() {
+            Err(perturbgen::Error::Param { key, .. }) => assert_eq!(key, "train.precision"),
+            other => panic!("expected a train.precision error, got {other:?}"),
+        }
+    }
+}

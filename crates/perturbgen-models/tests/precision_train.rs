@@ -1,0 +1,92 @@
+//! Training with `precision` f32 and bf16 on toy cells (its own test process: it counts the bf16
+//! op's calls, which other tests running alongside would change).
+use candle_core::Device;
+use perturbgen::cells::Cells;
+use perturbgen::counts::CountMatrix;
+use perturbgen::io::obs::{CellMeta, ObsTable};
+use perturbgen_models::bf16::{self, MatmulPrecision};
+use perturbgen_models::config::{ModelKind, ModelParams};
+use perturbgen_models::data::{Covariates, ModelData};
+use perturbgen_models::train::{train, Resume, TrainRun, Trainer};
+
+/// 300 cells × 30 genes, two cell types and three plates (as tests/model.rs).
+fn toy_cells() -> Cells {
+    let genes: Vec<String> = (0..30).map(|g| format!("G{g}")).collect();
+    let mut counts = CountMatrix::new(genes);
+    let mut obs = ObsTable::default();
+    for i in 0..300usize {
+        let (ct, plate) = (["T cells", "NK cells"][i % 2], ["p1", "p2", "p3"][i % 3]);
+        let id = format!("cell{i}");
+        obs.push(&CellMeta {
+            obs_id: &id, library_id: "lib", plate_name: plate, well: "A1", row: "A", col: 1, cell_id: "c", donor_id: "d",
+            cell_type: ct, sm_lincs_id: "x", sm_name: "Dimethyl Sulfoxide", smiles: "C", dose_um: 0.0, timepoint_hr: 24.0, control: true,
+        });
+        let (mut idx, mut data) = (Vec::new(), Vec::new());
+        for g in 0..30u32 {
+            let k = ((i as u32 * 7 + g * 13) % 11).saturating_sub(if i % 2 == 0 { 4 } else { 6 }) * (1 + g % 3);
+            if k > 0 {
+                idx.push(g);
+                data.push(k);
+            }
+        }
+        counts.push_row(&idx, &data);
+    }
+    Cells { obs, counts }
+}
+
+/// Trains `model` for 10 epochs; (history's train NLL per epoch, last.safetensors).
+fn train_toy(model: ModelKind, precision: MatmulPrecision) -> (Vec<f64>, Vec<u8>) {
+    let cells = toy_cells();
+    let (tc, vc) = (cells.take(&(0..300).filter(|i| i % 10 != 0).collect::<Vec<_>>()), cells.take(&(0..300).filter(|i| i % 10 == 0).collect::<Vec<_>>()));
+    let config = ModelParams {
+        decoder_hidden: Some(vec![16, 32]),
+        encoder_hidden: Some(vec![32, 16]),
+        latent_dim: Some(3),
+        batch_size: Some(64),
+        max_epochs: Some(10),
+        min_epochs: Some(10),
+        kl_warmup: Some(3),
+        checkpoint_every: Some(100),
+        covariates: Some(vec!["cell_type".into(), "plate_name".into()]),
+        ..Default::default()
+    }
+    .check(model)
+    .unwrap();
+    let covariates = Covariates::fit(&tc.obs, &config.covariates).unwrap();
+    let p = std::path::Path::new("toy");
+    let (td, vd) = (ModelData::new(tc.clone(), config.scale, &covariates, p).unwrap(), ModelData::new(vc.clone(), config.scale, &covariates, p).unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    perturbgen::threads::with_threads(2, || {
+        let mut trainer = Trainer::new(config, covariates, tc.counts.genes.clone(), tc.obs.obs_id.clone(), vc.obs.obs_id.clone(), &Device::Cpu).unwrap();
+        trainer.net.matmul = precision;
+        let run = TrainRun { train: &td, val: &vd, out_dir: tmp.path().to_path_buf(), resume: Resume::No, stop_after: None };
+        train(&mut trainer, &run).unwrap();
+    })
+    .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(tmp.path().join("last.json")).unwrap()).unwrap();
+    let recon = meta["history"].as_array().unwrap().iter().map(|h| h["train_recon"].as_f64().unwrap()).collect();
+    (recon, std::fs::read(tmp.path().join("last.safetensors")).unwrap())
+}
+
+#[test]
+fn bf16_training_follows_f32_and_f32_never_runs_the_op() {
+    for model in [ModelKind::Dgd, ModelKind::Nbvae] {
+        let calls = bf16::linear_calls();
+        let (f32_recon, f32_bytes) = train_toy(model, MatmulPrecision::F32);
+        assert_eq!(bf16::linear_calls(), calls, "{model:?}: f32 training ran the bf16 op");
+        assert_eq!(train_toy(model, MatmulPrecision::F32).1, f32_bytes, "{model:?}: f32 is not deterministic");
+        match bf16::backend_check() {
+            Err(why) => eprintln!("skipped the bf16 half: {why}"),
+            Ok(_) => {
+                let (bf16_recon, _) = train_toy(model, MatmulPrecision::Bf16);
+                assert!(bf16::linear_calls() > calls, "{model:?}: bf16 training did not run the bf16 op");
+                let (first, last) = (bf16_recon[0], bf16_recon[bf16_recon.len() - 1]);
+                assert!(last < 0.95 * first, "{model:?}: bf16 train NLL {first} → {last}");
+                // Same trajectory within bf16's rounding: the per-epoch train NLL within 2 %.
+                for (e, (a, b)) in bf16_recon.iter().zip(&f32_recon).enumerate() {
+                    assert!((a - b).abs() <= 0.02 * b.abs(), "{model:?} epoch {}: bf16 {a} vs f32 {b}", e + 1);
+                }
+            }
+        }
+    }
+}
