@@ -209,7 +209,7 @@ class Route:
         self.sections, self.inner, self.values = tuple(sections), inner, values
 
 
-MODEL_SECTIONS = ("train.common", "train.device", "train.{model}")  # rule train_model
+MODEL_SECTIONS = ("train.common", "train.device", "train.precision", "train.{model}")  # rule train_model
 GENERATE_JOB_SECTIONS = (*MODEL_SECTIONS, "sizes", "generate.emit", "generate.seed", "generate.reference")  # rule generate
 ROUTE_REGISTRY = {
     "zero": Route(inner=True),  # workflow/rules/score.smk

@@ -5,9 +5,9 @@ MODELS = ALL_MODELS  # every model some run (the main one or a sweep row) trains
 
 def train_params(wildcards):
     """pgen-train's `--params`: the shared settings and the model's own (the other model's keys
-    stay out, so that changing them does not rerun this one), and the device."""
+    stay out, so that changing them does not rerun this one), the device and the precision."""
     t, model = cfg_of(wildcards)["train"], wildcards.model
-    return section_params("train", common=t["common"], device=t["device"], models=[model], **{model: t.get(model) or {}})
+    return section_params("train", common=t["common"], device=t["device"], precision=t["precision"], models=[model], **{model: t.get(model) or {}})
 
 
 def loglik_params(wildcards):
