@@ -1,12 +1,11 @@
 //! The generative models' numerical core against independent truth: the NB log-likelihood op
 //! against statrs' negative-binomial log-pmf, its gradients against finite differences, the
 //! fused Adam against hand-computed steps, and training determinism / exact resume in-process.
+mod common;
+use common::{small_config, toy_cells};
 use candle_core::{DType, Device, Tensor, Var};
-use perturbgen::cells::Cells;
-use perturbgen::counts::CountMatrix;
-use perturbgen::io::obs::{CellMeta, ObsTable};
 use perturbgen_models::adam::{AdamParams, AdamState};
-use perturbgen_models::config::{ModelKind, ModelParams, TrainConfig};
+use perturbgen_models::config::{ModelKind, ModelParams};
 use perturbgen_models::data::{Covariates, ModelData};
 use perturbgen_models::nb_loss::{digamma, nb_log_likelihood, nb_nll, Dispersion, Link, SparseBatch};
 use perturbgen_models::train::{train, Resume, TrainRun, Trainer};
@@ -226,48 +225,7 @@ fn adam_matches_hand_computed_steps() {
     assert!((theta[0] as f64 - expected).abs() < 1e-6, "{} vs {expected}", theta[0]);
 }
 
-/// 300 cells × 30 genes, two cell types and three plates, counts from a fixed pattern.
-fn toy_cells() -> Cells {
-    let genes: Vec<String> = (0..30).map(|g| format!("G{g}")).collect();
-    let mut counts = CountMatrix::new(genes);
-    let mut obs = ObsTable::default();
-    for i in 0..300usize {
-        let (ct, plate) = (["T cells", "NK cells"][i % 2], ["p1", "p2", "p3"][i % 3]);
-        let id = format!("cell{i}");
-        obs.push(&CellMeta {
-            obs_id: &id, library_id: "lib", plate_name: plate, well: "A1", row: "A", col: 1, cell_id: "c", donor_id: "d",
-            cell_type: ct, sm_lincs_id: "x", sm_name: "Dimethyl Sulfoxide", smiles: "C", dose_um: 0.0, timepoint_hr: 24.0, control: true,
-        });
-        let (mut idx, mut data) = (Vec::new(), Vec::new());
-        for g in 0..30u32 {
-            let k = ((i as u32 * 7 + g * 13) % 11).saturating_sub(if i % 2 == 0 { 4 } else { 6 }) * (1 + g % 3);
-            if k > 0 {
-                idx.push(g);
-                data.push(k);
-            }
-        }
-        counts.push_row(&idx, &data);
-    }
-    Cells { obs, counts }
-}
 
-fn small_config(model: ModelKind) -> TrainConfig {
-    // min_epochs = max_epochs: no early stop.
-    ModelParams {
-        decoder_hidden: Some(vec![16, 32]),
-        encoder_hidden: Some(vec![32, 16]),
-        latent_dim: Some(3),
-        batch_size: Some(64),
-        max_epochs: Some(10),
-        min_epochs: Some(10),
-        kl_warmup: Some(3),
-        checkpoint_every: Some(100),
-        covariates: Some(vec!["cell_type".into(), "plate_name".into()]),
-        ..Default::default()
-    }
-    .check(model)
-    .unwrap()
-}
 
 #[test]
 fn model_params_merge_and_check_name_the_key() {
