@@ -79,16 +79,17 @@ def _coerce_cli_strings(cfg, schema, doc="config.schema.yaml"):
     return cfg
 
 
-def _load_config_checks():
-    """workflow/scripts/config_checks.py: the config-time checks, shared with rule check_config."""
-    path = os.path.join(workflow.basedir, "workflow", "scripts", "config_checks.py")
-    spec = importlib.util.spec_from_file_location("perturbgen_config_checks", path)
-    checks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(checks)
-    return checks
+def _load_script_module(name):
+    """A module of workflow/scripts/ (shared with the rules that run it as a script)."""
+    path = os.path.join(workflow.basedir, "workflow", "scripts", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"perturbgen_{name}", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
 
 
-CONFIG_CHECKS = _load_config_checks()
+# The config-time checks, shared with rule check_config.
+CONFIG_CHECKS = _load_script_module("config_checks")
 _NOTES = set()
 
 
@@ -476,14 +477,6 @@ except CONFIG_CHECKS.ConfigError as _e:
 # Sweeps (config `sweeps`: {name: Paramspace TSV}, workflow/scripts/sweeps.py): each row is a
 # variant of this config with its own folder results/sweeps/<name>/<row>/ for the stages its
 # columns change; every other stage (and everything before the routes) is the main run's.
-def _load_script_module(name):
-    path = os.path.join(workflow.basedir, "workflow", "scripts", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"perturbgen_{name}", path)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
-
-
 SWEEP_MODULE = _load_script_module("sweeps")
 VARIANTS = {"": config}  # variant -> its config
 VARIANT_KEYS = {"": ()}  # variant -> the dotted keys its sweep row sets
