@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises the DGD step benchmark written by run.sh into a markdown table.
 
-Reads <runs>/{rust,rust-bf16,torch,torch-malloc,torch-autocast,torch-trivial,torch-fused}/run*/ (result.json: the JSON line of
+Reads <runs>/{rust,rust-bf16,torch,torch-malloc,torch-autocast,torch-autocast-malloc,torch-trivial,torch-fused}/run*/ (result.json: the JSON line of
 pgen-train --bench-steps / torch_dgd.py; time.txt: GNU `/usr/bin/time -v`; stat_before/after
 and load_before/after), takes the median seconds per step of each tool over the repetitions and
 writes the table (median cells/s, ratio candle / PyTorch, load averages, the CPU other processes
@@ -15,7 +15,7 @@ import os
 import re
 import statistics
 
-GOAL = 1.5
+GOAL = 2.0  # pgen-train against the best PyTorch configuration of the same precision
 BUSY = 0.1  # CPUs used by other processes during a run above which it is flagged
 
 TOOLS = [
@@ -24,6 +24,7 @@ TOOLS = [
     ("torch", "PyTorch"),
     ("torch-malloc", "PyTorch, pgen-train's malloc settings"),
     ("torch-autocast", "PyTorch, decoder under bf16 autocast"),
+    ("torch-autocast-malloc", "PyTorch, bf16 autocast, pgen-train's malloc settings"),
     ("torch-trivial", "PyTorch, trivial loss (mean logit²)"),
     ("torch-fused", "PyTorch, Adam(fused=True)"),
 ]
@@ -81,8 +82,16 @@ def main():
     threads = res["rust"][0]["r"]["threads"]
     t0 = res["torch"][0]["r"]
     ratio = med["torch"] / med["rust"]
-    verdict = "meets" if ratio >= GOAL else "misses"
-
+    # Each precision against its PyTorch twins' best (fastest) configuration in this run.
+    twins = {"rust": ["torch", "torch-malloc", "torch-fused"], "rust-bf16": ["torch-autocast", "torch-autocast-malloc"]}
+    verdicts = []
+    for ours, theirs in twins.items():
+        have = [t for t in theirs if t in med]
+        if ours in med and have:
+            best = min(have, key=lambda t: med[t])
+            r = med[best] / med[ours]
+            verdicts.append(f"{dict(TOOLS)[ours]} vs the best PyTorch twin ({dict(TOOLS)[best]}): "
+                            f"**{r:.2f}×** (goal ≥ {GOAL}×: {'meets' if r >= GOAL else 'misses'} it)")
     lines = [
         f"# DGD training step: candle vs PyTorch ({datetime.datetime.now(datetime.timezone.utc):%F %H:%M UTC})",
         "",
@@ -100,8 +109,10 @@ def main():
             lines.append(f"| {name} | {med[key]:.3f} | {batch / med[key]:.0f} | {med['torch'] / med[key]:.2f}× |")
     lines += [
         "",
-        f"**candle / PyTorch throughput: {ratio:.2f}×** (goal ≥ {GOAL}×: {verdict} it)"
+        f"candle / PyTorch (as installed) throughput: {ratio:.2f}×"
         + (f"; against PyTorch with the same malloc settings as pgen-train: {med['torch-malloc'] / med['rust']:.2f}×." if "torch-malloc" in med else "."),
+        "",
+        *[f"- {v}" for v in verdicts],
         "",
         f"First-step loss (PyTorch, its own random init): {t0['first_loss']:.1f} per cell "
         f"(NB NLL {t0['first_nll_per_cell']:.1f}); pgen-train's bench does not print its loss.",

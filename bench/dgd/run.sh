@@ -112,6 +112,9 @@ TORCH=("$TORCH_PYTHON" "$HERE/torch_dgd.py" --bench-steps "$STEPS" --batch-size 
 echo "== the PyTorch NB likelihood against scipy.stats.nbinom"
 "$TORCH_PYTHON" "$HERE/check_nb.py" | tee "$OUT/check_nb.json" || { echo "error: torch_dgd.nb_nll disagrees with scipy" >&2; exit 1; }
 
+# pgen-train tells glibc's malloc to keep freed blocks (model::keep_freed_memory); PyTorch gets the
+# same settings through glibc's environment variables, so that the allocator is not the difference.
+MALLOC=(env MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647)
 rm -rf "$OUT/runs"
 for i in $(seq 1 "$REPS"); do
     echo "== repetition $i of $REPS: pgen-train (candle)"
@@ -121,13 +124,13 @@ for i in $(seq 1 "$REPS"); do
         timed "$OUT/runs/rust-bf16/run$i" "${RUST_BF16[@]}"
         echo "== repetition $i of $REPS: PyTorch, decoder under bf16 autocast"
         timed "$OUT/runs/torch-autocast/run$i" "${TORCH[@]}" --autocast
+        echo "== repetition $i of $REPS: PyTorch, bf16 autocast, pgen-train's malloc settings"
+        timed "$OUT/runs/torch-autocast-malloc/run$i" "${MALLOC[@]}" "${TORCH[@]}" --autocast
     fi
     echo "== repetition $i of $REPS: PyTorch"
     timed "$OUT/runs/torch/run$i" "${TORCH[@]}"
-    # pgen-train tells glibc's malloc to keep freed blocks (model::keep_freed_memory); the same
-    # settings through glibc's environment variables, so that the allocator is not the difference.
     echo "== repetition $i of $REPS: PyTorch with pgen-train's malloc settings"
-    timed "$OUT/runs/torch-malloc/run$i" env MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647 "${TORCH[@]}"
+    timed "$OUT/runs/torch-malloc/run$i" "${MALLOC[@]}" "${TORCH[@]}"
 done
 if [[ $VARIANTS == 1 ]]; then
     echo "== PyTorch, trivial loss (mean logit²)"
@@ -139,7 +142,8 @@ fi
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 mem=$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
 candle=$(grep -A1 '^name = "candle-core"' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p' | head -1)
-machine="$(nproc) cores (${cpu:-unknown CPU}), ${mem} GiB RAM, $(uname -sr)"
+flags=$(grep -m1 -owE 'amx_bf16|amx_tile|avx512_bf16|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')
+machine="$(nproc) cores (${cpu:-unknown CPU}; bf16/AMX flags: ${flags:-none}), ${mem} GiB RAM, $(uname -sr)"
 rustv="$("$OUT/pgen-train" --version), candle ${candle:-?} (sha256 $(sha256sum "$OUT/pgen-train" | cut -c1-12), built $(date -u -r "$OUT/pgen-train" '+%F %H:%M UTC'))"
 echo "== results"
 "$TORCH_PYTHON" "$HERE/report.py" "$OUT/runs" --out "${RESULTS:-bench/out/dgd_results.md}" --machine "$machine" --rust-version "$rustv"

@@ -109,6 +109,49 @@ def test_forest_de_points_the_true_way(forest_bin, tmp_path):
         assert np.abs(vals[affected]).mean() > 2 * np.abs(vals[~affected]).mean(), (ct, cp)
 
 
+def test_forest_predicted_controls_reference(forest_bin, tmp_path):
+    """forest.reference predicted_controls: the targets are contrasted with the forests' own
+    predictions of their cell type's DMSO wells, the real samples staying in the fit. Checked
+    against pgen-limma run on the same samples composed here by hand, and against the fixture's
+    known compound effects."""
+    pb, targets = write_inputs(tmp_path, TARGETS)
+    de = {}
+    for ref in ("real", "predicted_controls"):
+        out = tmp_path / f"{ref}.parquet"
+        run(forest_cmd(forest_bin, pb, targets, out, "--set", f"reference={ref}", "--out-pseudobulk", tmp_path / f"{ref}_pb.parquet"))
+        de[ref] = pd.read_parquet(out)
+    predicted = pd.read_parquet(tmp_path / "predicted_controls_pb.parquet")
+    train = pd.read_parquet(pb)
+    # The targets' wells as before, then every DMSO well of each target cell type (4 per plate).
+    assert len(predicted) == 4 * len(TARGETS) + 2 * 16
+    controls = predicted[predicted.sm_name == COMPOUNDS[0]]
+    want = train[(train.sm_name == COMPOUNDS[0]) & train.cell_type.isin(["B cells", "Myeloid cells"])]
+    assert sorted(map(tuple, controls[KEYS].to_numpy())) == sorted(map(tuple, want[KEYS].to_numpy()))
+
+    # The same DE from pgen-limma on the composed samples: real (minus the targets) with DMSO
+    # renamed, plus the predicted ones.
+    target_set = set(TARGETS)
+    real = train[[(c, s) not in target_set for c, s in zip(train.cell_type, train.sm_name)]].copy()
+    real.loc[real.sm_name == COMPOUNDS[0], "sm_name"] = f"{COMPOUNDS[0]} (measured)"
+    composed = pd.concat([real, predicted[real.columns]], ignore_index=True)
+    composed.to_parquet(tmp_path / "composed.parquet", index=False)
+    for ct in ("B cells", "Myeloid cells"):
+        out = tmp_path / f"limma_{ct}.parquet"
+        run([_binary("pgen-limma"), "--pseudobulk", tmp_path / "composed.parquet", "--cell-type", ct, "--targets", targets,
+             "--script", SCRIPT, "--out", out])
+        by_hand = pd.read_parquet(out).set_index(["cell_type", "sm_name"]).iloc[:, 3:]
+        ours = de["predicted_controls"].set_index(["cell_type", "sm_name"]).loc[by_hand.index].iloc[:, 3:]
+        np.testing.assert_allclose(ours.to_numpy(), by_hand.to_numpy(), rtol=1e-12)
+
+    for i, (ct, cp) in enumerate(zip(de["predicted_controls"].cell_type, de["predicted_controls"].sm_name)):
+        vals = de["predicted_controls"].iloc[i, 5:].to_numpy()
+        eff = compound_effect(COMPOUNDS.index(cp))
+        affected = eff != 0
+        # The compound's genes still point the true way, and outrank the unaffected genes.
+        assert (np.sign(vals[affected]) == np.sign(eff[affected])).all(), (ct, cp, vals[affected])
+        assert np.abs(vals[affected]).mean() > 2 * np.abs(vals[~affected]).mean(), (ct, cp)
+
+
 def test_forest_bad_inputs(forest_bin, tmp_path):
     pb, targets = write_inputs(tmp_path, TARGETS)
     out_dir = tmp_path / "out"

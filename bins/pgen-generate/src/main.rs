@@ -63,7 +63,7 @@ fn run(args: Args) -> Result<()> {
         // The target cell types' control wells stay real: only the target groups are generated.
         sizes.rows.retain(|r| !r.observed);
     } else if !sizes.rows.iter().any(|r| r.observed) {
-        anyhow::bail!("{}: generate.reference generated needs the target cell types' control wells in the size table (pgen-sizes --negative-control)", args.sizes.display());
+        anyhow::bail!("{}: generate.reference generated and generated_controls need the target cell types' control wells in the size table (pgen-sizes --negative-control)", args.sizes.display());
     }
     let real = PseudoBulk::read(&args.pseudobulk)?;
     let device = perturbgen_models::device(&args.device)?;
@@ -79,13 +79,16 @@ fn run(args: Args) -> Result<()> {
     let generated = perturbgen::threads::with_threads(threads, || generate(&model, &sizes, params.emit, seed, &args.sizes, &|| bar.inc(1)))??;
     bar.finish_and_clear();
     log::info!("generated {n_cells} cells × {} genes in {:.1} s", real.genes.len(), start.elapsed().as_secs_f64());
-    let reference = match params.reference {
-        Reference::Real => real,
+    let table = match params.reference {
+        Reference::Real => perturbgen::limma::de_with_predicted(&real, &generated, &targets, &limma, &args.pseudobulk)?,
         // Everything limma sees of a target cell type is generated (the other cell types' real
         // samples are not used: limma runs per cell type).
-        Reference::Generated => PseudoBulk { genes: real.genes.clone(), ..Default::default() },
+        Reference::Generated => {
+            let none = PseudoBulk { genes: real.genes.clone(), ..Default::default() };
+            perturbgen::limma::de_with_predicted(&none, &generated, &targets, &limma, &args.pseudobulk)?
+        }
+        Reference::GeneratedControls => perturbgen::limma::de_against_predicted_controls(&real, &generated, &targets, &limma, &args.pseudobulk)?,
     };
-    let table = perturbgen::limma::de_with_predicted(&reference, &generated, &targets, &limma, &args.pseudobulk)?;
     let mut out = OutputSet::new();
     if let Some(path) = &args.out_pseudobulk {
         generated.write(&out.stage(path)?)?;

@@ -28,6 +28,16 @@ pub enum MatmulPrecision {
     Bf16,
 }
 
+impl MatmulPrecision {
+    /// The `train.precision` value this is (`f32` | `bf16`), as checkpoints record it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
 /// The CPU's bf16 matrix units (x86_64 CPUID; none elsewhere).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuBf16 {

@@ -25,6 +25,11 @@ pub struct EpochLog {
     /// VAE: KL weight used this epoch (DGD: 1).
     pub kl_weight: f64,
     pub seconds: f64,
+    /// What the decoder's products ran in this epoch (`f32` | `bf16`: `train.precision` as
+    /// resolved on the training machine; a resumed run may differ from the epochs before it).
+    /// Absent in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -173,6 +173,11 @@ impl Trainer {
             self.latents_train.load("train", &tensors, &st_path)?;
             self.latents_val.load("val", &tensors, &st_path)?;
         }
+        let now = self.net.matmul.name();
+        if let Some(before) = meta.history.iter().rev().find_map(|h| h.precision.as_deref()).filter(|p| *p != now) {
+            // Allowed (the weights and optimiser state are f32 either way), and recorded per epoch.
+            log::warn!("{}: the epochs so far ran their products in {before}; this machine continues in {now}", json_path.display());
+        }
         self.meta = meta;
         Ok(())
     }
@@ -212,7 +217,7 @@ impl Trainer {
             }
         };
         let ((train_recon, train_prior), (val_recon, val_prior)) = (t.mean(), v.mean());
-        let log = EpochLog { epoch, train_recon, train_prior, val_recon, val_prior, val_loss: val_recon + val_prior, kl_weight, seconds: start.elapsed().as_secs_f64() };
+        let log = EpochLog { epoch, train_recon, train_prior, val_recon, val_prior, val_loss: val_recon + val_prior, kl_weight, seconds: start.elapsed().as_secs_f64(), precision: Some(self.net.matmul.name().to_string()) };
         // Every logged number must be finite (the history is stored as JSON, which has no inf).
         if ![log.train_recon, log.train_prior, log.val_recon, log.val_prior].iter().all(|v| v.is_finite()) {
             return Err(Error::Diverged(format!(

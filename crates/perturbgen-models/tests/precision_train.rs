@@ -26,7 +26,10 @@ fn train_toy(model: ModelKind, precision: MatmulPrecision) -> (Vec<f64>, Vec<u8>
     })
     .unwrap();
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(tmp.path().join("last.json")).unwrap()).unwrap();
-    let recon = meta["history"].as_array().unwrap().iter().map(|h| h["train_recon"].as_f64().unwrap()).collect();
+    let history = meta["history"].as_array().unwrap();
+    // Every epoch records what its products ran in.
+    assert!(history.iter().all(|h| h["precision"] == precision.name()), "{model:?}: {history:?}");
+    let recon = history.iter().map(|h| h["train_recon"].as_f64().unwrap()).collect();
     (recon, std::fs::read(tmp.path().join("last.safetensors")).unwrap())
 }
 

@@ -19,7 +19,7 @@ use super::features::Pair;
 use crate::error::{Error, Result};
 use perturbgen::io::de_table::DeTable;
 use perturbgen::io::id_map::IdMap;
-use perturbgen::limma::{de_with_predicted, LimmaConfig};
+use perturbgen::limma::{de_against_predicted_controls, de_with_predicted, LimmaConfig};
 use perturbgen::pseudobulk::{GroupKey, PseudoBulk};
 pub use perturbgen::pca::pca;
 use perturbgen::pca::mix;
@@ -44,6 +44,18 @@ pub enum ForestTarget {
     Genes,
     /// One forest per principal component of the centred log-CPM matrix (top `components`).
     Pca,
+}
+
+/// What the predicted target samples are contrasted with in limma (config `forest.reference`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ForestReference {
+    /// The target cell type's real negative-control samples.
+    #[default]
+    Real,
+    /// The forests' own predictions of the target cell type's negative-control wells; the real
+    /// samples stay in the fit for the variance ([`perturbgen::limma::de_against_predicted_controls`]).
+    PredictedControls,
 }
 
 /// A pseudo-bulk key column that can be a one-hot feature.
@@ -93,6 +105,11 @@ pub struct ForestParams {
     /// Minimum samples per leaf, at least 1.
     pub min_samples_leaf: usize,
     pub seed: u64,
+    /// `real`: the predicted target samples against the target cell type's real
+    /// negative-control samples; `predicted_controls`: against the forests' predictions of those
+    /// control wells, so that what the forests get wrong about the cell type as a whole cancels
+    /// (the real samples stay in limma's fit for the variance).
+    pub reference: ForestReference,
 }
 
 impl Default for ForestParams {
@@ -110,6 +127,7 @@ impl Default for ForestParams {
             max_depth: None,
             min_samples_leaf: 3,
             seed: 0,
+            reference: ForestReference::Real,
         }
     }
 }
@@ -229,7 +247,8 @@ pub struct ForestPrediction {
     /// The training samples the forests were fitted on (the input minus the target pairs).
     pub train: PseudoBulk,
     /// One predicted sample per (target pair, well of its compound), targets in id_map order,
-    /// wells sorted by plate and well.
+    /// wells sorted by plate and well; with `reference: predicted_controls` followed by one per
+    /// negative-control well of each target cell type (its training samples' keys).
     pub predicted: PseudoBulk,
     /// Predicted log-CPM of the predicted samples (samples × genes), for inspection and tests.
     pub log_cpm: Vec<f64>,
@@ -387,6 +406,15 @@ pub fn predict_pseudobulk(
             pred_keys.push(GroupKey { cell_type: ct.clone(), ..(*k).clone() });
         }
     }
+    if params.reference == ForestReference::PredictedControls {
+        let nc = negative_control.ok_or_else(|| Error::invalid(targets_path, "forest.reference predicted_controls needs the negative control's name"))?;
+        let mut cell_types = HashSet::new();
+        for (ct, _) in &pairs {
+            if cell_types.insert(ct.as_str()) {
+                pred_keys.extend(train.keys.iter().filter(|k| k.cell_type == *ct && k.sm_name == nc).cloned());
+            }
+        }
+    }
     let nt = pred_keys.len();
 
     let onehot = OneHot::new(&params.features, &train.keys);
@@ -457,6 +485,9 @@ pub fn predict(
     progress: &(dyn Fn() + Sync),
 ) -> Result<(DeTable, ForestPrediction)> {
     let prediction = predict_pseudobulk(pb, targets, params, Some(&limma.negative_control), pb_path, targets_path, progress)?;
-    let table = de_with_predicted(&prediction.train, &prediction.predicted, targets, limma, pb_path)?;
+    let table = match params.reference {
+        ForestReference::Real => de_with_predicted(&prediction.train, &prediction.predicted, targets, limma, pb_path)?,
+        ForestReference::PredictedControls => de_against_predicted_controls(&prediction.train, &prediction.predicted, targets, limma, pb_path)?,
+    };
     Ok((table, prediction))
 }

@@ -110,6 +110,33 @@ pub fn de_with_predicted(real: &PseudoBulk, predicted: &PseudoBulk, targets: &Id
     crate::baseline::merge_tables(tables)
 }
 
+/// The name the real negative-control samples take in [`de_against_predicted_controls`].
+pub fn measured_control_name(negative_control: &str) -> String {
+    format!("{negative_control} (measured)")
+}
+
+/// Like [`de_with_predicted`], but the targets' contrasts are taken against the model's own
+/// predictions of the target cell type's negative-control wells (in `predicted`, under the
+/// negative control's name): the real negative-control samples are renamed
+/// ([`measured_control_name`]) and stay in the fit as one more level. A model's bias — what it
+/// gets wrong about the cell type as a whole — is in both sides of every contrast and cancels,
+/// while the residual variance still comes from the real samples (noise-free predictions alone
+/// would make limma certain of every difference).
+pub fn de_against_predicted_controls(real: &PseudoBulk, predicted: &PseudoBulk, targets: &IdMap, config: &LimmaConfig, real_path: &Path) -> Result<DeTable> {
+    let nc = &config.negative_control;
+    for ct in targets.rows.iter().map(|r| r.cell_type.as_str()) {
+        if !predicted.keys.iter().any(|k| k.cell_type == ct && k.sm_name == *nc) {
+            return Err(Error::Data(format!("{ct}: no predicted negative-control (`{nc}`) samples to contrast the targets against")));
+        }
+    }
+    let mut renamed = real.clone();
+    let measured = measured_control_name(nc);
+    for k in renamed.keys.iter_mut().filter(|k| k.sm_name == *nc) {
+        k.sm_name.clone_from(&measured);
+    }
+    de_with_predicted(&renamed, predicted, targets, config, real_path)
+}
+
 fn write_exchange(pb: &PseudoBulk, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     crate::io::genes::write_gene_list(&dir.join("genes.txt"), &pb.genes)?;
