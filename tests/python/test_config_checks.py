@@ -70,6 +70,8 @@ SCHEMA_CASES = {
     # Added on the Rust side (pgen-config check, run when the workflow loads).
     "min-epochs-above-max": (["train={common: {min_epochs: 50, max_epochs: 10}}"], "train.", "min_epochs"),
     "design-unknown-column": (['de={design: "~0+Rpert+nonexistent"}'], "de.design", "nonexistent"),
+    "write-cells-of-nb-means": (["generate={write_cells: true}"], "generate.write_cells", "needs `emit: sample`"),
+    "unknown-forest-reference": (["forest={reference: generated}"], "forest.reference", "predicted_controls"),
 }
 
 
@@ -273,6 +275,7 @@ SWEEP_CASES = {
     "empty-value": ("xgb.eta\tforest.n_trees\n0.1\t\n", "row 1, column `forest.n_trees`: empty value"),
     "duplicate-rows": ("name\txgb.eta\na\t0.1\na\t0.2\n", "rows named ['a'] more than once"),
     "bad-row-name": ("name\txgb.eta\na/b\t0.1\n", "folder name `a/b`"),
+    "write-cells-per-row": ("generate.write_cells\ntrue\n", "column `generate.write_cells`: which files a generation job writes"),
     "unknown-route-in-blend": ("name\tblend.blends.mine.routes\nb\t[xgb, nope]\n", "blend.blends.mine.routes: ['nope'] are not routes"),
 }
 

@@ -120,3 +120,38 @@ def test_generated_groups_have_the_predicted_sizes(res):
     assert (totals > 0).all()
     # Emit mean: each cell's NB means are at most its scale M per gene (sigmoid link).
     assert (pb[genes].values <= (sizes.n_cells * sizes.scale).values[:, None] + 1e-6).all()
+
+
+def test_generated_cells_are_written_and_sum_to_the_groups(res, tmp_path):
+    """--out-cells (generate.write_cells) with emit sample: the cells, pseudo-bulked again by
+    pgen-pseudobulk, are the run's group samples; each group has its predicted number of cells,
+    with the group's metadata; with emit mean (not counts) it is a one-line error."""
+    base = [_binary("pgen-generate"), "--model", res / "models" / "dgd", "--sizes", res / "generate" / "sizes.csv",
+            "--pseudobulk", res / "pseudobulk" / "train.parquet", "--targets", res / "split" / "targets.csv",
+            "--script", REPO / "scripts" / "limma_de.R", "--run", "1", "--threads", "2", "--set", "emit=sample"]
+    cells, obs_path = tmp_path / "cells.parquet", tmp_path / "cells_obs.parquet"
+    run([*base, "--out", tmp_path / "run1.parquet", "--out-pseudobulk", tmp_path / "pb.parquet",
+         "--out-cells", cells, "--out-cells-obs", obs_path])
+    long = pd.read_parquet(cells)
+    assert list(long.columns[:3]) == ["obs_id", "gene", "count"]
+    assert (long["count"] > 0).all() and (long["count"] == long["count"].round()).all()
+    obs = pd.read_parquet(obs_path)
+    sizes = predicted_sizes(res)
+    group_sizes = obs.groupby(["cell_type", "sm_name", "plate_name", "well"], observed=True).size()
+    for r in sizes.itertuples():
+        assert group_sizes[(r.cell_type, r.sm_name, r.plate_name, r.well)] == int(r.n_cells), r
+    # Pseudo-bulked again, the cells are the run's groups.
+    run([_binary("pgen-pseudobulk"), "--counts", cells, "--obs", obs_path, "--out", tmp_path / "again.parquet"])
+    keys = ["cell_type", "sm_name", "plate_name", "well"]
+    pb = pd.read_parquet(tmp_path / "pb.parquet").set_index(keys).sort_index()
+    again = pd.read_parquet(tmp_path / "again.parquet").set_index(keys).sort_index()
+    genes = [c for c in pb.columns if c not in {"donor_id", "row", "sm_lincs_id", "SMILES", "control", "n_cells"}]
+    assert list(again.index) == list(pb.index)
+    assert (again.n_cells.values == pb.n_cells.values).all()
+    np.testing.assert_array_equal(again[genes].to_numpy(), pb[genes].to_numpy())
+
+    proc = subprocess.run([str(c) for c in [*base[:-2], "--out", tmp_path / "x.parquet", "--out-cells", tmp_path / "c.parquet",
+                                            "--out-cells-obs", tmp_path / "o.parquet"]], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "generate.emit" in proc.stderr and "not counts" in proc.stderr, proc.stderr
+    assert not (tmp_path / "x.parquet").exists() and not (tmp_path / "c.parquet").exists()

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BIN_DIR, REPO, run
+from conftest import BIN_DIR, REPO, _binary, run
 
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
 
@@ -157,6 +157,13 @@ def test_sweep_table_aggregates_the_rows(demo_workflow, sweep_run):
         best = min((float(v), k.removeprefix("mrrmse_")) for k, v in r.items() if k.startswith("mrrmse_"))
         assert (r["best_route"], float(r["best_mrrmse"])) == (best[1], best[0])
         assert float(r["loglik_dgd"]) < 0 and float(r["own_seconds"]) > 0
+    # The inner-hold-out columns are pgen-score's MRRMSE of the owning run's inner predictions
+    # (pgen-score prints 6 decimals).
+    for row, route, folder in (("trees50", "forest", "results/sweeps/grid/trees50"), ("eta03", "forest", "results"),
+                               ("eta03", "xgb", "results/sweeps/grid/eta03"), ("runs3", "zero", "results")):
+        out = run([_binary("pgen-score"), "--prediction", demo_workflow / folder / "inner/predictions" / f"{route}.parquet",
+                   "--truth", demo_workflow / "results/inner/truth.parquet"]).stdout
+        assert float(rows[row][f"inner_mrrmse_{route}"]) == pytest.approx(float(out.split()[1]), abs=5e-7), (row, route, out)
     assert (demo_workflow / "results/sweeps/grid/sweep.png").stat().st_size > 10_000
 
 

@@ -43,8 +43,10 @@ if MODELS:
         output:
             prediction=f"{GENERATE_DIR}/{{model}}/run{{run}}.parquet",
             pseudobulk=f"{GENERATE_DIR}/{{model}}/run{{run}}_pseudobulk.parquet",
+            **generated_cells_outputs(),
         params:
             args=generate_params,
+            cells=generated_cells_args,
             model_dir=lambda wildcards, input: os.path.dirname(input.model),
             device=lambda wildcards: cfg_of(wildcards)["train"]["device"],
             **LIMMA_PARAMS,
@@ -65,7 +67,7 @@ if MODELS:
             " --pseudobulk {input.pseudobulk} --targets {input.targets} --run {wildcards.run}"
             " --device {params.device} {params.args} --design {params.design}"
             " --negative-control {params.control} --rscript {params.rscript} --script {input.script}"
-            " --threads {threads} --out {output.prediction} --out-pseudobulk {output.pseudobulk} > {log} 2>&1"
+            " --threads {threads} --out {output.prediction} --out-pseudobulk {output.pseudobulk} {params.cells} > {log} 2>&1"
 
     rule generated_route:
         """Route <model>: one generation run (run 0), as the write-up did."""

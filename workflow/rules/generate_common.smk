@@ -21,6 +21,20 @@ def generate_params(wildcards):
     return section_params("generate", emit=g["emit"], seed=g["seed"], reference=g["reference"])
 
 
+def generated_cells_outputs():
+    """With generate.write_cells (main config: the outputs of a rule cannot differ per sweep
+    row), each run's generated cells: the pipeline's long counts table and obs table."""
+    if not config["generate"]["write_cells"]:
+        return {}
+    return {"cells": f"{GENERATE_DIR}/{{model}}/run{{run}}_cells.parquet", "cells_obs": f"{GENERATE_DIR}/{{model}}/run{{run}}_cells_obs.parquet"}
+
+
+def generated_cells_args(wildcards, output):
+    if "cells" not in output.keys():
+        return ""
+    return shlex.join(["--out-cells", output.cells, "--out-cells-obs", output.cells_obs])
+
+
 def replicate_outputs():
     """The replicate report (MRRMSE and between-run spread against the number of runs), when
     the targets have a truth."""

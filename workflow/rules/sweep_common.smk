@@ -2,12 +2,16 @@
 
 
 def sweep_inputs(wildcards):
-    """Per row: its scores table and each trained model's validation log-likelihood (from the
-    run owning the model)."""
-    files = {}
+    """Per row: its scores table, each trained model's validation log-likelihood (from the
+    run owning the model) and the inner-hold-out predictions of the routes that have one (what
+    a setting should be chosen on: the scored pairs are the test set)."""
+    files = {"inner_truth": f"{INNER}/truth.parquet"}
     for row in SWEEPS[wildcards.sweep]:
         v = sweep_variant(wildcards.sweep, row)
         files[f"scores~{row}"] = at(f"{STAGE['scores']}/scores.csv", v)
+        for route in INNER_ROUTES:
+            if route in ROUTES_OF[v]:
+                files[f"inner~{row}~{route}"] = at(f"{INNER_PREDICTIONS}/{route}.parquet", route_owner(v, route))
         for m in VARIANTS[v]["train"]["models"]:
             files[f"loglik~{row}~{m}"] = at(f"{STAGE['scores']}/loglik/{m}.csv", model_owner(v, m, "train.loglik_fit_steps"))
     return files

@@ -1,7 +1,8 @@
 """A sweep's rows side by side (rule sweep_table): the swept settings, every route's MRRMSE,
-the best route, each model's validation log-likelihood per cell and the seconds of the row's
-own jobs (from their benchmark files; stages shared with the main run are not counted), as a
-CSV and a three-panel PNG."""
+the best route, the inner-hold-out MRRMSE of the routes that have an inner run (xgb, forest,
+zero: the number to choose a setting on, since the scored pairs are the test set), each model's
+validation log-likelihood per cell and the seconds of the row's own jobs (from their benchmark
+files; stages shared with the main run are not counted), as a CSV and a three-panel PNG."""
 import csv
 import glob
 import json
@@ -11,6 +12,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake injects it)
 
 import matplotlib  # noqa: E402
+import pandas as pd  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -32,6 +34,19 @@ def loglik_of(path):
     raise ValueError(f"{path}: no `all` row of the model")
 
 
+def mrrmse(prediction, truth):
+    """Mean over the truth's rows of the root mean squared error over genes (SPEC §5), rows
+    matched by (cell_type, sm_name), genes by name."""
+    keys = ["cell_type", "sm_name"]
+    genes = [c for c in truth.columns if c not in (*keys, "sm_lincs_id", "SMILES", "control")]
+    p = prediction.set_index(keys).loc[truth.set_index(keys).index, genes].to_numpy(float)
+    t = truth[genes].to_numpy(float)
+    return float(((p - t) ** 2).mean(axis=1).__pow__(0.5).mean())
+
+
+inner_truth = pd.read_parquet(inputs.inner_truth)
+
+
 def own_seconds(folder):
     total = 0.0
     for path in glob.glob(os.path.join(folder, "**", "*.tsv"), recursive=True):
@@ -41,23 +56,26 @@ def own_seconds(folder):
 
 
 keys = list(dict.fromkeys(k for r in rows for k in r["settings"]))
-routes, models, table = [], [], []
+routes, models, inner_routes, table = [], [], [], []
 for r in rows:
     scores = scores_of(inputs[f"scores~{r['row']}"])
     routes += [x for x in r["routes"] if x not in routes]  # the workflow's route order
-    logliks = {}
+    logliks, inner = {}, {}
     for name in inputs.keys():
         kind, _, rest = name.partition("~")
-        row, _, model = rest.partition("~")
+        row, _, what = rest.partition("~")
         if kind == "loglik" and row == r["row"]:
-            logliks[model] = loglik_of(inputs[name])
-            models += [model] if model not in models else []
+            logliks[what] = loglik_of(inputs[name])
+            models += [what] if what not in models else []
+        if kind == "inner" and row == r["row"]:
+            inner[what] = mrrmse(pd.read_parquet(inputs[name]), inner_truth)
+            inner_routes += [what] if what not in inner_routes else []
     best = min(scores, key=scores.get)
     table.append({"row": r["row"], **r["settings"], "best_route": best, "best_mrrmse": scores[best],
-                  **{f"mrrmse_{x}": s for x, s in scores.items()},
+                  **{f"mrrmse_{x}": s for x, s in scores.items()}, **{f"inner_mrrmse_{x}": s for x, s in inner.items()},
                   **{f"loglik_{m}": v for m, v in logliks.items()}, "own_seconds": round(own_seconds(r["benchmarks"]), 2)})
 
-columns = ["row", *keys, "best_route", "best_mrrmse", *(f"mrrmse_{x}" for x in routes), *(f"loglik_{m}" for m in models), "own_seconds"]
+columns = ["row", *keys, "best_route", "best_mrrmse", *(f"mrrmse_{x}" for x in routes), *(f"inner_mrrmse_{x}" for x in inner_routes), *(f"loglik_{m}" for m in models), "own_seconds"]
 tmp = snakemake.output.table + ".tmp"  # noqa: F821
 with open(tmp, "w", newline="") as fh:
     w = csv.DictWriter(fh, fieldnames=columns, restval="")

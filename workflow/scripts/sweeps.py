@@ -40,6 +40,8 @@ def check_column(path, column):
         return
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", column):
         raise SweepError(f"{path}: column `{column}`: expected a dotted config key such as xgb.eta or train.common.latent_dim")
+    if column == "generate.write_cells":
+        raise SweepError(f"{path}: column `{column}`: which files a generation job writes is the same for every row; set it in the main config")
     if not any(_is_under(column, p) for p in SWEEPABLE):
         section = column.split(".")[0]
         raise SweepError(

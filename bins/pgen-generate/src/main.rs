@@ -7,7 +7,7 @@ use perturbgen::atomic::OutputSet;
 use perturbgen::io::id_map::IdMap;
 use perturbgen::io::sizes::SizeTable;
 use perturbgen::pseudobulk::PseudoBulk;
-use perturbgen_models::generate::{generate, GenerateParams, Reference};
+use perturbgen_models::generate::{generate, CellSink, GenerateParams, Reference};
 use perturbgen_models::loglik::LoadedModel;
 use std::path::PathBuf;
 
@@ -38,6 +38,13 @@ struct Args {
     /// Also write the generated groups' pseudo-bulk (pseudo-bulk layout).
     #[arg(long)]
     out_pseudobulk: Option<PathBuf>,
+    /// Also write every generated cell (needs `generate.emit: sample`): the counts as the
+    /// pipeline's long table (obs_id, gene, count; what pgen-pseudobulk and pgen-train read) ...
+    #[arg(long, requires = "out_cells_obs")]
+    out_cells: Option<PathBuf>,
+    /// ... and the cells' metadata (obs layout: their group's cell type, compound, plate, well).
+    #[arg(long, requires = "out_cells")]
+    out_cells_obs: Option<PathBuf>,
     /// Generation parameters: `generate` section (emit, seed).
     #[command(flatten)]
     params: perturbgen_cli::ConfigArgs,
@@ -76,7 +83,10 @@ fn run(args: Args) -> Result<()> {
     let bar = perturbgen::progress::bar(sizes.rows.len() as u64, "generating");
     let start = std::time::Instant::now();
     let seed = params.seed.wrapping_add(args.run);
-    let generated = perturbgen::threads::with_threads(threads, || generate(&model, &sizes, params.emit, seed, &args.sizes, &|| bar.inc(1)))??;
+    let mut cells = perturbgen::cells::Cells { obs: Default::default(), counts: perturbgen::counts::CountMatrix::new(real.genes.clone()) };
+    let prefix = format!("generated-run{}", args.run);
+    let sink = args.out_cells.is_some().then(|| CellSink { cells: &mut cells, prefix: &prefix });
+    let generated = perturbgen::threads::with_threads(threads, || generate(&model, &sizes, params.emit, seed, &args.sizes, sink, &|| bar.inc(1)))??;
     bar.finish_and_clear();
     log::info!("generated {n_cells} cells × {} genes in {:.1} s", real.genes.len(), start.elapsed().as_secs_f64());
     let table = match params.reference {
@@ -92,6 +102,9 @@ fn run(args: Args) -> Result<()> {
     let mut out = OutputSet::new();
     if let Some(path) = &args.out_pseudobulk {
         generated.write(&out.stage(path)?)?;
+    }
+    if let (Some(counts), Some(obs)) = (&args.out_cells, &args.out_cells_obs) {
+        cells.write(&out.stage(counts)?, &out.stage(obs)?)?;
     }
     table.write(&out.stage(&args.out)?)?;
     out.commit()?;

@@ -2,12 +2,15 @@
 //! latents from the model's prior (the DGD's mixture, the VAE's N(0, I)), decode them with the
 //! group's covariates, scale by the group's predicted M, and emit the NB mean (the write-up) or
 //! NB-sampled counts. Cells are summed straight into the group's pseudo-bulk sample: no cells ×
-//! genes matrix is kept. Deterministic: every group draws from its own seeded stream, so the
+//! genes matrix is kept (unless the cells are asked for: [`CellSink`], sparse counts).
+//! Deterministic: every group draws from its own seeded stream, so the
 //! result does not depend on the thread count.
 use super::config::ModelKind;
 use super::loglik::LoadedModel;
 use crate::error::{Error, Result};
 use candle_core::Tensor;
+use perturbgen::cells::Cells;
+use perturbgen::io::obs::CellMeta;
 use perturbgen::io::sizes::SizeTable;
 use perturbgen::pseudobulk::{GroupKey, PseudoBulk};
 use rand::SeedableRng;
@@ -47,6 +50,10 @@ pub struct GenerateParams {
     /// `generated_controls`, the same generated control wells as the contrasts' reference but
     /// with the real samples kept in the fit, so that the residual variance is the real one.
     pub reference: Reference,
+    /// Also write every run's generated cells (the workflow's
+    /// `generate/<model>/run<k>_cells.parquet` + `run<k>_cells_obs.parquet`; `pgen-generate
+    /// --out-cells`); needs `emit: sample` (NB means are not counts). Main config only.
+    pub write_cells: bool,
 }
 
 /// See [`GenerateParams::reference`].
@@ -61,7 +68,7 @@ pub enum Reference {
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        Self { emit: Emit::Mean, n_runs: 5, combine: perturbgen::blend::Combine::Mean, seed: 0, reference: Reference::Real }
+        Self { emit: Emit::Mean, n_runs: 5, combine: perturbgen::blend::Combine::Mean, seed: 0, reference: Reference::Real, write_cells: false }
     }
 }
 
@@ -71,6 +78,9 @@ impl perturbgen::params::ParamGuard for GenerateParams {
 
     fn check(self) -> perturbgen::Result<GenerateParams> {
         perturbgen::params::ensure(self.n_runs >= 1, Self::SECTION, "n_runs", || "must be at least 1".into())?;
+        perturbgen::params::ensure(!self.write_cells || self.emit == Emit::Sample, Self::SECTION, "write_cells", || {
+            "needs `emit: sample`: generated NB means are not counts".into()
+        })?;
         Ok(self)
     }
 }
@@ -115,9 +125,56 @@ fn draw_latents(model: &LoadedModel, n: usize, rng: &mut ChaCha8Rng) -> Result<V
     })
 }
 
-/// Generates every group of `sizes` and returns their pseudo-bulk (size-table order).
-/// `progress` is called once per group.
-pub fn generate(model: &LoadedModel, sizes: &SizeTable, emit: Emit, seed: u64, sizes_path: &Path, progress: &(dyn Fn() + Sync)) -> Result<PseudoBulk> {
+/// Where generated cells go when they are kept (`pgen-generate --out-cells`): the cells (NB-sampled
+/// counts; NB means are not counts) with their group's metadata, obs_id `<prefix>-<group>-<cell>`
+/// (group = row of the size table).
+pub struct CellSink<'a> {
+    pub cells: &'a mut Cells,
+    pub prefix: &'a str,
+}
+
+impl CellSink<'_> {
+    fn push(&mut self, key: &GroupKey, group: usize, cell: usize, counts: &[f64]) {
+        let (idx, data): (Vec<u32>, Vec<u32>) = counts.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(j, &v)| (j as u32, v.min(u32::MAX as f64) as u32)).unzip();
+        self.cells.counts.push_row(&idx, &data);
+        let id = format!("{}-{group}-{cell}", self.prefix);
+        // The well's column: the digits of its name (Kaggle's `col`).
+        let col = key.well.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0);
+        self.cells.obs.push(&CellMeta {
+            obs_id: &id,
+            library_id: self.prefix,
+            plate_name: &key.plate_name,
+            well: &key.well,
+            row: &key.row,
+            col,
+            cell_id: &id,
+            donor_id: &key.donor_id,
+            cell_type: &key.cell_type,
+            sm_lincs_id: &key.sm_lincs_id,
+            sm_name: &key.sm_name,
+            smiles: &key.smiles,
+            dose_um: 1.0,
+            timepoint_hr: 24.0,
+            control: key.control,
+        });
+    }
+}
+
+/// Generates every group of `sizes` and returns their pseudo-bulk (size-table order); with a
+/// `sink` (only with `emit: sample`) also every generated cell. `progress` is called once per group.
+#[allow(clippy::too_many_arguments)]
+pub fn generate(
+    model: &LoadedModel,
+    sizes: &SizeTable,
+    emit: Emit,
+    seed: u64,
+    sizes_path: &Path,
+    mut sink: Option<CellSink<'_>>,
+    progress: &(dyn Fn() + Sync),
+) -> Result<PseudoBulk> {
+    if sink.is_some() && emit != Emit::Sample {
+        return Err(Error::Core(perturbgen::Error::param("generate.emit", "generated NB means are not counts: writing the generated cells needs `emit: sample`")));
+    }
     let genes = model.meta.genes.clone();
     let g = genes.len();
     let d = model.meta.config.latent_dim;
@@ -153,8 +210,11 @@ pub fn generate(model: &LoadedModel, sizes: &SizeTable, emit: Emit, seed: u64, s
                             cell.iter().zip(&r).map(|(&m, &r)| nb_draw(m as f64, r, &mut cell_rng)).collect()
                         })
                         .collect();
-                    for cell in cells {
-                        sum.iter_mut().zip(&cell).for_each(|(s, v)| *s += v);
+                    for (k, cell) in cells.iter().enumerate() {
+                        sum.iter_mut().zip(cell).for_each(|(s, v)| *s += v);
+                        if let Some(sink) = sink.as_mut() {
+                            sink.push(&group.key, row, start + k, cell);
+                        }
                     }
                 }
             }
