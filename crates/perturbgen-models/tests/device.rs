@@ -5,11 +5,9 @@
 #![cfg(feature = "cuda")]
 mod common;
 use candle_core::{DType, Device, Tensor, Var};
-use common::{small_config, toy_cells};
+use perturbgen_models::bf16::MatmulPrecision;
 use perturbgen_models::config::ModelKind;
-use perturbgen_models::data::{Covariates, ModelData};
 use perturbgen_models::nb_loss::{nb_nll, Dispersion, Link, SparseBatch};
-use perturbgen_models::train::{train, Resume, TrainRun, Trainer};
 use std::sync::Arc;
 
 fn cuda() -> Device {
@@ -67,17 +65,7 @@ fn nb_op_on_the_device_equals_the_cpu_values_and_gradients() {
 
 /// 10 epochs of `model` on the toy cells on `device`: the history's train NLL per epoch.
 fn train_toy(model: ModelKind, device: &Device) -> Vec<f64> {
-    let cells = toy_cells();
-    let (tc, vc) = (cells.take(&(0..300).filter(|i| i % 10 != 0).collect::<Vec<_>>()), cells.take(&(0..300).filter(|i| i % 10 == 0).collect::<Vec<_>>()));
-    let config = small_config(model);
-    let covariates = Covariates::fit(&tc.obs, &config.covariates).unwrap();
-    let p = std::path::Path::new("toy");
-    let (td, vd) = (ModelData::new(tc.clone(), config.scale, &covariates, p).unwrap(), ModelData::new(vc.clone(), config.scale, &covariates, p).unwrap());
-    let tmp = tempfile::tempdir().unwrap();
-    let mut trainer = Trainer::new(config, covariates, tc.counts.genes.clone(), tc.obs.obs_id.clone(), vc.obs.obs_id.clone(), device).unwrap();
-    let run = TrainRun { train: &td, val: &vd, out_dir: tmp.path().to_path_buf(), resume: Resume::No, stop_after: None };
-    train(&mut trainer, &run).unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(tmp.path().join("last.json")).unwrap()).unwrap();
+    let (meta, _) = common::train_toy(model, device, MatmulPrecision::F32);
     meta["history"].as_array().unwrap().iter().map(|h| h["train_recon"].as_f64().unwrap()).collect()
 }
 

@@ -1,36 +1,18 @@
 //! Training with `precision` f32 and bf16 on toy cells (its own test process: it counts the bf16
 //! op's calls, which other tests running alongside would change).
 mod common;
-use common::{small_config, toy_cells};
 use candle_core::Device;
 use perturbgen_models::bf16::{self, MatmulPrecision};
 use perturbgen_models::config::ModelKind;
-use perturbgen_models::data::{Covariates, ModelData};
-use perturbgen_models::train::{train, Resume, TrainRun, Trainer};
 
 
 /// Trains `model` for 10 epochs; (history's train NLL per epoch, last.safetensors).
 fn train_toy(model: ModelKind, precision: MatmulPrecision) -> (Vec<f64>, Vec<u8>) {
-    let cells = toy_cells();
-    let (tc, vc) = (cells.take(&(0..300).filter(|i| i % 10 != 0).collect::<Vec<_>>()), cells.take(&(0..300).filter(|i| i % 10 == 0).collect::<Vec<_>>()));
-    let config = small_config(model);
-    let covariates = Covariates::fit(&tc.obs, &config.covariates).unwrap();
-    let p = std::path::Path::new("toy");
-    let (td, vd) = (ModelData::new(tc.clone(), config.scale, &covariates, p).unwrap(), ModelData::new(vc.clone(), config.scale, &covariates, p).unwrap());
-    let tmp = tempfile::tempdir().unwrap();
-    perturbgen::threads::with_threads(2, || {
-        let mut trainer = Trainer::new(config, covariates, tc.counts.genes.clone(), tc.obs.obs_id.clone(), vc.obs.obs_id.clone(), &Device::Cpu).unwrap();
-        trainer.net.matmul = precision;
-        let run = TrainRun { train: &td, val: &vd, out_dir: tmp.path().to_path_buf(), resume: Resume::No, stop_after: None };
-        train(&mut trainer, &run).unwrap();
-    })
-    .unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(tmp.path().join("last.json")).unwrap()).unwrap();
+    let (meta, bytes) = common::train_toy(model, &Device::Cpu, precision);
     let history = meta["history"].as_array().unwrap();
     // Every epoch records what its products ran in.
     assert!(history.iter().all(|h| h["precision"] == precision.name()), "{model:?}: {history:?}");
-    let recon = history.iter().map(|h| h["train_recon"].as_f64().unwrap()).collect();
-    (recon, std::fs::read(tmp.path().join("last.safetensors")).unwrap())
+    (history.iter().map(|h| h["train_recon"].as_f64().unwrap()).collect(), bytes)
 }
 
 #[test]

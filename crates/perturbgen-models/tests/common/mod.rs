@@ -1,4 +1,4 @@
-//! Shared by the integration tests (tests/model.rs, tests/precision_train.rs).
+//! Shared by the integration tests (tests/model.rs, tests/precision_train.rs, tests/device.rs).
 use perturbgen::cells::Cells;
 use perturbgen::counts::CountMatrix;
 use perturbgen::io::obs::{CellMeta, ObsTable};
@@ -45,4 +45,28 @@ pub fn small_config(model: ModelKind) -> TrainConfig {
     }
     .check(model)
     .unwrap()
+}
+
+/// Trains `model` on the toy cells (270 training, 30 validation) for 10 epochs on `device` with
+/// the decoder's products in `precision`, 2 threads; (last.json as JSON, last.safetensors).
+#[allow(dead_code)] // not every test crate that includes this module trains
+pub fn train_toy(model: ModelKind, device: &candle_core::Device, precision: perturbgen_models::bf16::MatmulPrecision) -> (serde_json::Value, Vec<u8>) {
+    use perturbgen_models::data::{Covariates, ModelData};
+    use perturbgen_models::train::{train, Resume, TrainRun, Trainer};
+    let cells = toy_cells();
+    let (tc, vc) = (cells.take(&(0..300).filter(|i| i % 10 != 0).collect::<Vec<_>>()), cells.take(&(0..300).filter(|i| i % 10 == 0).collect::<Vec<_>>()));
+    let config = small_config(model);
+    let covariates = Covariates::fit(&tc.obs, &config.covariates).unwrap();
+    let p = std::path::Path::new("toy");
+    let (td, vd) = (ModelData::new(tc.clone(), config.scale, &covariates, p).unwrap(), ModelData::new(vc.clone(), config.scale, &covariates, p).unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    perturbgen::threads::with_threads(2, || {
+        let mut trainer = Trainer::new(config, covariates, tc.counts.genes.clone(), tc.obs.obs_id.clone(), vc.obs.obs_id.clone(), device).unwrap();
+        trainer.net.matmul = precision;
+        let run = TrainRun { train: &td, val: &vd, out_dir: tmp.path().to_path_buf(), resume: Resume::No, stop_after: None };
+        train(&mut trainer, &run).unwrap();
+    })
+    .unwrap();
+    let meta = serde_json::from_slice(&std::fs::read(tmp.path().join("last.json")).unwrap()).unwrap();
+    (meta, std::fs::read(tmp.path().join("last.safetensors")).unwrap())
 }
