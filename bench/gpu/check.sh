@@ -67,4 +67,5 @@ step() {  # step LABEL pgen-train settings...
     step "CPU f32" --set precision=f32
     grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo && step "CPU bf16" --set precision=bf16
     step "cuda f32" --set device=cuda --set precision=f32
+    step "cuda bf16" --set device=cuda --set precision=bf16
 } | tee "$RESULTS"

@@ -24,7 +24,7 @@ pub enum MatmulPrecision {
     /// candle's f32 matmul (the default, and what scoring always uses).
     #[default]
     F32,
-    /// [`linear`]: bf16 inputs, f32 accumulation (oneDNN).
+    /// bf16 inputs, f32 accumulation: [`linear`] (oneDNN) on the CPU, [`linear_via_tensors`] on a GPU.
     Bf16,
 }
 
@@ -101,13 +101,18 @@ pub fn resolve(requested: Precision, cpu: CpuBf16, backend: Result<(), String>) 
 /// is f32) and logs the choice; errors name the key.
 pub fn resolve_for(requested: Precision, device: &candle_core::Device) -> crate::Result<MatmulPrecision> {
     if !device.is_cpu() {
-        return match requested {
-            Precision::Bf16 => Err(crate::Error::param("train.precision", "bf16 is implemented for the CPU only (use f32 or auto on a GPU)")),
+        // On a GPU bf16 is candle's own BF16 matmul ([`linear_via_tensors`]); `auto` stays f32
+        // there until the GPU check (bench/gpu/check.sh) has measured it.
+        return Ok(match requested {
+            Precision::Bf16 => {
+                log::info!("precision: bf16 decoder products on the device (candle BF16 tensors), f32 weights");
+                MatmulPrecision::Bf16
+            }
             _ => {
                 log::info!("precision: f32 (device is not the CPU)");
-                Ok(MatmulPrecision::F32)
+                MatmulPrecision::F32
             }
-        };
+        });
     }
     let cpu = CpuBf16::detect();
     // Only look for the library when bf16 could be used.
@@ -226,6 +231,16 @@ impl CustomOp3 for LinearBf16 {
 /// y = x·W + b (x [B, in], W [in, out], b [out], f32) with the products in bf16 / f32 accumulate.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearBf16::default())
+}
+
+/// y = x·W + b through candle's own BF16 tensors: the inputs cast to bf16, candle's matmul (on
+/// CUDA: cuBLAS with f32 accumulation, candle's default), the product cast back to f32 (so it is
+/// rounded to bf16 once, as under PyTorch's autocast), the bias added in f32. Autograd runs
+/// through the casts, so the gradients reach the f32 weights. The GPU's bf16 path: on the CPU,
+/// candle's BF16 matmul widens to f32 and is slower than f32 (measured), hence [`linear`] there.
+pub fn linear_via_tensors(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    use candle_core::DType;
+    x.to_dtype(DType::BF16)?.matmul(&weight.to_dtype(DType::BF16)?)?.to_dtype(DType::F32)?.broadcast_add(bias)
 }
 
 /// c = a·b (f32 [m, k] · [k, n]) with bf16 inputs and f32 accumulation, no gradient: for tests

@@ -36,10 +36,10 @@ pub enum EncoderInput {
 pub enum Precision {
     /// f32 throughout (candle's matmul).
     F32,
-    /// bf16 inputs, f32 accumulation, f32 weights and optimiser state (oneDNN on AMX-BF16 /
-    /// AVX512-BF16); an error where the CPU or the library is missing.
+    /// bf16 inputs, f32 accumulation, f32 weights and optimiser state (CPU: oneDNN on AMX-BF16 /
+    /// AVX512-BF16, an error where the CPU or the library is missing; CUDA: candle's BF16 tensors).
     Bf16,
-    /// bf16 where the CPU has the units and oneDNN loads, else f32.
+    /// bf16 where the CPU has the units and oneDNN loads, else f32 (f32 on a GPU).
     #[default]
     Auto,
 }
@@ -329,8 +329,9 @@ pub struct TrainSection {
     /// `cpu`, or `cuda[:N]` (needs a build with `--features cuda`).
     pub device: String,
     /// The decoder's matrix products in training: `f32`; `bf16` (bf16 inputs, f32 accumulation
-    /// and weights, on the CPU's AMX-BF16 / AVX512-BF16 units through oneDNN, libdnnl2; an error
-    /// where either is missing); `auto` (bf16 where both are there, else f32) [auto].
+    /// and weights, on the CPU's AMX-BF16 / AVX512-BF16 units through oneDNN, libdnnl2, an error
+    /// where either is missing; on CUDA candle's BF16 tensors); `auto` (bf16 where the CPU has
+    /// both, else f32; f32 on a GPU) [auto].
     pub precision: Precision,
     /// DGD: Adam steps fitting the scored cells' latents (model frozen) in `pgen-loglik`.
     pub loglik_fit_steps: usize,
@@ -392,10 +393,7 @@ impl ParamGuard for TrainSection {
     const SECTION: &'static str = "train";
 
     fn check(self) -> perturbgen::Result<TrainPlan> {
-        let gpu = crate::device_kind(&self.device).map_err(|m| perturbgen::Error::param("train.device", m))?.is_some();
-        ensure(!(gpu && self.precision == Precision::Bf16), Self::SECTION, "precision", || {
-            format!("bf16 is implemented for the CPU only, not device `{}` (use f32 or auto)", self.device)
-        })?;
+        crate::device_kind(&self.device).map_err(|m| perturbgen::Error::param("train.device", m))?;
         ensure(self.loglik_fit_steps >= 1, Self::SECTION, "loglik_fit_steps", || "must be at least 1".into())?;
         let mut seen = Vec::new();
         for m in &self.models {

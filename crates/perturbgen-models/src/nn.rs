@@ -29,7 +29,8 @@ impl Linear {
     pub fn forward_in(&self, x: &Tensor, precision: MatmulPrecision) -> candle_core::Result<Tensor> {
         match precision {
             MatmulPrecision::F32 => self.forward(x),
-            MatmulPrecision::Bf16 => crate::bf16::linear(x, self.weight.as_tensor(), self.bias.as_tensor()),
+            MatmulPrecision::Bf16 if x.device().is_cpu() => crate::bf16::linear(x, self.weight.as_tensor(), self.bias.as_tensor()),
+            MatmulPrecision::Bf16 => crate::bf16::linear_via_tensors(x, self.weight.as_tensor(), self.bias.as_tensor()),
         }
     }
 }
