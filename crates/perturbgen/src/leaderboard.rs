@@ -115,6 +115,9 @@ pub fn plot_value_histograms(path: &Path, tables: &[(String, crate::io::de_table
             .configure_mesh()
             .x_desc("signed −log10 p (clipped to the axis)")
             .y_desc("fraction of pair × gene entries")
+            // plotters' log-axis ticks are computed in floating point (9.999999999e-5): one
+            // significant digit.
+            .y_label_formatter(&|v| format!("{v:.0e}"))
             .draw()
             .map_err(|e| e.to_string())?;
         for (k, (name, rms, points)) in curves.iter().enumerate() {
