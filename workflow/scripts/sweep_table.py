@@ -12,6 +12,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake injects it)
 
 import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 matplotlib.use("Agg")
@@ -41,7 +42,7 @@ def mrrmse(prediction, truth):
     genes = [c for c in truth.columns if c not in (*keys, "sm_lincs_id", "SMILES", "control")]
     p = prediction.set_index(keys).loc[truth.set_index(keys).index, genes].to_numpy(float)
     t = truth[genes].to_numpy(float)
-    return float(((p - t) ** 2).mean(axis=1).__pow__(0.5).mean())
+    return float(np.sqrt(((p - t) ** 2).mean(axis=1)).mean())
 
 
 inner_truth = pd.read_parquet(inputs.inner_truth)

@@ -138,8 +138,8 @@ impl CellSink<'_> {
         let (idx, data): (Vec<u32>, Vec<u32>) = counts.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(j, &v)| (j as u32, v.min(u32::MAX as f64) as u32)).unzip();
         self.cells.counts.push_row(&idx, &data);
         let id = format!("{}-{group}-{cell}", self.prefix);
-        // The well's column: the digits of its name (Kaggle's `col`).
-        let col = key.well.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0);
+        // The well's column as ingest derives it (0 where the name has none).
+        let col = perturbgen::io::obs::split_well(&key.well).1.unwrap_or(0);
         self.cells.obs.push(&CellMeta {
             obs_id: &id,
             library_id: self.prefix,

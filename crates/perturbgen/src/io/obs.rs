@@ -372,7 +372,7 @@ const REQUIRED_INDICES: [usize; 6] = [0, 8, 10, 7, 2, 3];
 pub const NO_ROW: &str = "none";
 
 /// A well name's plate row (leading letters) and column (trailing digits), where it has them.
-fn split_well(well: &str) -> (Option<&str>, Option<i64>) {
+pub fn split_well(well: &str) -> (Option<&str>, Option<i64>) {
     let letters = well.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(well.len());
     if letters == 0 || letters == well.len() {
         return (None, None);
