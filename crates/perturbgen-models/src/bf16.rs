@@ -149,6 +149,35 @@ pub fn from_bf16_bits(b: u16) -> f32 {
     f32::from_bits((b as u32) << 16)
 }
 
+/// `src` ([rows, n_cols] row-major) rounded to bf16, and its column sums in f32 (a layer's bias
+/// gradient from its output gradient, in the same pass over memory). Rows go in fixed blocks,
+/// each summed in row order, the blocks' sums then added in block order: the same bits for any
+/// thread count.
+pub fn to_bf16_with_column_sums(src: &[f32], n_cols: usize) -> (Vec<u16>, Vec<f32>) {
+    const ROWS: usize = 32;
+    let mut out = vec![0u16; src.len()];
+    let block = ROWS * n_cols.max(1);
+    let partial: Vec<Vec<f32>> = out
+        .par_chunks_mut(block)
+        .zip(src.par_chunks(block))
+        .map(|(o, s)| {
+            let mut sums = vec![0f32; n_cols];
+            for (o, s) in o.chunks_mut(n_cols).zip(s.chunks(n_cols)) {
+                for ((o, &v), acc) in o.iter_mut().zip(s).zip(sums.iter_mut()) {
+                    *o = to_bf16_bits(v);
+                    *acc += v;
+                }
+            }
+            sums
+        })
+        .collect();
+    let mut sums = vec![0f32; n_cols];
+    for p in &partial {
+        sums.iter_mut().zip(p).for_each(|(a, &v)| *a += v);
+    }
+    (out, sums)
+}
+
 /// `src` rounded to bf16, in parallel on the current rayon pool.
 pub fn to_bf16(src: &[f32]) -> Vec<u16> {
     const CHUNK: usize = 1 << 16;
@@ -178,8 +207,11 @@ fn tensor_bf16(t: &Tensor, what: &str) -> candle_core::Result<Vec<u16>> {
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(m: usize, k: usize, n: usize, a: &[u16], a_trans: bool, b: &[u16], b_trans: bool, bias: Option<&[f32]>) -> candle_core::Result<Vec<f32>> {
     let lib = crate::onednn::get().map_err(candle_core::Error::Msg)?;
-    let mut c = vec![0f32; m * n];
-    lib.gemm(m, k, n, a, a_trans, b, b_trans, bias, &mut c).map_err(candle_core::Error::Msg)?;
+    // No memset: oneDNN overwrites the whole product.
+    let mut c: Vec<f32> = Vec::with_capacity(m * n);
+    lib.gemm(m, k, n, a, a_trans, b, b_trans, bias, &mut c.spare_capacity_mut()[..m * n]).map_err(candle_core::Error::Msg)?;
+    // SAFETY: gemm returned Ok, so every one of the m·n elements was written.
+    unsafe { c.set_len(m * n) };
     Ok(c)
 }
 
@@ -219,11 +251,18 @@ impl CustomOp3 for LinearBf16 {
             Some(v) => v,
             None => (tensor_bf16(x, "x")?, tensor_bf16(w, "weight")?), // a second backward pass
         };
-        let dyb = tensor_bf16(dy, "output gradient")?;
+        let dy = dy.contiguous()?;
+        let (dyb, db) = {
+            let (storage, layout) = dy.storage_and_layout();
+            match &*storage {
+                Storage::Cpu(s) => to_bf16_with_column_sums(f32_slice(s, layout, "output gradient")?, n),
+                _ => candle_core::bail!("linear_bf16: output gradient is not on the CPU"),
+            }
+        };
         let dx = gemm(m, n, k, &dyb, false, &wb, true, None)?; // dY[m,n] · Wᵀ (W stored [k,n])
         let dw = gemm(k, m, n, &xb, true, &dyb, false, None)?; // Xᵀ (x stored [m,k]) · dY[m,n]
-        let db = dy.sum(0)?;
         let device = x.device();
+        let db = Tensor::from_vec(db, n, device)?;
         Ok((Some(Tensor::from_vec(dx, (m, k), device)?), Some(Tensor::from_vec(dw, (k, n), device)?), Some(db)))
     }
 }

@@ -251,7 +251,7 @@ impl OneDnn {
     /// c[m, n] = op(a)·op(b) (+ bias[n]) with f32 accumulation: `a` row-major [m, k], or [k, m]
     /// when `a_trans`; `b` row-major [k, n], or [n, k] when `b_trans`; `c` row-major, overwritten.
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm(&self, m: usize, k: usize, n: usize, a: &[u16], a_trans: bool, b: &[u16], b_trans: bool, bias: Option<&[f32]>, c: &mut [f32]) -> Result<(), String> {
+    pub fn gemm(&self, m: usize, k: usize, n: usize, a: &[u16], a_trans: bool, b: &[u16], b_trans: bool, bias: Option<&[f32]>, c: &mut [std::mem::MaybeUninit<f32>]) -> Result<(), String> {
         if a.len() != m * k || b.len() != k * n || c.len() != m * n || bias.is_some_and(|v| v.len() != n) {
             return Err(format!("bf16 gemm: buffer sizes do not match {m}×{k}·{k}×{n}"));
         }
@@ -266,7 +266,8 @@ impl OneDnn {
         let plan = &plans[&key];
         let api = &self.api;
         // SAFETY: the buffers match the descriptors' sizes (checked above) and outlive the
-        // (synchronous: stream_wait) execution; oneDNN does not write a, b or bias.
+        // (synchronous: stream_wait) execution; oneDNN does not write a, b or bias, and writes every
+        // element of c (a plain matmul, no sum post-op: c may start uninitialised).
         unsafe {
             let mut mems: Vec<(c_int, Handle)> = Vec::with_capacity(4);
             let mut bind = |arg: c_int, md: &MemoryDesc, ptr: *mut c_void| -> Result<(), String> {

@@ -207,3 +207,18 @@ fn tensor_bf16_path_rounds_once_and_passes_gradients() {
         assert!(rel(a, r) < 2e-2, "d/d{name}: relative error {}", rel(a, r));
     }
 }
+
+/// The bias gradient's column sums (computed while rounding the output gradient to bf16)
+/// against f64 sums, and the rounding against the scalar rounding, across row blocks.
+#[test]
+fn bf16_conversion_with_column_sums_matches_f64_sums() {
+    let (rows, cols) = (70, 13);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let src = random(rows * cols, 1.0, &mut rng);
+    let (bits, sums) = bf16::to_bf16_with_column_sums(&src, cols);
+    assert_eq!(bits, src.iter().map(|&v| bf16::to_bf16_bits(v)).collect::<Vec<_>>());
+    for j in 0..cols {
+        let want: f64 = (0..rows).map(|i| src[i * cols + j] as f64).sum();
+        assert!((sums[j] as f64 - want).abs() < 1e-5, "column {j}: {} vs {want}", sums[j]);
+    }
+}
