@@ -59,7 +59,7 @@ impl CpuBf16 {
                 return Self::default();
             }
             // SAFETY: CPUID exists on every x86_64 CPU; leaf 7 is checked against the highest
-            // leaf first. (The intrinsics are safe functions in newer Rust, unsafe in 1.85.)
+            // leaf first. (The intrinsics are safe functions in newer Rust, unsafe in older ones.)
             #[allow(unused_unsafe)]
             let (max_leaf, sub0, sub1) = unsafe { (__cpuid(0).eax, __cpuid_count(7, 0), __cpuid_count(7, 1)) };
             if max_leaf < 7 {
