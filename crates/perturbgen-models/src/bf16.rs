@@ -194,13 +194,18 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Resu
     }
 }
 
-fn tensor_bf16(t: &Tensor, what: &str) -> candle_core::Result<Vec<u16>> {
+/// `t`'s values (made contiguous; f32 on the CPU) passed to `f`.
+fn with_cpu_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
-        Storage::Cpu(s) => Ok(to_bf16(f32_slice(s, layout, what)?)),
+        Storage::Cpu(s) => Ok(f(f32_slice(s, layout, what)?)),
         _ => candle_core::bail!("linear_bf16: {what} is not on the CPU"),
     }
+}
+
+fn tensor_bf16(t: &Tensor, what: &str) -> candle_core::Result<Vec<u16>> {
+    with_cpu_f32(t, what, to_bf16)
 }
 
 /// c[m, n] = op(a)·op(b) (+ bias) on bf16 bits, f32 accumulation ([`crate::onednn::OneDnn::gemm`]).
@@ -251,14 +256,7 @@ impl CustomOp3 for LinearBf16 {
             Some(v) => v,
             None => (tensor_bf16(x, "x")?, tensor_bf16(w, "weight")?), // a second backward pass
         };
-        let dy = dy.contiguous()?;
-        let (dyb, db) = {
-            let (storage, layout) = dy.storage_and_layout();
-            match &*storage {
-                Storage::Cpu(s) => to_bf16_with_column_sums(f32_slice(s, layout, "output gradient")?, n),
-                _ => candle_core::bail!("linear_bf16: output gradient is not on the CPU"),
-            }
-        };
+        let (dyb, db) = with_cpu_f32(dy, "output gradient", |dy| to_bf16_with_column_sums(dy, n))?;
         let dx = gemm(m, n, k, &dyb, false, &wb, true, None)?; // dY[m,n] · Wᵀ (W stored [k,n])
         let dw = gemm(k, m, n, &xb, true, &dyb, false, None)?; // Xᵀ (x stored [m,k]) · dY[m,n]
         let device = x.device();

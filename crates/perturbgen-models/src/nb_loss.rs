@@ -198,7 +198,8 @@ impl NbNll {
         let digamma_r: Vec<f64> = if self.with_grad { r.iter().map(|&r| digamma(r)).collect() } else { Vec::new() };
         let n = b.n_cells();
         let mut nll = vec![0f64; n];
-        let mut grads = self.with_grad.then(|| (uninit_vec(n * g), uninit_vec(n * g)));
+        // Filled through their spare capacity by the dense pass (no memset of B × G floats).
+        let mut grads: Option<(Vec<f32>, Vec<f32>)> = self.with_grad.then(|| (Vec::with_capacity(n * g), Vec::with_capacity(n * g)));
         let row = |c: usize, out: &mut f64, scratch: &mut Vec<T>, gx: Option<RowGrads<'_>>| {
             let xs = &x[c * g..(c + 1) * g];
             let scale = b.scale[c] as f64;
@@ -525,11 +526,6 @@ fn sigmoid_pair<T: Float>(x: T) -> (T, T) {
     } else {
         (small, big)
     }
-}
-
-/// A buffer the dense pass fills through its spare capacity (no memset of B × G floats).
-fn uninit_vec(len: usize) -> Vec<f32> {
-    Vec::with_capacity(len)
 }
 
 /// # Safety
