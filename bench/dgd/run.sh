@@ -54,8 +54,8 @@ mkdir -p "$OUT"
 if [[ ! -f $COUNTS || ! -f $OBS || ! -f $VAL ]]; then
     echo "== data: $CELLS Kaggle-scale cells (18,211 genes) in $OUT"
     layout=()
-    [[ -d $LAYOUT ]] && layout=(--layout "$LAYOUT")
-    "$SIMULATE" --preset kaggle "${layout[@]}" --cells "$CELLS" --seed 0 --threads "$THREADS" --out "$OUT/sim"
+    [[ -d $LAYOUT ]] && layout=(--set layout="$LAYOUT")
+    "$SIMULATE" --set preset=kaggle "${layout[@]}" --set cells="$CELLS" --set seed=0 --threads "$THREADS" --out "$OUT/sim"
     "$INGEST" --counts "$OUT/sim/adata_train.parquet" --obs "$OUT/sim/adata_obs_meta.csv" \
         --excluded "$OUT/sim/adata_excluded_ids.csv" --threads "$THREADS" \
         --out-counts "$COUNTS" --out-obs "$OBS" --summary "$OUT/ingest_summary.json"

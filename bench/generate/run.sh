@@ -28,19 +28,19 @@ step() {  # step NAME OUTPUT -- command...
   if [ "${UNTIL:-}" = "$name" ]; then echo "stopping after $name (UNTIL)"; exit 0; fi
 }
 
-step simulate "$W/sim/simulation.json" -- "$BIN/pgen-simulate" --preset kaggle --layout "$LAYOUT" --seed 0 --threads "$THREADS" --out "$W/sim"
+step simulate "$W/sim/simulation.json" -- "$BIN/pgen-simulate" --set preset=kaggle --set layout="$LAYOUT" --set seed=0 --threads "$THREADS" --out "$W/sim"
 step ingest "$W/ingest/summary.json" -- "$BIN/pgen-ingest" --counts "$W/sim/adata_train.parquet" --obs "$W/sim/adata_obs_meta.csv" \
   --excluded "$W/sim/adata_excluded_ids.csv" --genes "$W/sim/genes.txt" --threads "$THREADS" \
   --out-counts "$W/ingest/counts.parquet" --out-obs "$W/ingest/obs.parquet" --summary "$W/ingest/summary.json" --qc-plot "$W/ingest/qc.png"
 step ingest_truth "$W/truth/obs.parquet" -- "$BIN/pgen-ingest" --counts "$W/sim/truth/adata_test.parquet" --obs "$W/sim/truth/adata_test_obs_meta.csv" \
   --genes "$W/sim/genes.txt" --threads "$THREADS" --out-counts "$W/truth/counts.parquet" --out-obs "$W/truth/obs.parquet"
 step split "$W/split/targets.csv" -- "$BIN/pgen-split" --counts "$W/ingest/counts.parquet" --obs "$W/ingest/obs.parquet" \
-  --id-map "$W/sim/id_map.csv" --validation-fraction 0.032 --keep-target-relevant --threads "$THREADS" \
+  --id-map "$W/sim/id_map.csv" --set validation_fraction=0.032 --set keep_target_relevant=true --threads "$THREADS" \
   --out-train-counts "$W/split/train_counts.parquet" --out-train-obs "$W/split/train_obs.parquet" \
   --out-holdout-counts "$W/split/holdout_counts.parquet" --out-holdout-obs "$W/split/holdout_obs.parquet" \
   --out-targets "$W/split/targets.csv" --out-validation "$W/split/validation_ids.txt"
 step filter "$W/filter/obs.parquet" -- "$BIN/pgen-filter" --counts "$W/split/train_counts.parquet" --obs "$W/split/train_obs.parquet" \
-  --drop-compound Dabrafenib --drop-compound Belinostat --ids "$W/split/validation_ids.txt" --out-ids "$W/filter/validation_ids.txt" \
+  --set "drop_compounds=[Dabrafenib, Belinostat]" --ids "$W/split/validation_ids.txt" --out-ids "$W/filter/validation_ids.txt" \
   --threads "$THREADS" --out-counts "$W/filter/counts.parquet" --out-obs "$W/filter/obs.parquet" --removed "$W/filter/removed.csv"
 step pseudobulk "$W/pseudobulk/train.parquet" -- "$BIN/pgen-pseudobulk" --counts "$W/split/train_counts.parquet" --obs "$W/split/train_obs.parquet" \
   --threads "$THREADS" --out "$W/pseudobulk/train.parquet"

@@ -40,8 +40,8 @@ grep -q "test result: ok" "$OUT/device_tests.txt" || tests_ok="FAILED (see $OUT/
 COUNTS=$OUT/counts.parquet OBS=$OUT/obs.parquet VAL=$OUT/validation_ids.txt
 if [[ ! -f $COUNTS ]]; then
     echo "== data: $CELLS Kaggle-scale cells"
-    layout=(); [[ -d $LAYOUT ]] && layout=(--layout "$LAYOUT")
-    "$BIN/pgen-simulate" --preset kaggle "${layout[@]}" --cells "$CELLS" --seed 0 --threads "$THREADS" --out "$OUT/sim"
+    layout=(); [[ -d $LAYOUT ]] && layout=(--set layout="$LAYOUT")
+    "$BIN/pgen-simulate" --set preset=kaggle "${layout[@]}" --set cells="$CELLS" --set seed=0 --threads "$THREADS" --out "$OUT/sim"
     "$BIN/pgen-ingest" --counts "$OUT/sim/adata_train.parquet" --obs "$OUT/sim/adata_obs_meta.csv" \
         --excluded "$OUT/sim/adata_excluded_ids.csv" --threads "$THREADS" --out-counts "$COUNTS" --out-obs "$OBS"
     # Every 30th cell for validation, as bench/dgd does (obs order = the counts' order).

@@ -14,7 +14,7 @@ H5AD=$OUT/kaggle.h5ad
 export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS
 mkdir -p "$OUT"
 if [[ ! -f $DATA/adata_train.parquet ]]; then
-    target/release/pgen-simulate --preset kaggle --layout ../shared/kaggle-layout --threads "$THREADS" --out "$DATA"
+    target/release/pgen-simulate --set preset=kaggle --set layout=../shared/kaggle-layout --threads "$THREADS" --out "$DATA"
 fi
 [[ -f $H5AD ]] || "$PYTHON" bench/h5ad/make_h5ad.py "$DATA" "$H5AD"
 cat "$H5AD" > /dev/null   # page cache

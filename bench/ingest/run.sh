@@ -37,7 +37,7 @@ OBS=$DATA/adata_obs_meta.csv
 EXCLUDED=$DATA/adata_excluded_ids.csv
 if [[ ! -f $COUNTS || ! -f $OBS || ! -f $EXCLUDED ]]; then
     echo "== generating the Kaggle-scale data set in $DATA (about a minute, ~0.9 GB)"
-    "$SIMULATE" --preset kaggle --layout ../shared/kaggle-layout --threads "$THREADS" --out "$DATA"
+    "$SIMULATE" --set preset=kaggle --set layout=../shared/kaggle-layout --threads "$THREADS" --out "$DATA"
 fi
 
 rm -rf "$OUT/rust" "$OUT/pandas" "$OUT/verify"

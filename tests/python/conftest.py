@@ -46,7 +46,7 @@ def ingest_bin():
 
 
 def simulate(simulate_bin, out, seed=0, threads=2, extra=()):
-    run([simulate_bin, "--preset", "demo", "--seed", seed, "--threads", threads,
+    run([simulate_bin, "--set", "preset=demo", "--set", f"seed={seed}", "--threads", threads,
          *extra, "--out", out])
     return Path(out)
 

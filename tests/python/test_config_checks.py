@@ -75,6 +75,22 @@ SCHEMA_CASES = {
 }
 
 
+# Issue 23: names that collide, settings that used to be silently ignored or to fail mid-run.
+LONG_NAME = "T cells " + "x" * 300
+SCHEMA_CASES.update({
+    "cell-type-file-names-collide": (["cell_types=[T cells CD4+, T cells/CD4+]"], "cell_types[1]",
+                                     "`T cells/CD4+` and `T cells CD4+` have the same file name `t_cells_cd4p`"),
+    "cell-type-name-too-long": ([f"cell_types=[{LONG_NAME}]"], "cell_types[0]", "cannot name a file"),
+    "blend-weights-of-the-wrong-length": (["blend={blends: {b: {routes: [xgb, zero], weights: [0.5]}}}"],
+                                          "blend.blends.b.weights", "1 weights for 2 routes"),
+    "fitted-weights-over-a-generative-route": (["blend={blends: {b: {routes: [xgb, dgd_avg], weights: null}}}"],
+                                               "blend.blends.b.weights", "give weights for ['dgd_avg']"),
+    "unknown-submitted-route": (["leaderboard={submit: xgbb}"], "leaderboard.submit", "is not one of the routes"),
+    "empty-drop-list-entry": (["filter={drop_compounds: ['']}"], "filter.drop_compounds", "an empty name"),
+    "bin-dir-without-executables": (["bin_dir=/nonexistent"], "bin_dir", "no /nonexistent/pgen-config: build the executables"),
+})
+
+
 @pytest.mark.parametrize("config, key, fragment", SCHEMA_CASES.values(), ids=SCHEMA_CASES.keys())
 def test_bad_config_fails_in_one_line_before_any_job(workdir, config, key, fragment):
     proc, out = snakemake(workdir, "-n", config=config)
@@ -199,7 +215,7 @@ def test_study_without_positive_controls(workdir, simulate_bin, tmp_path):
     """A study has no positive controls: the default drop_compounds (Kaggle's) is an error that
     says what to set; with drop_compounds: [] the config passes."""
     study = tmp_path / "study"
-    subprocess.run([str(simulate_bin), "--preset", "study", "--out", str(study)], check=True, capture_output=True)
+    subprocess.run([str(simulate_bin), "--set", "preset=study", "--out", str(study)], check=True, capture_output=True)
     config = [f"input={{source: kaggle, kaggle_dir: {study}}}", holdout(["B cells|Stimulus-1"]),
               "cell_types=[CD14+ Monocytes, B cells, CD4 T cells, NK cells, CD8 T cells]"]
     proc, out = snakemake(workdir, "-n", config=config)
@@ -277,6 +293,11 @@ SWEEP_CASES = {
     "bad-row-name": ("name\txgb.eta\na/b\t0.1\n", "folder name `a/b`"),
     "write-cells-per-row": ("generate.write_cells\ntrue\n", "column `generate.write_cells`: which files a generation job writes"),
     "unknown-route-in-blend": ("name\tblend.blends.mine.routes\nb\t[xgb, nope]\n", "blend.blends.mine.routes: ['nope'] are not routes"),
+    # Issue 23: rows that cannot name a folder (two sweeps' `..` rows wrote the same one), a
+    # column given twice (pandas renamed it `xgb.eta.1`).
+    "dot-dot-row": ("name\txgb.eta\n..\t0.1\n", "`..` cannot name a folder"),
+    "dot-row": ("name\txgb.eta\n.\t0.1\n", "`.` cannot name a folder"),
+    "column-twice": ("xgb.eta\txgb.eta\n0.1\t0.2\n", "column `xgb.eta` is given more than once"),
 }
 
 

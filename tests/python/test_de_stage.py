@@ -114,7 +114,7 @@ def pipeline(bins, sim_dir, ingest_dir, tmp_path_factory):
         "zero": "predictions/zero.parquet", "scores": "scores/zero.csv", "plot": "scores/zero.png",
     }.items()}
     run([bins["split"], "--counts", ingest_dir / "counts.parquet", "--obs", ingest_dir / "obs.parquet",
-         "--id-map", sim_dir / "id_map.csv", "--keep-target-relevant", "--seed", 0,
+         "--id-map", sim_dir / "id_map.csv", "--set", "keep_target_relevant=true", "--set", "seed=0",
          "--out-train-counts", p["train_counts"], "--out-train-obs", p["train_obs"],
          "--out-holdout-counts", p["hold_counts"], "--out-holdout-obs", p["hold_obs"],
          "--out-targets", p["targets"], "--out-validation", p["validation"]])
@@ -455,7 +455,7 @@ def tmp_dir(tmp_path):
 def test_limma_unknown_negative_control(pipeline, bins, out_dir, tmp_dir):
     assert_clean_failure(
         limma_cmd(bins, pipeline["pb_train"], "NK cells", out_dir / "de.parquet",
-                  "--negative-control", "Water"),
+                  "--set", "negative_control=Water"),
         out_dir, "Water", tmp_dir)
 
 
@@ -464,7 +464,7 @@ def test_limma_error_inside_r(pipeline, bins, out_dir, tmp_dir):
     line, and the exchange folder is removed."""
     assert_clean_failure(
         limma_cmd(bins, pipeline["pb_train"], "NK cells", out_dir / "de.parquet",
-                  "--design", "~0+Rpert+batch"),
+                  "--set", "design=~0+Rpert+batch"),
         out_dir, "batch", tmp_dir)
 
 
@@ -484,11 +484,11 @@ def split_cmd(bins, pipeline, out_dir, *targets):
 
 
 @pytest.mark.parametrize("targets,expect", [
-    (["--holdout-draw", "0", "--holdout-cell-type", "NK cells"], "empty"),
+    (["--set", "mode=holdout", "--set", "holdout.draw=0"], "split.holdout.draw: must be at least 1"),
     # B cells are measured with 4 non-control compounds only in the demo.
-    (["--holdout-draw", "5", "--holdout-cell-type", "B cells", "--holdout-cell-type", "NK cells"], "5"),
-    (["--holdout-draw", "2", "--holdout-cell-type", "Platelets"], "Platelets"),
-    (["--holdout-pair", "B cells|Compound-005"], "Compound-005"),
+    (["--set", "mode=holdout", "--set", "holdout={draw: 5, cell_types: [B cells, NK cells]}"], "5"),
+    (["--set", "mode=holdout", "--set", "holdout={draw: 2, cell_types: [Platelets]}"], "Platelets"),
+    (["--set", "mode=holdout", "--set", "holdout.pairs=['B cells|Compound-005']"], "Compound-005"),
 ], ids=["draw-0", "draw-more-than-measured", "no-such-cell-type", "pair-without-cells"])
 def test_split_empty_or_impossible_holdout(targets, expect, pipeline, bins, out_dir):
     assert_clean_failure(split_cmd(bins, pipeline, out_dir, *targets), out_dir, expect)

@@ -166,7 +166,7 @@ def test_forest_bad_inputs(forest_bin, tmp_path):
     pd.DataFrame({"id": [0], "cell_type": ["Platelets"], "sm_name": ["Cpd A"]}).to_csv(no_ct, index=False)
     fails(forest_cmd(forest_bin, pb, no_ct, out), out, "no_ct.csv", "Platelets", "no training samples")
 
-    fails(forest_cmd(forest_bin, pb, targets, out, "--negative-control", "Water"), out, "negative-control", "Water")
+    fails(forest_cmd(forest_bin, pb, targets, out, "--section", 'de={"negative_control": "Water"}'), out, "negative-control", "Water")
 
     empty = tmp_path / "empty.parquet"
     pd.read_parquet(pb).iloc[:0].to_parquet(empty, index=False)

@@ -327,7 +327,7 @@ def test_simulator_with_kaggle_layout(simulate_bin, tmp_path):
     real competition's."""
     if not LAYOUT_DIR.is_dir():
         pytest.skip(f"{LAYOUT_DIR} not found (CI provides ../shared beside the repository)")
-    out = simulate(simulate_bin, tmp_path / "layout", extra=["--layout", LAYOUT_DIR])
+    out = simulate(simulate_bin, tmp_path / "layout", extra=["--set", f"layout={LAYOUT_DIR}"])
     genes = read_genes(out)
     assert genes == (LAYOUT_DIR / "genes.txt").read_text().splitlines(), \
         "genes.txt must be the layout's 18,211 genes in de_train order"

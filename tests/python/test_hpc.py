@@ -266,12 +266,15 @@ def test_training_asks_a_gpu_when_the_device_is_cuda(demo_workflow, tmp_path):
     """Cluster resources per rule: train_model gets gpu=1 with train.device cuda (the SLURM
     executor's --gpus), or the gres the config gives; every job its mem_mb and runtime. (This
     build has no CUDA, so pgen-config would refuse `cuda` when the workflow loads: the dry runs
-    use the executables without pgen-config, which skips the typed check with a note.)"""
+    use the real executables but a fake pgen-config that accepts every config.)"""
     bins = tmp_path / "bin"
     bins.mkdir()
     for exe in BIN_DIR.glob("pgen-*"):
         if exe.is_file() and os.access(exe, os.X_OK) and exe.name != "pgen-config":
             (bins / exe.name).symlink_to(exe)
+    fake = bins / "pgen-config"  # a fake, for this test only: passes every check, no cells read
+    fake.write_text('#!/bin/sh\n[ "$1" = cells ] && echo \'{"cell_types": null, "compounds": null}\'\nexit 0\n')
+    fake.chmod(0o755)
 
     def resources(*config):
         out = snakemake(demo_workflow, "results/models/dgd/model.safetensors", "-n", "-f",

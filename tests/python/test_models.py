@@ -42,10 +42,10 @@ def bins():
 def split(bins, sim_dir, ingest_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("model_split")
     run([bins["filter"], "--counts", ingest_dir / "counts.parquet", "--obs", ingest_dir / "obs.parquet",
-         "--drop-compound", "Dabrafenib", "--drop-compound", "Belinostat",
+         "--set", "drop_compounds=[Dabrafenib, Belinostat]",
          "--out-counts", d / "f_counts.parquet", "--out-obs", d / "f_obs.parquet", "--removed", d / "removed.csv"])
     run([bins["split"], "--counts", d / "f_counts.parquet", "--obs", d / "f_obs.parquet",
-         "--id-map", sim_dir / "id_map.csv", "--keep-target-relevant", "--seed", 0,
+         "--id-map", sim_dir / "id_map.csv", "--set", "keep_target_relevant=true", "--set", "seed=0",
          "--out-train-counts", d / "counts.parquet", "--out-train-obs", d / "obs.parquet",
          "--out-holdout-counts", d / "h_counts.parquet", "--out-holdout-obs", d / "h_obs.parquet",
          "--out-targets", d / "targets.csv", "--out-validation", d / "validation.txt"])

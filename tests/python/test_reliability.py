@@ -103,7 +103,7 @@ def stage_cmd(stage, fx, out, **inputs):
         return [pgen("pgen-filter"), "--counts", i["counts"], "--obs", i["obs"], "--out-counts", out / "c.parquet",
                 "--out-obs", out / "o.parquet", "--removed", out / "removed.csv", *extra]
     if stage == "split":
-        if "--holdout-pair" not in extra:
+        if "mode=holdout" not in extra:
             extra += ["--id-map", str(i["targets"])]
         return [pgen("pgen-split"), "--counts", i["counts"], "--obs", i["obs"], *extra,
                 "--out-train-counts", out / "tc.parquet", "--out-train-obs", out / "to.parquet",
@@ -116,8 +116,13 @@ def stage_cmd(stage, fx, out, **inputs):
         return [pgen("pgen-ingest"), "--counts", inputs["raw_counts"], "--obs", inputs["raw_obs"],
                 "--out-counts", out / "counts.parquet", "--out-obs", out / "obs.parquet", *extra]
     if stage == "simulate":
-        return [pgen("pgen-simulate"), "--preset", "demo", "--out", out / "sim", *extra]
+        return [pgen("pgen-simulate"), "--set", "preset=demo", "--out", out / "sim", *extra]
     raise ValueError(stage)
+
+
+def empty_id_map(p):
+    p.write_text("id,cell_type,sm_name\n")
+    return p
 
 
 def garbage(p):
@@ -161,11 +166,11 @@ CASES = [
      ["pb.parquet", "row 1", "column `sm_name`", "null"]),
     ("n_cells 0 in pseudo-bulk", ["limma"], lambda fx, t: {"pb": with_value(fx["pb"], t / "pb.parquet", "n_cells", 0, 0)},
      ["pb.parquet", "row 1", "column `n_cells`"]),
-    ("design holding R code", ["limma", "forest"], lambda fx, t: {"extra": ["--design", "~0+Rpert+system('touch /tmp/pgen-pwned')"]},
-     ["--design", "character `(` is not allowed"]),
-    ("design naming a missing column", ["limma", "forest"], lambda fx, t: {"extra": ["--design", "~0+Rpert+batch"]},
-     ["--design", "`batch` is not a sample column"]),
-    ("unknown negative control", ["limma"], lambda fx, t: {"extra": ["--negative-control", "Water"]},
+    ("design holding R code", ["limma", "forest"], lambda fx, t: {"extra": ["--section", """de={"design": "~0+Rpert+system('touch /tmp/pgen-pwned')"}"""]},
+     ["de.design", "character `(` is not allowed"]),
+    ("design naming a missing column", ["limma", "forest"], lambda fx, t: {"extra": ["--section", 'de={"design": "~0+Rpert+batch"}']},
+     ["de.design", "`batch` is not a sample column"]),
+    ("unknown negative control", ["limma"], lambda fx, t: {"extra": ["--section", 'de={"negative_control": "Water"}']},
      ["unknown negative control `Water`"]),
     ("missing --script", ["limma"], lambda fx, t: {"script": t / "no_such.R"},
      ["no_such.R", "no such R script"]),
@@ -177,20 +182,27 @@ CASES = [
      ["de.parquet", "row 1", "-inf"]),
     ("unknown XGBoost parameter", ["xgb"], lambda fx, t: {"extra": ["--set", "params={etaa: 1}"]},
      ["xgb.params.etaa: not an XGBoost 1.6 parameter"]),
-    ("min_cells above every compound", ["filter"], lambda fx, t: {"extra": ["--min-cells", "1000000"]},
+    ("min_cells above every compound", ["filter"], lambda fx, t: {"extra": ["--set", "min_cells=1000000"]},
      ["filter.min_cells: 1000000 drops every compound"]),
-    ("dropping the negative control", ["filter"], lambda fx, t: {"extra": ["--drop-compound", DMSO]},
+    ("dropping the negative control", ["filter"], lambda fx, t: {"extra": ["--set", f"drop_compounds=[{DMSO}]"]},
      ["filter.drop_compounds", "is the negative control"]),
-    ("dropping an unknown compound", ["filter"], lambda fx, t: {"extra": ["--drop-compound", "Nope"]},
+    ("dropping an unknown compound", ["filter"], lambda fx, t: {"extra": ["--set", "drop_compounds=[Nope]"]},
      ["filter.drop_compounds: `Nope` is not a compound"]),
-    ("the same hold-out pair twice", ["split"], lambda fx, t: {"extra": ["--holdout-pair", f"{NK}|{fx['compound']}"] * 2},
+    ("the same hold-out pair twice", ["split"], lambda fx, t: {"extra": ["--set", "mode=holdout", "--set", f"holdout.pairs=['{NK}|{fx['compound']}', '{NK}|{fx['compound']}']"]},
      ["is listed twice"]),
-    ("a hold-out pair without cells", ["split"], lambda fx, t: {"extra": ["--holdout-pair", f"{NK}|Nope"]},
+    ("a hold-out pair without cells", ["split"], lambda fx, t: {"extra": ["--set", "mode=holdout", "--set", f"holdout.pairs=['{NK}|Nope']"]},
      ["hold-out pair (NK cells, Nope) has no cells"]),
     ("min_epochs above max_epochs", ["train"], lambda fx, t: {"extra": ["--set", "common.min_epochs=5", "--set", "common.max_epochs=2"]},
      ["min_epochs: 5 is more than max_epochs 2"]),
-    ("--cells 0", ["simulate"], lambda fx, t: {"extra": ["--cells", "0"]},
-     ["--cells", "must be at least 1"]),
+    ("cells 0", ["simulate"], lambda fx, t: {"extra": ["--set", "cells=0"]},
+     ["simulate.cells", "must be at least 1"]),
+    # Issue 23, point 6: messages that came late, blamed the wrong file or did not come at all.
+    ("compounds leaving no test pair", ["simulate"], lambda fx, t: {"extra": ["--set", "compounds=4"]},
+     ["simulate.compounds", "leaving no test pair"]),
+    ("a value whose square overflows", ["score"], lambda fx, t: {"de": with_value(fx["de"], t / "de.parquet", fx["gene"], 0, 1e308)},
+     ["de.parquet", "makes the RMSE overflow"]),
+    ("an empty id_map", ["split"], lambda fx, t: {"targets": empty_id_map(t / "id_map.csv")},
+     ["id_map.csv: no rows", "pairs to predict"]),
 ]
 
 
@@ -453,3 +465,53 @@ def teardown_module(module):
             fh.write("| stage | case | exit | message |\n|---|---|---:|---|\n")
             for stage, case, rc, msg in RESULTS:
                 fh.write(f"| {stage} | {case} | {rc} | {msg.replace('|', '/')} |\n")
+
+
+# ----------------------------------------------------------------------------- issue 23
+def test_a_count_past_int32_is_refused_at_ingest_naming_the_input(sim_dir, tmp_path):
+    """A count in [2^31, 2^32) used to wrap to a negative int32 in ingest's cache (and the next
+    stage then blamed the cache): now ingest refuses it, naming the input file and row."""
+    raw = pq.read_table(sim_dir / "adata_train.parquet").to_pandas()
+    raw["count"] = raw["count"].astype("int64")
+    raw.loc[raw.index[2], "count"] = 3_000_000_000
+    big = tmp_path / "big.parquet"
+    raw.to_parquet(big, index=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [pgen("pgen-ingest"), "--counts", big, "--obs", sim_dir / "adata_obs_meta.csv", "--genes", sim_dir / "genes.txt",
+           "--out-counts", out / "counts.parquet", "--out-obs", out / "obs.parquet"]
+    refused(cmd, out, ["big.parquet", "row 3", "below 2^31", "3000000000"], case="a count of 3e9 (int64)", stage="ingest")
+
+
+def test_limma_leaves_nothing_in_tmpdir_and_removes_a_killed_runs_folder(fx, tmp_path):
+    """kill -9 during limma used to leave $TMPDIR/pgen-limma-* and R's Rtmp* behind: R's
+    temporary folder is now inside the exchange folder, and the next run removes the folders of
+    runs whose process is gone (a live one's are kept)."""
+    tmp = tmp_path / "tmp"
+    stale = tmp / "pgen-limma-999999999-abc" / "rtmp" / "RtmpXYZ"
+    stale.mkdir(parents=True)
+    (stale / "big").write_bytes(b"x" * 1000)
+    live = tmp / f"pgen-limma-{os.getpid()}-def"
+    live.mkdir()
+    out = tmp_path / "de.parquet"
+    proc = subprocess.run([str(c) for c in [pgen("pgen-limma"), "--pseudobulk", fx["pb"], "--cell-type", NK, "--script", SCRIPT, "--out", out]],
+                          capture_output=True, text=True, env=quiet_env(TMPDIR=tmp), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp.iterdir()) == [live.name], leftovers(tmp)
+    pd_de = pq.read_table(out).to_pandas()
+    assert len(pd_de) > 0
+
+
+def test_blend_names_the_table_with_the_extra_gene(fx, tmp_path):
+    """pgen-blend used to blame the second (good) table when the first had an extra gene."""
+    table = pq.read_table(fx["de"]).to_pandas()
+    extra = table.copy()
+    extra["NOT_A_GENE"] = 0.0
+    bad = tmp_path / "extra_gene.parquet"
+    extra.to_parquet(bad, index=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [pgen("pgen-blend"), "apply", "--prediction", f"a={bad}", "--prediction", f"b={fx['de']}", "--weights", "0.5,0.5",
+           "--out", out / "blend.parquet", "--out-weights", out / "w.csv"]
+    line = refused(cmd, out, ["extra_gene.parquet", "gene `NOT_A_GENE` is not in it"], case="an extra gene in the first table", stage="blend")
+    assert not line.startswith(f"error: {fx['de']}"), line

@@ -2,7 +2,9 @@
 donors with one plate each, one well per condition, five PBMC cell types, no positive
 controls, no plate rows) through the whole regression DAG, holding out cell types' only
 stimulus — the classic scGen/CPA task: predict a cell type measured only under control."""
+import re
 import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -65,3 +67,56 @@ def test_study_holdout_of_a_cell_types_only_stimulus(pairs, tmp_path):
     # A one-level factor of the design (row: every well is in plate row A) is dropped, noted.
     log = (d / "logs" / "limma_truth" / "b_cells.log").read_text()
     assert "row" in log and "single level" in log.lower(), log
+    if len(pairs) == 1:
+        # Issue 23, point 4: a moved project (scratch -> home) is up to date where it lands:
+        # the workflow's inputs are relative to it (the limma script used to be absolute).
+        moved = tmp_path / "moved"
+        shutil.move(d, moved)
+        plan = subprocess.run([str(c) for c in [SNAKEMAKE, "-n", "--configfile", moved / "config.yaml", moved / "study.yaml",
+                                                "--config", f"bin_dir={REPO / 'target' / 'release'}"]],
+                              cwd=moved, capture_output=True, text=True)
+        assert plan.returncode == 0, plan.stderr
+        assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout + plan.stderr
+
+
+# The same study with the generative models on, as a new user runs it: config.yaml's defaults
+# but for `drop_compounds: []` (no positive controls) and training sized for a test.
+MODELS = """\
+train:
+  models: [dgd, nbvae]
+  common: {max_epochs: 2, min_epochs: 1, patience: 1, batch_size: 256, decoder_hidden: [32, 64], checkpoint_every: 1}
+  nbvae: {encoder_hidden: [64, 32]}
+sizes: {n_trees: 20}
+generate: {n_runs: 2}
+"""
+GENERATIVE = {"dgd", "dgd_avg", "nbvae", "nbvae_avg", "xgb_dgd"}
+
+
+def test_study_with_the_generative_models_and_no_positive_controls(tmp_path):
+    """Issue 21: `filter.drop_compounds: []` means no compound is dropped (pgen-filter used to
+    fall back to its own default, Dabrafenib and Belinostat, and stop on a study without them);
+    the whole DAG runs with the models on and puts the generative routes on the scores table."""
+    d = workflow_copy(tmp_path, ["B cells|Stimulus-1"])
+    (d / "models.yaml").write_text(MODELS)
+    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config.yaml", d / "study.yaml", d / "models.yaml",
+         "--config", f"bin_dir={REPO / 'target' / 'release'}"], cwd=d)
+    res = d / "results"
+    removed = pd.read_csv(res / "filter" / "removed.csv")
+    assert removed.empty, removed
+    scores = pd.read_csv(res / "scores" / "scores.csv")
+    assert set(scores["route"]) == ROUTES | GENERATIVE, scores
+    assert scores["mrrmse"].notna().all(), scores
+    for route in GENERATIVE:
+        rows = pd.read_csv(res / "scores" / f"{route}.csv")
+        assert {(r.cell_type, r.sm_name) for r in rows.itertuples()} >= {("B cells", "Stimulus-1")}, (route, rows)
+    # Issue 23, point 1: a changed generation setting reruns the generation (it used to say
+    # "Nothing to be done"), and the cells asked for are targets of `all`.
+    plan = subprocess.run([str(c) for c in [SNAKEMAKE, "-n", "--configfile", d / "config.yaml", d / "study.yaml", d / "models.yaml",
+                                            "--config", f"bin_dir={REPO / 'target' / 'release'}",
+                                            "generate={emit: sample, write_cells: true}"]],
+                          cwd=d, capture_output=True, text=True)
+    out = plan.stdout + plan.stderr
+    assert plan.returncode == 0, out
+    planned = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))
+    assert int(planned.get("generate", 0)) == 4, out  # 2 models x 2 runs
+    assert "run0_cells.parquet" in out and "run1_cells_obs.parquet" in out, out

@@ -230,7 +230,7 @@ def test_blend_and_leaderboard_cli(xgb_bin, tmp_path):
 
     # Fitted: inner hold-out from de_train only, both routes refitted on the inner training table.
     inner = tmp_path / "inner"
-    run([blend_bin, "split", "--de-train", tmp_path / "de.parquet", "--targets", tmp_path / "t.csv", "--draw", 1,
+    run([blend_bin, "split", "--de-train", tmp_path / "de.parquet", "--targets", tmp_path / "t.csv", "--set", "inner.draw=1",
          "--out-train", inner / "train.parquet", "--out-targets", inner / "t.csv", "--out-truth", inner / "truth.parquet"])
     held = pd.read_parquet(inner / "truth.parquet")
     assert set(held["cell_type"]) == {"B cells", "Myeloid cells"} and len(held) == 2

@@ -1,24 +1,17 @@
 # Stage: the official DE recipe (scripts/limma_de.R), one job per cell type, then merged into
 # one table in the de_train layout. "train" gives de_train; "truth" the targets' true DE.
 
-LIMMA_PARAMS = dict(
-    design=shlex.quote(config["de"]["design"]),
-    control=shlex.quote(config["de"]["negative_control"]),
-    rscript=shlex.quote(config["de"]["rscript"]),
-)
-
-
 rule limma_train:
     input:
         pseudobulk=rules.pseudobulk_train.output[0],
-        script=workflow.source_path("../../scripts/limma_de.R"),
+        script=LIMMA_SCRIPT,
         exe=binary("pgen-limma"),
     output:
         f"{STAGE['de']}/train/{{cell_type}}.parquet",
     params:
         name=lambda wildcards: shlex.quote(CELL_TYPES[wildcards.cell_type]),
         targets=optional_flag("--targets", "targets"),
-        **LIMMA_PARAMS,
+        args=job_params("limma"),
     wildcard_constraints:
         cell_type="|".join(CELL_TYPES),
     threads: rule_threads("limma")
@@ -32,8 +25,8 @@ rule limma_train:
         "../../envs/limma.yaml"
     shell:
         "{input.exe} --pseudobulk {input.pseudobulk}"
-        " --cell-type {params.name} --design {params.design} --negative-control {params.control}"
-        " {params.targets} --rscript {params.rscript} --script {input.script} --threads {threads}"
+        " --cell-type {params.name} {params.args}"
+        " {params.targets} --script {input.script} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
@@ -43,7 +36,7 @@ use rule limma_train as limma_truth with:
     input:
         pseudobulk=rules.pseudobulk_truth.output[0],
         targets=rules.split.output.targets,
-        script=workflow.source_path("../../scripts/limma_de.R"),
+        script=LIMMA_SCRIPT,
         exe=binary("pgen-limma"),
     output:
         f"{STAGE['de']}/truth/{{cell_type}}.parquet",

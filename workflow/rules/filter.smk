@@ -16,9 +16,7 @@ rule filter:
         removed=f"{STAGE['filter']}/removed.csv",
         validation=f"{STAGE['filter']}/validation_ids.txt",
     params:
-        drop=shlex.join(a for c in config["filter"]["drop_compounds"] for a in ("--drop-compound", c)),
-        min_cells=config["filter"]["min_cells"],
-        control=shlex.quote(config["de"]["negative_control"]),
+        args=job_params("filter"),
     threads: rule_threads("filter")
     resources:
         **rule_resources("filter", 16000, 60),
@@ -30,6 +28,5 @@ rule filter:
         "../../envs/perturbgen.yaml"
     shell:
         "{input.exe} --counts {input.counts} --obs {input.obs}"
-        " {params.drop} --min-cells {params.min_cells} --negative-control {params.control}"
-        " --threads {threads} --out-counts {output.counts} --out-obs {output.obs}"
+        " {params.args} --threads {threads} --out-counts {output.counts} --out-obs {output.obs}"
         " --removed {output.removed} --ids {input.validation} --out-ids {output.validation} > {log} 2>&1"

@@ -16,7 +16,7 @@ if MODELS:
             table=f"{GENERATE_DIR}/sizes.csv",
             plot=report(f"{GENERATE_DIR}/sizes.png", category="generation", caption="../report/sizes.rst"),
         params:
-            args=lambda wildcards: section_params("sizes", cfg_of(wildcards)),
+            args=lambda wildcards: job_params("sizes", cfg_of(wildcards)),
             exclude=size_forest_exclusions(),
         threads: rule_threads("sizes")
         resources:
@@ -38,7 +38,7 @@ if MODELS:
             sizes=lambda wildcards: at(f"{GENERATE_DIR}/sizes.csv", owner(wildcards.variant, ["sizes"])),
             pseudobulk=rules.pseudobulk_train.output[0],
             targets=rules.split.output.targets,
-            script=workflow.source_path("../../scripts/limma_de.R"),
+            script=LIMMA_SCRIPT,
             exe=binary("pgen-generate"),
         output:
             prediction=f"{GENERATE_DIR}/{{model}}/run{{run}}.parquet",
@@ -49,7 +49,6 @@ if MODELS:
             cells=generated_cells_args,
             model_dir=lambda wildcards, input: os.path.dirname(input.model),
             device=lambda wildcards: cfg_of(wildcards)["train"]["device"],
-            **LIMMA_PARAMS,
         wildcard_constraints:
             model="|".join(MODELS),
             run=r"\d+",
@@ -65,8 +64,7 @@ if MODELS:
         shell:
             "{input.exe} --model {params.model_dir} --sizes {input.sizes}"
             " --pseudobulk {input.pseudobulk} --targets {input.targets} --run {wildcards.run}"
-            " --device {params.device} {params.args} --design {params.design}"
-            " --negative-control {params.control} --rscript {params.rscript} --script {input.script}"
+            " --device {params.device} {params.args} --script {input.script}"
             " --threads {threads} --out {output.prediction} --out-pseudobulk {output.pseudobulk} {params.cells} > {log} 2>&1"
 
     rule generated_route:

@@ -17,8 +17,12 @@ def generation_runs(wildcards, n):
 
 
 def generate_params(wildcards):
-    g = cfg_of(wildcards)["generate"]
-    return section_params("generate", emit=g["emit"], seed=g["seed"], reference=g["reference"])
+    """pgen-generate's own keys of `generate` (n_runs and combine are the runs' combination's)
+    and the `de` section its limma runs with."""
+    cfg = cfg_of(wildcards)
+    g = cfg["generate"]
+    own = section_params("generate", emit=g["emit"], seed=g["seed"], reference=g["reference"], write_cells=g["write_cells"])
+    return shlex.join([*shlex.split(own), *section_flags(LIMMA_KEYS, cfg)])
 
 
 def generated_cells_outputs():

@@ -41,6 +41,7 @@ rule check_config:
     input:
         obs=INGEST_FILES["obs"],
         **({"id_map": id_map_path()} if config["split"]["mode"] == "id_map" else {}),
+        exe=binary("pgen-config"),
     output:
         CONFIG_CHECKS.RECORD,
     params:

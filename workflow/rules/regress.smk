@@ -12,7 +12,7 @@ rule xgb:
     output:
         f"{STAGE['predictions']}/xgb.parquet",
     params:
-        args=lambda wildcards: section_params("xgb", cfg_of(wildcards)),
+        args=lambda wildcards: job_params("xgb", cfg_of(wildcards)),
     threads: rule_threads("xgb")
     resources:
         **rule_resources("xgb", 4000, 120),
@@ -33,14 +33,13 @@ rule forest:
     input:
         pseudobulk=rules.pseudobulk_train.output[0],
         targets=rules.split.output.targets,
-        script=workflow.source_path("../../scripts/limma_de.R"),
+        script=LIMMA_SCRIPT,
         exe=binary("pgen-forest"),
     output:
         prediction=f"{STAGE['predictions']}/forest.parquet",
         pseudobulk=f"{RUN}/forest/predicted_pseudobulk.parquet",
     params:
-        args=lambda wildcards: section_params("forest", cfg_of(wildcards)),
-        **LIMMA_PARAMS,
+        args=lambda wildcards: job_params("forest", cfg_of(wildcards)),
     threads: rule_threads("forest")
     resources:
         **rule_resources("forest", 8000, 240),
@@ -52,8 +51,7 @@ rule forest:
         "../../envs/limma.yaml"
     shell:
         "{input.exe} --pseudobulk {input.pseudobulk} --targets {input.targets}"
-        " {params.args} --design {params.design} --negative-control {params.control}"
-        " --rscript {params.rscript} --script {input.script} --threads {threads}"
+        " {params.args} --script {input.script} --threads {threads}"
         " --out-pseudobulk {output.pseudobulk} --out {output.prediction} > {log} 2>&1"
 
 
@@ -68,9 +66,7 @@ rule inner_split:
         targets=f"{INNER}/targets.csv",
         truth=f"{INNER}/truth.parquet",
     params:
-        cell_types=shlex.join(a for ct in config["blend"]["inner"]["cell_types"] for a in ("--cell-type", ct)),
-        draw=config["blend"]["inner"]["draw"],
-        seed=config["blend"]["inner"]["seed"],
+        args=job_params("inner_split"),
     threads: 1
     resources:
         **rule_resources("inner_split"),
@@ -82,7 +78,7 @@ rule inner_split:
         "../../envs/perturbgen.yaml"
     shell:
         "{input.exe} split --de-train {input.de_train}"
-        " --targets {input.targets} {params.cell_types} --draw {params.draw} --seed {params.seed}"
+        " --targets {input.targets} {params.args}"
         " --out-train {output.train} --out-targets {output.targets} --out-truth {output.truth} > {log} 2>&1"
 
 
@@ -105,7 +101,7 @@ use rule forest as forest_inner with:
     input:
         pseudobulk=rules.pseudobulk_train.output[0],
         targets=rules.inner_split.output.targets,
-        script=workflow.source_path("../../scripts/limma_de.R"),
+        script=LIMMA_SCRIPT,
         exe=binary("pgen-forest"),
     output:
         prediction=f"{INNER_PREDICTIONS}/forest.parquet",

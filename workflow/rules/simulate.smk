@@ -7,7 +7,7 @@ rule simulate:
     output:
         **{key: f"{SIM_DIR}/{name}" for key, name in SIM_FILES.items()},
     params:
-        args=simulate_args(),
+        args=job_params("simulate"),
         out_dir=lambda wildcards, output: os.path.dirname(output.info),
     threads: rule_threads("simulate")
     resources:

@@ -18,11 +18,7 @@ checkpoint split:
         validation=f"{STAGE['split']}/validation_ids.txt",
     params:
         targets=lambda wildcards, input: f"--id-map {shlex.quote(input.id_map)}" if input.id_map else "",
-        holdout=split_target_args(),
-        seed=config["split"]["seed"],
-        fraction=config["split"]["validation_fraction"],
-        keep="--keep-target-relevant" if config["split"]["keep_target_relevant"] else "",
-        control=shlex.quote(config["de"]["negative_control"]),
+        args=job_params("split"),
     threads: rule_threads("split")
     resources:
         **rule_resources("split", 16000, 60),
@@ -34,8 +30,7 @@ checkpoint split:
         "../../envs/perturbgen.yaml"
     shell:
         "{input.exe} --counts {input.counts} --obs {input.obs}"
-        " {params.targets} {params.holdout} --seed {params.seed} --validation-fraction {params.fraction} {params.keep}"
-        " --negative-control {params.control} --threads {threads}"
+        " {params.targets} {params.args} --threads {threads}"
         " --out-train-counts {output.train_counts} --out-train-obs {output.train_obs}"
         " --out-holdout-counts {output.holdout_counts} --out-holdout-obs {output.holdout_obs}"
         " --out-targets {output.targets} --out-validation {output.validation} > {log} 2>&1"

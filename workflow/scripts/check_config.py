@@ -21,11 +21,10 @@ source = json.loads(sm.params.source)
 
 with open(sm.log[0], "w") as log:
     try:
-        cells = config_checks.read_parquet_cells(sm.input.obs)
-        id_map = None
-        if "id_map" in sm.input.keys():
-            id_map = (sm.input.id_map, config_checks.read_id_map_cell_types(sm.input.id_map))
-        config_checks.check(checked, cells, id_map)
+        id_map = sm.input.id_map if "id_map" in sm.input.keys() else None
+        cells = config_checks.check(checked, sm.input.exe, sm.input.obs, id_map)
+        if cells is None:  # ingest's own output, just written: unreadable is a failure
+            raise config_checks.ConfigError(f"{sm.input.obs}: cannot be read (see pgen-config cells)")
     except config_checks.ConfigError as e:
         for stream in (log, sys.stderr):
             print(f"config: {e}", file=stream)
@@ -38,13 +37,13 @@ with open(sm.log[0], "w") as log:
         "obs_stamp": config_checks.file_stamp(sm.input.obs),
         "source": source,
         "checked": checked,
-        "cell_types": cells.cell_types,
-        "compounds": len(cells.compounds),
+        "cell_types": cells["cell_types"],
+        "compounds": cells["compounds"],
     }
     tmp = f"{sm.output[0]}.tmp"
     with open(tmp, "w") as fh:
         json.dump(record, fh, indent=2, sort_keys=True)
         fh.write("\n")
     os.replace(tmp, sm.output[0])
-    print(f"config checked against {sm.input.obs}: {len(cells.cell_types)} cell types, "
-          f"{len(cells.compounds)} compounds", file=log)
+    print(f"config checked against {sm.input.obs}: {len(cells['cell_types'])} cell types, "
+          f"{cells['compounds']} compounds", file=log)

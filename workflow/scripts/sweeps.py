@@ -24,6 +24,8 @@ SWEEPABLE = {
 # A column of the TSV that names the row's folder instead of Paramspace's `key~value_…` pattern.
 NAME_COLUMN = "name"
 ROW_NAME = re.compile(r"^[A-Za-z0-9_.~+=-]+$")
+# A row's folder name: most file systems allow 255 bytes per path component.
+MAX_NAME_BYTES = 200
 
 
 class SweepError(Exception):
@@ -68,6 +70,12 @@ def read_rows(path):
         raise SweepError(f"{path}: not a tab-separated table ({str(e).strip()})") from None
     if table.empty or not len(table.columns):
         raise SweepError(f"{path}: expected a header of config keys and at least one row")
+    # pandas renames a repeated header `xgb.eta` to `xgb.eta.1`: read the header itself.
+    with open(path, newline="") as fh:
+        header = next((line.rstrip("\r\n").split("\t") for line in fh if not line.startswith("#")), [])
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise SweepError(f"{path}: column `{repeated[0]}` is given more than once")
     for column in table.columns:
         if column.startswith("Unnamed:") or not column.strip():
             raise SweepError(f"{path}: a column has no header (expected a dotted config key)")
@@ -88,6 +96,8 @@ def read_rows(path):
         short = dict(zip(keys, short_names(keys)))
         names = list(Paramspace(values.rename(columns=short), filename_params="*", param_sep="~").instance_patterns)
     for i, name in enumerate(names):
+        if name in (".", "..") or len(name.encode()) > MAX_NAME_BYTES:
+            raise SweepError(f"{path}: row {i + 1}: `{name[:40]}` cannot name a folder (`.`, `..` or over {MAX_NAME_BYTES} bytes; set a `{NAME_COLUMN}` column)")
         if not ROW_NAME.match(name):
             raise SweepError(f"{path}: row {i + 1}: folder name `{name}` has characters other than letters, digits and . ~ + = - _ (set a `{NAME_COLUMN}` column)")
     dupes = sorted({n for n in names if names.count(n) > 1})

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use perturbgen::atomic::OutputSet;
 use perturbgen::io::de_table::DeTable;
 use perturbgen::blend::{blend, combine_runs, fit_weights, inner_holdout, plot_replicates, replicate_curve, write_replicates, write_weights, Combine, Input};
+use perturbgen::params::blend::BlendParams;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
@@ -24,16 +25,12 @@ enum Command {
     Split {
         #[arg(long)]
         de_train: PathBuf,
-        /// Cell type to draw pairs of (repeatable); default: the cell types of --targets.
-        #[arg(long = "cell-type")]
-        cell_types: Vec<String>,
-        /// The real targets (id_map layout), for their cell types.
+        /// The real targets (id_map layout), for their cell types (when blend.inner.cell_types is []).
         #[arg(long)]
         targets: Option<PathBuf>,
-        #[arg(long, default_value_t = 3)]
-        draw: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// The `blend` section (its `inner` draw, seed and cell types) is this stage's own.
+        #[command(flatten)]
+        params: perturbgen_cli::ConfigArgs,
         /// Inner training table (de_train without the drawn pairs).
         #[arg(long)]
         out_train: PathBuf,
@@ -115,11 +112,13 @@ fn read_inputs(items: &[String], flag: &str) -> Result<Vec<Input>> {
 
 fn run(args: Args) -> Result<()> {
     match args.command {
-        Command::Split { de_train, cell_types, targets, draw, seed, out_train, out_targets, out_truth } => {
+        Command::Split { de_train, targets, params, out_train, out_targets, out_truth } => {
+            let inner = params.checked::<BlendParams>()?.inner;
+            let (draw, seed) = (inner.draw, inner.seed);
             let table = DeTable::read(&de_train)?;
-            let mut cts = cell_types;
+            let mut cts = inner.cell_types;
             if cts.is_empty() {
-                let Some(t) = &targets else { bail!("give --cell-type or --targets") };
+                let Some(t) = &targets else { bail!("blend.inner.cell_types is []: give the targets (--targets), whose cell types are drawn from") };
                 let ids = perturbgen::io::id_map::IdMap::read(t)?;
                 cts = ids.rows.iter().map(|r| r.cell_type.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
             }

@@ -5,6 +5,8 @@ use clap::Parser;
 use perturbgen::atomic::OutputSet;
 use perturbgen::cells::Cells;
 use perturbgen::filter::{filter_cells, write_removals, FilterConfig};
+use perturbgen::params::de::DeParams;
+use perturbgen::params::filter::FilterParams;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -14,14 +16,10 @@ struct Args {
     counts: PathBuf,
     #[arg(long)]
     obs: PathBuf,
-    /// Compounds whose cells are dropped (repeat; default Dabrafenib and Belinostat).
-    #[arg(long = "drop-compound")]
-    drop_compounds: Vec<String>,
-    /// Drop compounds with fewer cells than this (over all cell types).
-    #[arg(long, default_value_t = 0)]
-    min_cells: usize,
-    #[arg(long, default_value = "Dimethyl Sulfoxide")]
-    negative_control: String,
+    /// The `filter` section (drop_compounds, min_cells) is this stage's own; it also reads
+    /// `de` (the negative control).
+    #[command(flatten)]
+    params: perturbgen_cli::ConfigArgs,
     #[arg(long)]
     out_counts: PathBuf,
     #[arg(long)]
@@ -46,11 +44,10 @@ fn main() {
 
 fn run(args: Args) -> Result<()> {
     perturbgen::threads::with_threads(args.common.threads(), || -> Result<()> {
+        let filter = args.params.checked::<FilterParams>()?;
+        let de = args.params.section::<DeParams>()?;
+        let config = FilterConfig::new(filter, de.negative_control);
         let cells = Cells::read(&args.counts, &args.obs)?;
-        let mut config = FilterConfig { min_cells: args.min_cells, negative_control: args.negative_control.clone(), ..Default::default() };
-        if !args.drop_compounds.is_empty() {
-            config.drop_compounds = args.drop_compounds.clone();
-        }
         let (keep, removed) = filter_cells(&cells.obs, &config)?;
         for r in &removed {
             log::info!("removed {} ({} cells): {}", r.sm_name, r.cells, r.reason);

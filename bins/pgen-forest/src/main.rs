@@ -42,7 +42,7 @@ fn run(args: Args) -> Result<()> {
     let threads = args.common.threads();
     let targets = IdMap::read(&args.targets)?;
     let pb = PseudoBulk::read(&args.pseudobulk)?;
-    let limma = args.limma.config(threads)?;
+    let limma = args.limma.config(&args.params, threads)?;
     let bar = perturbgen::progress::bar(n_work_units(&pb, &params) as u64, "forests");
     let start = std::time::Instant::now();
     let (table, prediction) = perturbgen::threads::with_threads(threads, || {

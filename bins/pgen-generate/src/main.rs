@@ -63,7 +63,7 @@ fn main() {
 fn run(args: Args) -> Result<()> {
     let params = args.params.checked::<GenerateParams>()?;
     let threads = args.common.threads();
-    let limma = args.limma.config(threads)?;
+    let limma = args.limma.config(&args.params, threads)?;
     let targets = IdMap::read(&args.targets)?;
     let mut sizes = SizeTable::read(&args.sizes)?;
     if params.reference == Reference::Real {

@@ -16,6 +16,9 @@ struct Args {
     cell_type: String,
     #[command(flatten)]
     limma: perturbgen_cli::LimmaArgs,
+    /// The `de` section (the design, negative control, Rscript) is this stage's own.
+    #[command(flatten)]
+    params: perturbgen_cli::ConfigArgs,
     /// Keep only the pairs of this id_map (e.g. the hold-out targets).
     #[arg(long)]
     targets: Option<PathBuf>,
@@ -33,7 +36,8 @@ fn main() {
 fn run(args: Args) -> Result<()> {
     let pb = PseudoBulk::read(&args.pseudobulk)?;
     let targets = args.targets.as_deref().map(IdMap::read).transpose()?;
-    let config = args.limma.config(args.common.threads())?;
+    let de = args.params.checked::<perturbgen::params::de::DeParams>()?;
+    let config = de.limma(args.limma.script.clone(), args.common.threads());
     let table = run_limma(&pb, &args.cell_type, &config, targets.as_ref(), &args.pseudobulk)?;
     log::info!("{}: {} compounds × {} genes", args.cell_type, table.n_rows(), table.genes.len());
     table.write(&args.out)?;

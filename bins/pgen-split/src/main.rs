@@ -6,7 +6,9 @@ use perturbgen::atomic::OutputSet;
 use perturbgen::cells::Cells;
 use perturbgen::io::id_map::IdMap;
 use perturbgen::split::{split, TargetSpec};
-use std::path::PathBuf;
+use perturbgen::params::de::DeParams;
+use perturbgen::params::split::{Holdout, SplitConfig, SplitParams};
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Choose target pairs (hold-out or id_map) and validation cells")]
@@ -15,26 +17,13 @@ struct Args {
     counts: PathBuf,
     #[arg(long)]
     obs: PathBuf,
-    /// Hold out this pair, written `cell type|compound` (repeat).
-    #[arg(long = "holdout-pair")]
-    holdout_pairs: Vec<String>,
-    /// Hold out this many compounds, drawn among those measured in all --holdout-cell-type.
-    #[arg(long)]
-    holdout_draw: Option<usize>,
-    #[arg(long = "holdout-cell-type")]
-    holdout_cell_types: Vec<String>,
-    /// Targets from an id_map instead (submission mode): no cells are held out.
+    /// The id_map whose pairs are the targets (split mode id_map).
     #[arg(long)]
     id_map: Option<PathBuf>,
-    #[arg(long, default_value_t = 0.032)]
-    validation_fraction: f64,
-    /// Keep every cell whose cell type or compound occurs in the targets out of validation.
-    #[arg(long)]
-    keep_target_relevant: bool,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value = "Dimethyl Sulfoxide")]
-    negative_control: String,
+    /// The `split` section (mode, holdout, seed, validation_fraction, keep_target_relevant) is
+    /// this stage's own; it also reads `de` (the negative control).
+    #[command(flatten)]
+    params: perturbgen_cli::ConfigArgs,
     #[arg(long)]
     out_train_counts: PathBuf,
     #[arg(long)]
@@ -58,33 +47,29 @@ fn main() {
     perturbgen_cli::main(args.common.verbose, || run(args));
 }
 
-fn spec(args: &Args) -> Result<TargetSpec> {
-    let modes = [!args.holdout_pairs.is_empty(), args.holdout_draw.is_some(), args.id_map.is_some()];
-    if modes.iter().filter(|&&m| m).count() != 1 {
-        bail!("give exactly one of --holdout-pair, --holdout-draw or --id-map");
+fn spec(config: &SplitConfig, id_map: Option<&Path>) -> Result<TargetSpec> {
+    match (&config.holdout, id_map) {
+        (Holdout::IdMap, Some(p)) => {
+            let ids = IdMap::read(p)?;
+            if ids.rows.is_empty() {
+                bail!("{}: no rows: an id_map lists the (cell type, compound) pairs to predict (id,cell_type,sm_name)", p.display());
+            }
+            Ok(TargetSpec::IdMap(ids))
+        }
+        (Holdout::IdMap, None) => bail!("split.mode id_map: give the id_map (--id-map FILE), or set split.mode holdout"),
+        (_, Some(p)) => bail!("--id-map {}: split.mode is holdout (the targets are held-out pairs, not an id_map's)", p.display()),
+        (Holdout::Listed(pairs), None) => Ok(TargetSpec::Listed(pairs.clone())),
+        (Holdout::Drawn { n_compounds, cell_types }, None) => Ok(TargetSpec::Drawn { n_compounds: *n_compounds, cell_types: cell_types.clone(), seed: config.seed }),
     }
-    if let Some(p) = &args.id_map {
-        return Ok(TargetSpec::IdMap(IdMap::read(p)?));
-    }
-    if let Some(n) = args.holdout_draw {
-        return Ok(TargetSpec::Drawn { n_compounds: n, cell_types: args.holdout_cell_types.clone(), seed: args.seed });
-    }
-    let pairs = args
-        .holdout_pairs
-        .iter()
-        .map(|p| match p.split_once('|') {
-            Some((t, c)) => Ok((t.to_string(), c.to_string())),
-            None => bail!("--holdout-pair `{p}`: expected `cell type|compound`"),
-        })
-        .collect::<Result<_>>()?;
-    Ok(TargetSpec::Listed(pairs))
 }
 
 fn run(args: Args) -> Result<()> {
     perturbgen::threads::with_threads(args.common.threads(), || -> Result<()> {
-        let spec = spec(&args)?;
+        let config = args.params.checked::<SplitParams>()?;
+        let de = args.params.section::<DeParams>()?;
+        let spec = spec(&config, args.id_map.as_deref())?;
         let cells = Cells::read(&args.counts, &args.obs)?;
-        let s = split(&cells.obs, &spec, &args.negative_control, args.validation_fraction, args.keep_target_relevant, args.seed)?;
+        let s = split(&cells.obs, &spec, &de.negative_control, config.validation_fraction, config.keep_target_relevant, config.seed)?;
         log::info!(
             "{} targets; {} training cells ({} for validation), {} held out",
             s.targets.rows.len(), s.train_rows.len(), s.validation_ids.len(), s.holdout_rows.len()

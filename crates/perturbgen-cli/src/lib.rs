@@ -38,30 +38,19 @@ pub fn resolve_threads(requested: usize) -> usize {
     }
 }
 
-/// How a stage runs the official limma recipe (pgen-limma, pgen-forest).
+/// How a stage runs the official limma recipe (pgen-limma, pgen-forest, pgen-generate): the
+/// recipe's R script (a path); its settings are the config's `de` section.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LimmaArgs {
-    /// Model formula; `Rpert` is the compound factor, other terms name sample columns.
-    #[arg(long, default_value = "~0+Rpert+donor_id+plate_name+row")]
-    pub design: String,
-    #[arg(long, default_value = "Dimethyl Sulfoxide")]
-    pub negative_control: String,
-    #[arg(long, default_value = "Rscript")]
-    pub rscript: std::path::PathBuf,
+    /// The limma recipe (scripts/limma_de.R of the repository).
     #[arg(long, default_value = "scripts/limma_de.R")]
     pub script: std::path::PathBuf,
 }
 
 impl LimmaArgs {
-    /// The checked settings (the design parsed as a formula over known columns).
-    pub fn config(&self, threads: usize) -> perturbgen::Result<perturbgen::limma::LimmaConfig> {
-        Ok(perturbgen::limma::LimmaConfig {
-            rscript: self.rscript.clone(),
-            script: self.script.clone(),
-            design: perturbgen::design::Design::parse(&self.design, "--design")?,
-            negative_control: self.negative_control.clone(),
-            threads,
-        })
+    /// The checked limma settings: `de` (from `config`'s sources) with this script.
+    pub fn config(&self, config: &ConfigArgs, threads: usize) -> anyhow::Result<perturbgen::limma::LimmaConfig> {
+        Ok(config.section::<perturbgen::params::de::DeParams>()?.limma(self.script.clone(), threads))
     }
 }
 
@@ -79,6 +68,10 @@ pub struct ConfigArgs {
     /// `--set features=[compound_mean]`, `--set dgd.latent_lr=0.02`); repeatable, applied last.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Another config section the stage reads besides its own, NAME=JSON (e.g. the `de`
+    /// section a limma stage shares); over `--config`'s section of that name. Repeatable.
+    #[arg(long = "section", value_name = "NAME=JSON")]
+    pub sections: Vec<String>,
 }
 
 impl ConfigArgs {
@@ -89,9 +82,22 @@ impl ConfigArgs {
         Ok(params.check()?)
     }
 
+    /// Another section the stage reads (`--config`'s, then `--section NAME=JSON`; `--params`
+    /// and `--set` are the stage's own section's), deserialised and checked.
+    pub fn section<P: ParamGuard + DeserializeOwned>(&self) -> anyhow::Result<P::Checked> {
+        let name = P::SECTION;
+        let value = self.from_file(name)?;
+        let params: P = self.deserialize(value, name)?;
+        Ok(params.check()?)
+    }
+
     /// The section `section` merged from every source, deserialised but not checked.
     pub fn load<P: DeserializeOwned>(&self, section: &str) -> anyhow::Result<P> {
         let value = self.merged(section)?;
+        self.deserialize(value, section)
+    }
+
+    fn deserialize<P: DeserializeOwned>(&self, value: Value, section: &str) -> anyhow::Result<P> {
         let origin = self.origin();
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
@@ -101,7 +107,7 @@ impl ConfigArgs {
     }
 
     fn origin(&self) -> String {
-        match (&self.config, self.params.is_some() || !self.set.is_empty()) {
+        match (&self.config, self.params.is_some() || !self.set.is_empty() || !self.sections.is_empty()) {
             (Some(p), false) => p.display().to_string(),
             (Some(p), true) => format!("{} + flags", p.display()),
             (None, _) => "parameters".to_string(),
@@ -110,15 +116,7 @@ impl ConfigArgs {
 
     /// The section `section` as merged from the config file, `--params` and `--set`.
     pub fn merged(&self, section: &str) -> anyhow::Result<Value> {
-        let mut value = Value::Object(Default::default());
-        if let Some(path) = &self.config {
-            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-            let whole: Value = serde_yaml_ng::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a YAML/JSON config: {e}", path.display()))?;
-            match whole.get(section) {
-                Some(v) if !v.is_null() => merge(&mut value, v.clone()),
-                _ => log::debug!("{}: no `{section}` section; using defaults", path.display()),
-            }
-        }
+        let mut value = self.from_file(section)?;
         if let Some(json) = &self.params {
             let v: Value = serde_json::from_str(json).map_err(|e| anyhow::anyhow!("--params: not a JSON object: {e}"))?;
             anyhow::ensure!(v.is_object(), "--params: expected a JSON object of `{section}` keys, found {v}");
@@ -142,6 +140,31 @@ impl ConfigArgs {
                 if node.is_null() {
                     *node = Value::Object(Default::default());
                 }
+            }
+        }
+        Ok(value)
+    }
+}
+
+impl ConfigArgs {
+    /// `--config`'s section `section` (an empty object without a file or section), then the
+    /// `--section` of that name.
+    fn from_file(&self, section: &str) -> anyhow::Result<Value> {
+        let mut value = Value::Object(Default::default());
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+            let whole: Value = serde_yaml_ng::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a YAML/JSON config: {e}", path.display()))?;
+            match whole.get(section) {
+                Some(v) if !v.is_null() => merge(&mut value, v.clone()),
+                _ => log::debug!("{}: no `{section}` section; using defaults", path.display()),
+            }
+        }
+        for item in &self.sections {
+            let (key, json) = item.split_once('=').ok_or_else(|| anyhow::anyhow!("--section `{item}`: expected NAME=JSON"))?;
+            if key == section {
+                let v: Value = serde_json::from_str(json).map_err(|e| anyhow::anyhow!("--section {key}: not a JSON object: {e}"))?;
+                anyhow::ensure!(v.is_object(), "--section {key}: expected a JSON object of `{key}` keys, found {v}");
+                merge(&mut value, v);
             }
         }
         Ok(value)
@@ -252,7 +275,7 @@ mod tests {
             std::fs::write(&p, text).unwrap();
             p
         });
-        (ConfigArgs { config, params: params.map(str::to_string), set: set.iter().map(|s| s.to_string()).collect() }, dir)
+        (ConfigArgs { config, params: params.map(str::to_string), set: set.iter().map(|s| s.to_string()).collect(), sections: Vec::new() }, dir)
     }
 
     #[test]

@@ -191,7 +191,7 @@ fn parse_hidden(name: &str) -> Option<(&str, u32)> {
     (!target.is_empty()).then_some((target, pid))
 }
 
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }

@@ -16,9 +16,18 @@ pub struct Input {
 }
 
 /// `other`'s values in `reference`'s row and gene order; the pairs and genes must be the same sets.
-pub fn align(reference: &DeTable, other: &DeTable, other_path: &Path) -> Result<Vec<f64>> {
+/// A gene set differing names the file with the gene the other lacks (the reference's own
+/// extra gene is the reference's fault, not the other table's).
+pub fn align(reference: &DeTable, reference_path: &Path, other: &DeTable, other_path: &Path) -> Result<Vec<f64>> {
     if other.genes.len() != reference.genes.len() {
-        return Err(Error::invalid(other_path, format!("{} genes, expected {}", other.genes.len(), reference.genes.len())));
+        let (more, more_path, fewer, fewer_path) =
+            if reference.genes.len() > other.genes.len() { (reference, reference_path, other, other_path) } else { (other, other_path, reference, reference_path) };
+        let known: std::collections::HashSet<&str> = fewer.genes.iter().map(String::as_str).collect();
+        let extra = more.genes.iter().find(|g| !known.contains(g.as_str())).map(String::as_str).unwrap_or("?");
+        return Err(Error::invalid(
+            more_path,
+            format!("{} genes where {} has {}: gene `{extra}` is not in it", more.genes.len(), fewer_path.display(), fewer.genes.len()),
+        ));
     }
     if other.n_rows() != reference.n_rows() {
         return Err(Error::invalid(other_path, format!("{} rows, expected {} (the same pairs as the first table)", other.n_rows(), reference.n_rows())));
@@ -60,7 +69,7 @@ pub fn blend(inputs: &[Input], weights: &[f64]) -> Result<DeTable> {
     check_weights(weights, inputs.len())?;
     let mut values = vec![0f64; first.table.values.len()];
     for (inp, &w) in inputs.iter().zip(weights) {
-        let v = align(&first.table, &inp.table, &inp.path)?;
+        let v = align(&first.table, &first.path, &inp.table, &inp.path)?;
         for (o, x) in values.iter_mut().zip(v) {
             *o += w * x;
         }
@@ -114,7 +123,7 @@ pub fn fit_weights(truth: &DeTable, inputs: &[Input], truth_path: &Path) -> Resu
     if truth.n_rows() == 0 {
         return Err(Error::invalid(truth_path, "no rows to fit blend weights on"));
     }
-    let aligned: Vec<Vec<f64>> = inputs.iter().map(|i| align(truth, &i.table, &i.path)).collect::<Result<_>>()?;
+    let aligned: Vec<Vec<f64>> = inputs.iter().map(|i| align(truth, truth_path, &i.table, &i.path)).collect::<Result<_>>()?;
     let ng = truth.genes.len();
     let grams: Vec<Vec<f64>> = (0..truth.n_rows())
         .map(|r| {
@@ -267,7 +276,7 @@ pub enum Combine {
 /// The runs' values aligned to the first run's rows and genes (one Vec per run).
 fn aligned_runs(runs: &[Input]) -> Result<Vec<Vec<f64>>> {
     let Some(first) = runs.first() else { return Err(Error::Data("combine: no runs".into())) };
-    runs.iter().map(|r| align(&first.table, &r.table, &r.path)).collect()
+    runs.iter().map(|r| align(&first.table, &first.path, &r.table, &r.path)).collect()
 }
 
 fn combine_values(values: &[Vec<f64>], how: Combine) -> Vec<f64> {

@@ -35,11 +35,6 @@ impl Categorical {
         c
     }
 
-    pub fn push_code(&mut self, code: u32) {
-        debug_assert!((code as usize) < self.levels.len());
-        self.codes.push(code);
-    }
-
     pub fn get(&self, row: usize) -> &str {
         &self.levels[self.codes[row] as usize]
     }
@@ -54,10 +49,6 @@ impl Categorical {
 
     pub fn levels(&self) -> &[String] {
         &self.levels
-    }
-
-    pub fn level_code(&self, value: &str) -> Option<u32> {
-        self.index.get(value).copied()
     }
 
     pub fn len(&self) -> usize {

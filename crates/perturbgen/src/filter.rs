@@ -3,12 +3,14 @@
 //! with few cells might help").
 use crate::error::Error;
 use crate::io::obs::ObsTable;
-use crate::simulate::layout::DMSO;
+use crate::params::de::DMSO;
+use crate::params::filter::FilterParams;
 use serde::Serialize;
 
+/// What the filter runs with: the checked `filter` section and the negative control (`de`).
 #[derive(Debug, Clone)]
 pub struct FilterConfig {
-    /// Compounds whose cells are dropped (default: the two positive controls).
+    /// Compounds whose cells are dropped.
     pub drop_compounds: Vec<String>,
     /// Compounds with fewer cells than this (over all cell types) are dropped.
     pub min_cells: usize,
@@ -16,13 +18,16 @@ pub struct FilterConfig {
     pub negative_control: String,
 }
 
+impl FilterConfig {
+    pub fn new(params: FilterParams, negative_control: String) -> Self {
+        Self { drop_compounds: params.drop_compounds, min_cells: params.min_cells, negative_control }
+    }
+}
+
+/// The sections' defaults.
 impl Default for FilterConfig {
     fn default() -> Self {
-        Self {
-            drop_compounds: crate::simulate::layout::POSITIVE_CONTROLS.iter().map(|s| s.to_string()).collect(),
-            min_cells: 0,
-            negative_control: DMSO.to_string(),
-        }
+        Self::new(FilterParams::default(), DMSO.to_string())
     }
 }
 

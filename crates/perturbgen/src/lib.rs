@@ -8,6 +8,7 @@ pub mod baseline;
 pub mod blend;
 pub mod categorical;
 pub mod cells;
+pub mod config_check;
 pub mod counts;
 pub mod design;
 pub mod error;

@@ -58,10 +58,12 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
     if !config.script.is_file() {
         return Err(Error::invalid(&config.script, "no such R script (--script: the limma recipe, scripts/limma_de.R of the repository)"));
     }
-    let work = tempfile::Builder::new().prefix("pgen-limma-").tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let (input, output) = (work.path().join("in"), work.path().join("out"));
+    let work = exchange_folder()?;
+    let (input, output, r_tmp) = (work.path().join("in"), work.path().join("out"), work.path().join("rtmp"));
     write_exchange(&sub, &input)?;
-    std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
+    for dir in [&output, &r_tmp] {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     log::info!("{cell_type}: limma on {} samples × {} genes", sub.n_samples(), sub.genes.len());
     let result = Command::new(&config.rscript)
         .arg(&config.script)
@@ -70,6 +72,9 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
         .arg("--design").arg(config.design.as_str())
         .arg("--control").arg(&config.negative_control)
         .arg("--threads").arg(config.threads.to_string())
+        // R's own temporary folder (Rtmp*) inside the exchange folder: removed with it, also
+        // by the next run when a kill -9 left both.
+        .env("TMPDIR", &r_tmp)
         .env("OMP_NUM_THREADS", config.threads.to_string())
         .env("OPENBLAS_NUM_THREADS", config.threads.to_string())
         .output()
@@ -91,6 +96,26 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
         log::info!("{cell_type}: {line}");
     }
     read_results(&sub, cell_type, &output, pairs)
+}
+
+const EXCHANGE_PREFIX: &str = "pgen-limma-";
+
+/// A fresh exchange folder `$TMPDIR/pgen-limma-<pid>-<random>`, removed when dropped; first
+/// removes the folders of runs whose process is gone (a kill -9 leaves them; ~80 MB each at
+/// Kaggle size, and nothing else would ever remove them).
+fn exchange_folder() -> Result<tempfile::TempDir> {
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(EXCHANGE_PREFIX)).and_then(|rest| rest.split_once('-')).and_then(|(pid, _)| pid.parse::<u32>().ok()) else { continue };
+            if !crate::atomic::process_alive(pid) {
+                log::info!("removing {} (left by a killed limma run, process {pid})", entry.path().display());
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    tempfile::Builder::new().prefix(&format!("{EXCHANGE_PREFIX}{}-", std::process::id())).tempdir().map_err(|e| Error::io(tmp, e))
 }
 
 /// The DE of predicted samples (forest predictions, generated cells' pseudo-bulk): per target

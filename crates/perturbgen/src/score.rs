@@ -45,7 +45,16 @@ pub fn score(truth: &DeTable, prediction: &DeTable, truth_path: &Path, predictio
         })?;
         let p = prediction.row(j);
         let aligned: Vec<f64> = order.iter().map(|&g| p[g]).collect();
-        rows.push(RowScore { cell_type: k.cell_type.clone(), sm_name: k.sm_name.clone(), rmse: rmse(truth.row(i), &aligned) });
+        let row_rmse = rmse(truth.row(i), &aligned);
+        if !row_rmse.is_finite() {
+            // Finite inputs (the readers refuse NaN and ±inf) whose squares overflow: a value
+            // no signed −log10 p can be (that is at most ~308 in magnitude).
+            let largest = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let (in_truth, in_prediction) = (largest(truth.row(i)), largest(&aligned));
+            let (path, value) = if in_prediction >= in_truth { (prediction_path, in_prediction) } else { (truth_path, in_truth) };
+            return Err(Error::invalid(path, format!("pair ({}, {}): a value of magnitude {value:e} makes the RMSE overflow (signed −log10 p values are at most ~308)", k.cell_type, k.sm_name)));
+        }
+        rows.push(RowScore { cell_type: k.cell_type.clone(), sm_name: k.sm_name.clone(), rmse: row_rmse });
     }
     if prediction.n_rows() != truth.n_rows() {
         let extra = prediction.keys.iter().find(|k| !truth.keys.iter().any(|t| t.cell_type == k.cell_type && t.sm_name == k.sm_name)).expect("more rows than truth");

@@ -214,10 +214,12 @@ fn bad_counts_are_refused_with_row_and_column() {
     let g = vec!["a".to_string(), "b".to_string()];
     #[allow(clippy::type_complexity)]
     let cases: Vec<(&str, Vec<&str>, Vec<&str>, ArrayRef, &str)> = vec![
-        ("neg.parquet", vec!["cell000", "cell001"], vec!["a", "b"], Arc::new(Float64Array::from(vec![1.0, -2.0])), "row 2, column `count`: expected a whole non-negative count, found -2"),
-        ("frac.parquet", vec!["cell000", "cell001"], vec!["a", "b"], Arc::new(Float64Array::from(vec![1.5, 2.0])), "row 1, column `count`: expected a whole non-negative count, found 1.5"),
-        ("nan.parquet", vec!["cell000", "cell001", "cell002"], vec!["a", "b", "a"], Arc::new(Float64Array::from(vec![1.0, 2.0, f64::NAN])), "row 3, column `count`: expected a whole non-negative count, found NaN"),
-        ("null.parquet", vec!["cell000", "cell001"], vec!["a", "b"], Arc::new(Float64Array::from(vec![Some(1.0), None])), "row 2, column `count`: expected a whole non-negative count, found null"),
+        ("neg.parquet", vec!["cell000", "cell001"], vec!["a", "b"], Arc::new(Float64Array::from(vec![1.0, -2.0])), "row 2, column `count`: expected a whole non-negative count below 2^31 (the pipeline stores int32 counts), found -2"),
+        ("frac.parquet", vec!["cell000", "cell001"], vec!["a", "b"], Arc::new(Float64Array::from(vec![1.5, 2.0])), "row 1, column `count`: expected a whole non-negative count below 2^31 (the pipeline stores int32 counts), found 1.5"),
+        ("nan.parquet", vec!["cell000", "cell001", "cell002"], vec!["a", "b", "a"], Arc::new(Float64Array::from(vec![1.0, 2.0, f64::NAN])), "row 3, column `count`: expected a whole non-negative count below 2^31 (the pipeline stores int32 counts), found NaN"),
+        ("null.parquet", vec!["cell000", "cell001"], vec!["a", "b"], Arc::new(Float64Array::from(vec![Some(1.0), None])), "row 2, column `count`: expected a whole non-negative count below 2^31 (the pipeline stores int32 counts), found null"),
+        // Issue 23: a count in [2^31, 2^32) used to wrap to a negative int32 in ingest's cache.
+        ("big.parquet", vec!["cell000", "cell001"], vec!["a", "b"], Arc::new(Int64Array::from(vec![1, 3_000_000_000])), "row 2, column `count`: expected a whole non-negative count below 2^31 (the pipeline stores int32 counts), found 3000000000"),
         ("cell.parquet", vec!["cell000", "ghost"], vec!["a", "b"], Arc::new(Int32Array::from(vec![1, 2])), "row 2, column `obs_id`: expected an obs_id listed in the obs metadata, found `ghost`"),
         ("gene.parquet", vec!["cell000", "cell001"], vec!["a", "zz"], Arc::new(Int32Array::from(vec![1, 2])), "row 2, column `gene`: expected a gene in the gene list, found `zz`"),
         ("text.parquet", vec!["cell000"], vec!["a"], Arc::new(StringArray::from(vec!["1"])), "column `count` has type Utf8, expected a numeric type"),

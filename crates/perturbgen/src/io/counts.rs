@@ -9,6 +9,7 @@
 use crate::counts::CountMatrix;
 use crate::error::{Error, Result};
 use crate::io::arrow_util::{field_index, to_f64, to_strings};
+use crate::io::cell_gene_keys::{excluded_keys, pair_key};
 use crate::io::excluded::ExcludedIds;
 use crate::io::obs::ObsTable;
 use crate::io::parquet_util::{self, ParquetOut};
@@ -139,7 +140,7 @@ pub fn read_long_counts(
         }
     };
     let gene_index: FxHashMap<&str, u32> = gene_list.iter().enumerate().map(|(i, s)| (s.as_str(), i as u32)).collect();
-    let excluded_keys = excluded_keys(excluded, &obs_index, &gene_index);
+    let excluded_keys = excluded_keys(excluded, obs_index.iter().map(|(&o, &c)| (c, o)), &gene_index);
 
     // CSR row starts from the pass-1 counts; cursors advance as entries arrive.
     let mut indptr = Vec::with_capacity(n_cells + 1);
@@ -303,36 +304,19 @@ fn collect_names(path: &Path, array: &ArrayRef, row0: u64, into: &mut FxHashSet<
     Ok(())
 }
 
-/// A count must be a whole, non-negative number that fits in 32 bits.
+/// The largest count the pipeline holds: its count cache (`counts.parquet`) stores int32.
+pub const MAX_COUNT: u32 = i32::MAX as u32;
+
+/// What a count must be, as error messages say it.
+pub const COUNT_EXPECTED: &str = "a whole non-negative count below 2^31 (the pipeline stores int32 counts)";
+
+/// A count must be a whole, non-negative number that fits the int32 cache.
 fn whole_count(path: &Path, row: u64, value: Option<f64>) -> Result<u32> {
     match value {
-        Some(v) if v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64 => Ok(v as u32),
-        Some(v) => Err(Error::bad_value(path, row, "count", "a whole non-negative count", format!("{v}"))),
-        None => Err(Error::bad_value(path, row, "count", "a whole non-negative count", "null")),
+        Some(v) if v >= 0.0 && v.fract() == 0.0 && v <= MAX_COUNT as f64 => Ok(v as u32),
+        Some(v) => Err(Error::bad_value(path, row, "count", COUNT_EXPECTED, format!("{v}"))),
+        None => Err(Error::bad_value(path, row, "count", COUNT_EXPECTED, "null")),
     }
-}
-
-fn pair_key(cell: u32, gene: u32) -> u64 {
-    ((cell as u64) << 32) | gene as u64
-}
-
-/// Excluded pairs as (cell, gene) keys; pairs naming cells or genes outside this data set
-/// cannot occur in it and are only counted in the log.
-fn excluded_keys(excluded: Option<&ExcludedIds>, obs: &FxHashMap<&str, u32>, genes: &FxHashMap<&str, u32>) -> FxHashSet<u64> {
-    let mut keys = FxHashSet::default();
-    let mut unmatched = 0usize;
-    for (o, g) in excluded.map(|e| e.pairs.as_slice()).unwrap_or_default() {
-        match (obs.get(o.as_str()), genes.get(g.as_str())) {
-            (Some(&c), Some(&g)) => {
-                keys.insert(pair_key(c, g));
-            }
-            _ => unmatched += 1,
-        }
-    }
-    if unmatched > 0 {
-        log::warn!("{unmatched} excluded (obs_id, gene) pairs name cells or genes not in this data set");
-    }
-    keys
 }
 
 /// Closes the gaps left by skipped entries (zeros, excluded pairs): `filled[i]` is where row

@@ -1,5 +1,6 @@
 //! Readers and writers for the Kaggle files (SPEC §2) and the pipeline's cached intermediates.
 pub mod arrow_util;
+mod cell_gene_keys;
 pub mod counts;
 pub mod de_table;
 pub mod excluded;

@@ -15,8 +15,8 @@ use rand::seq::SliceRandom;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-pub const DMSO: &str = "Dimethyl Sulfoxide";
-pub const POSITIVE_CONTROLS: [&str; 2] = ["Dabrafenib", "Belinostat"];
+pub use crate::params::de::DMSO;
+pub use crate::params::filter::POSITIVE_CONTROLS;
 /// Cell types whose cells of most compounds are withheld (the competition's test cell types).
 pub const TEST_CELL_TYPES: [&str; 2] = ["B cells", "Myeloid cells"];
 pub const ROWS: [char; 8] = ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H'];
@@ -89,7 +89,7 @@ impl Layout {
     /// is withheld (the id_map); `split.mode: holdout` picks other targets.
     fn study(config: &SimConfig) -> Result<Self> {
         if !(1..=11).contains(&config.n_compounds) {
-            return Err(Error::param("--compounds", format!("the study preset takes 1 to 11 stimuli, got {}", config.n_compounds)));
+            return Err(Error::param("simulate.compounds", format!("the study preset takes 1 to 11 stimuli, got {}", config.n_compounds)));
         }
         if config.n_donors < 2 {
             return Err(Error::param("--donors", "limma needs at least 2 control samples per cell type: 2 or more donors"));
@@ -111,7 +111,7 @@ impl Layout {
 
     fn generic(config: &SimConfig) -> Result<Self> {
         if config.n_compounds < 2 || config.n_compounds % 2 != 0 {
-            return Err(Error::param("--compounds", format!("must be an even number ≥ 2 (two plate layouts), got {}", config.n_compounds)));
+            return Err(Error::param("simulate.compounds", format!("must be an even number ≥ 2 (two plate layouts), got {}", config.n_compounds)));
         }
         let per_layout = config.n_compounds / 2;
         let used = per_layout + config.dmso_wells + config.positive_control_wells;
@@ -146,6 +146,16 @@ impl Layout {
         // cells of the rest are the test set.
         let measured: HashSet<usize> =
             (0..config.n_compounds).filter(|k| k / 2 < config.measured_in_all_per_layout).collect();
+        // The first `measured_in_all_per_layout` compounds of each layout are measured
+        // everywhere: with no more than those there would be no test pair (an empty id_map,
+        // which the workflow would only notice as "the hold-out is empty").
+        let fewest = 2 * config.measured_in_all_per_layout + 2;
+        if config.n_compounds < fewest {
+            return Err(Error::param(
+                "simulate.compounds",
+                format!("{} compounds are all measured in every cell type, leaving no test pair: this preset needs at least {fewest}", config.n_compounds),
+            ));
+        }
         let mut id_map = IdMap::default();
         let mut withheld = HashSet::new();
         for name in TEST_CELL_TYPES {

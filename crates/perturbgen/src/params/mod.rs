@@ -23,3 +23,28 @@ pub fn ensure(ok: bool, section: &str, key: &str, message: impl FnOnce() -> Stri
         Err(Error::param(format!("{section}.{key}"), message()))
     }
 }
+
+pub mod blend;
+pub mod de;
+pub mod filter;
+pub mod input;
+pub mod leaderboard;
+pub mod simulate;
+pub mod split;
+
+/// `Err(Param)` for `<section>.<key>` if a list names the same item twice.
+pub fn ensure_unique(items: &[String], section: &str, key: &str) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for item in items {
+        ensure(seen.insert(item.as_str()), section, key, || format!("`{item}` is listed twice"))?;
+    }
+    Ok(())
+}
+
+/// `Err(Param)` for `<section>.<key>` if a name is empty or only blanks.
+pub fn ensure_named(items: &[String], section: &str, key: &str) -> Result<()> {
+    for item in items {
+        ensure(!item.trim().is_empty(), section, key, || "an empty name".into())?;
+    }
+    Ok(())
+}
