@@ -3,6 +3,7 @@
 pub mod adam;
 pub mod bf16;
 pub mod error;
+mod fast_math;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -10,6 +11,7 @@ pub mod generate;
 pub mod gmm;
 pub mod loglik;
 pub mod nb_loss;
+mod nb_math;
 pub mod network;
 pub mod nn;
 pub mod onednn;

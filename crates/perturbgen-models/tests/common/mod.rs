@@ -1,4 +1,4 @@
-//! Shared by the integration tests (tests/model.rs, tests/precision_train.rs, tests/device.rs).
+//! Shared by the integration tests (tests/network.rs, tests/train.rs, tests/precision_train.rs, tests/device.rs).
 use perturbgen::cells::Cells;
 use perturbgen::counts::CountMatrix;
 use perturbgen::io::obs::{CellMeta, ObsTable};
