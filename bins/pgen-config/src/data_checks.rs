@@ -13,28 +13,6 @@ fn input_columns(whole: &serde_json::Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn read_cells(path: &Path, columns: &BTreeMap<String, String>) -> std::result::Result<CellCounts, ReadError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    match ext.as_str() {
-        "parquet" => CellCounts::read_obs_parquet(path),
-        "h5ad" => {
-            let obs = perturbgen::io::h5ad::read_h5ad_obs(path).map_err(|e| ReadError::Unreadable(e.to_string()))?;
-            let source = format!("{} (obs)", path.display());
-            let available: Vec<String> = obs.columns.iter().map(|(n, _)| n.clone()).collect();
-            let mut texts = Vec::new();
-            for name in ["cell_type", "sm_name"] {
-                let column = columns.get(name).map(String::as_str).unwrap_or(name);
-                match obs.column(column) {
-                    Some(values) => texts.push(values),
-                    None => return Err(ReadError::Config(perturbgen::config_check::missing_column(&source, name, column, &available))),
-                }
-            }
-            Ok(CellCounts::from_columns(texts[0], texts[1], source))
-        }
-        _ => CellCounts::read_obs_csv(path, columns),
-    }
-}
-
 fn id_map_cell_types(path: &Path) -> Result<IdMapCellTypes> {
     let ids = perturbgen::io::id_map::IdMap::read(path)?;
     let cell_types: std::collections::BTreeSet<String> = ids.rows.iter().map(|r| r.cell_type.clone()).collect();
@@ -48,7 +26,7 @@ pub fn run(config: &Path, cells: Option<&Path>, id_map: Option<&Path>, unreadabl
         let path = e.path().to_string();
         anyhow::anyhow!("{path}: {}", e.into_inner())
     })?;
-    let counts = match cells.map(|p| read_cells(p, &input_columns(&whole))).transpose() {
+    let counts = match cells.map(|p| CellCounts::read(p, &input_columns(&whole))).transpose() {
         Ok(c) => c,
         Err(ReadError::Config(line)) => anyhow::bail!(line),
         Err(ReadError::Unreadable(why)) => {

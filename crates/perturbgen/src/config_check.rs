@@ -61,20 +61,24 @@ impl CellCounts {
         Ok(Self::from_columns(&ct, &sm, path.display().to_string()))
     }
 
+    /// The obs the run ingests, by its file name: the ingested `.parquet`, an `.h5ad`, or an obs
+    /// CSV; `columns` is the config's `input.columns` (the study's names, keyed by the pipeline's).
+    pub fn read(path: &Path, columns: &BTreeMap<String, String>) -> Result<Self, ReadError> {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("parquet") => Self::read_obs_parquet(path),
+            Some("h5ad") => Self::read_h5ad_obs(path, columns),
+            _ => Self::read_obs_csv(path, columns),
+        }
+    }
+
     /// An obs CSV (`adata_obs_meta.csv` layout, or the study's names mapped by `input.columns`):
     /// only the cell type and compound columns are read.
     pub fn read_obs_csv(path: &Path, columns: &BTreeMap<String, String>) -> Result<Self, ReadError> {
         let unreadable = |e: csv::Error| ReadError::Unreadable(format!("{}: {e}", path.display()));
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_path(path).map_err(unreadable)?;
         let header: Vec<String> = reader.headers().map_err(unreadable)?.iter().map(str::to_string).collect();
-        let mut idx = Vec::new();
-        for name in ["cell_type", "sm_name"] {
-            let column = columns.get(name).map(String::as_str).unwrap_or(name);
-            match header.iter().position(|h| h == column) {
-                Some(i) => idx.push(i),
-                None => return Err(ReadError::Config(missing_column(&path.display().to_string(), name, column, &header))),
-            }
-        }
+        let [ct, sm] = mapped_columns(&path.display().to_string(), columns, &header)?;
+        let idx = [ct, sm].map(|name| header.iter().position(|h| *h == name).expect("mapped_columns found it"));
         let (mut ct, mut sm) = (Vec::new(), Vec::new());
         for record in reader.records() {
             let record = record.map_err(unreadable)?;
@@ -82,6 +86,16 @@ impl CellCounts {
             sm.push(record.get(idx[1]).unwrap_or("").to_string());
         }
         Ok(Self::from_columns(&ct, &sm, path.display().to_string()))
+    }
+
+    /// The obs dataframe of an `.h5ad` (its columns mapped by `input.columns`), without the counts.
+    pub fn read_h5ad_obs(path: &Path, columns: &BTreeMap<String, String>) -> Result<Self, ReadError> {
+        let obs = crate::io::h5ad::read_h5ad_obs(path).map_err(|e| ReadError::Unreadable(e.to_string()))?;
+        let source = format!("{} (obs)", path.display());
+        let available: Vec<String> = obs.columns.iter().map(|(n, _)| n.clone()).collect();
+        let [ct, sm] = mapped_columns(&source, columns, &available)?;
+        let column = |name: &str| obs.column(name).expect("mapped_columns found it");
+        Ok(Self::from_columns(column(&ct), column(&sm), source))
     }
 
     fn n(&self, cell_type: &str, compound: &str) -> usize {
@@ -115,8 +129,22 @@ impl CellCounts {
     }
 }
 
+/// The file's names of the cell type and compound columns (`input.columns`, else the pipeline's
+/// own), or the config error naming the one `available` lacks.
+fn mapped_columns(source: &str, columns: &BTreeMap<String, String>, available: &[String]) -> Result<[String; 2], ReadError> {
+    let find = |name: &str| {
+        let column = columns.get(name).map(String::as_str).unwrap_or(name);
+        if available.iter().any(|a| a == column) {
+            Ok(column.to_string())
+        } else {
+            Err(ReadError::Config(missing_column(source, name, column, available)))
+        }
+    };
+    Ok([find("cell_type")?, find("sm_name")?])
+}
+
 /// The message for a mapped (or default) obs column the file lacks.
-pub fn missing_column(source: &str, pipeline_name: &str, column: &str, available: &[String]) -> String {
+fn missing_column(source: &str, pipeline_name: &str, column: &str, available: &[String]) -> String {
     if column != pipeline_name {
         format!(
             "input.columns.{pipeline_name}: no column `{column}` in {source}{} (columns: {})",

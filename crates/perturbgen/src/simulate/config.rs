@@ -133,15 +133,3 @@ impl SimConfig {
         }
     }
 }
-
-impl std::str::FromStr for Preset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "demo" => Ok(Preset::Demo),
-            "kaggle" => Ok(Preset::Kaggle),
-            "study" => Ok(Preset::Study),
-            other => Err(format!("unknown preset `{other}` (expected demo, kaggle or study)")),
-        }
-    }
-}
