@@ -66,9 +66,9 @@ RERUN_CASES = {
                {"simulate", "ingest", "split", "pseudobulk_train", "limma_train", "xgb", "forest", "sizes"}, {"train_model": 2}),
     "de": (['de={design: "~0+Rpert+donor_id+plate_name"}'], {"limma_train", "limma_truth", "de_train", "xgb", "forest", "generate"},
            {"simulate", "ingest", "split", "filter", "pseudobulk_train", "train_model", "sizes"}, {}),
-    "xgb": (["xgb={eta: 0.3}"], {"xgb", "xgb_inner", "blend"} | ROUTE_TAIL,
-            UPSTREAM | {"forest", "forest_inner", "train_model", "sizes", "generate", "averaged_route"}, {"blend": 3}),
-    "forest": (["forest={n_trees: 50}"], {"forest", "forest_inner", "blend"} | ROUTE_TAIL,
+    "xgb": (["xgb={eta: 0.3}"], {"xgb", "xgb_inner", "blend", "clip"} | ROUTE_TAIL,
+            UPSTREAM | {"forest", "forest_inner", "train_model", "sizes", "generate", "averaged_route"}, {"blend": 2, "blend_without_inner": 1, "clip": 3}),
+    "forest": (["forest={n_trees: 50}"], {"forest", "forest_inner", "blend", "clip"} | ROUTE_TAIL,
                UPSTREAM | {"xgb", "xgb_inner", "train_model", "sizes", "generate"}, {"blend": 1}),
     # One model's setting retrains that model only (and regenerates its runs).
     "train": (["train={dgd: {latent_lr: 0.02}}"], {"train_model", "loglik", "generate", "generated_route", "averaged_route"} | ROUTE_TAIL,
@@ -76,9 +76,14 @@ RERUN_CASES = {
     "sizes": (["sizes={n_trees: 100}"], {"sizes", "generate"} | ROUTE_TAIL, UPSTREAM | {"train_model", "xgb", "forest"}, {"generate": 10}),
     "generate": (["generate={combine: median}"], {"generated_route", "averaged_route"} | ROUTE_TAIL,
                  UPSTREAM | {"train_model", "sizes", "generate", "xgb", "forest"}, {}),
-    "blend": (["blend={blends: {xgb_dgd: {routes: [xgb, dgd_avg], weights: [0.5, 0.5]}}}"], {"blend"} | ROUTE_TAIL,
-              UPSTREAM | {"xgb", "forest", "train_model", "generate", "averaged_route"}, {"blend": 1, "score": 1}),
+    # xgb_dgd has no inner-hold-out run (dgd_avg has none): no clip to choose.
+    "blend": (["blend={blends: {xgb_dgd: {routes: [xgb, dgd_avg], weights: [0.5, 0.5]}}}"], {"blend_without_inner"} | ROUTE_TAIL,
+              UPSTREAM | {"xgb", "forest", "train_model", "generate", "averaged_route", "blend", "clip"}, {"blend_without_inner": 1, "score": 1}),
     "leaderboard": (["leaderboard={submit: xgb}"], {"leaderboard"}, UPSTREAM | {"xgb", "score", "scores_table"}, {}),
+    # The ranking metric rechooses the clips (8 routes have an inner run), rescores every route
+    # (13, baselines included) and ranks again; no prediction is remade.
+    "leaderboard-metric": (["leaderboard={metric: mrrmse_clip4}"], {"clip", "score", "submission", "scores_table", "leaderboard"},
+                           UPSTREAM | {"xgb", "forest", "blend", "baseline", "generate"}, {"clip": 8, "score": 13}),
 }
 
 
@@ -108,9 +113,9 @@ def test_per_stage_targets_and_forced_reruns(demo_workflow):
 
 
 SWEEP = "name\txgb.eta\tforest.n_trees\tgenerate.n_runs\neta03\t0.3\t100\t5\ntrees50\t0.1\t50\t5\nruns3\t0.1\t100\t3\n"
-# What each row owns: eta03 → xgb (+inner), 3 blends, 4 scores; trees50 → forest (+inner), xgb_forest,
+# What each row owns: eta03 → xgb (+inner), 3 blends, 3 clips, 4 scores; trees50 → forest (+inner), xgb_forest, 2 clips,
 # 2 scores; runs3 → the two averaged routes, xgb_dgd, 3 scores; a scores table each, one sweep table.
-SWEEP_JOBS = {"xgb": 1, "xgb_inner": 1, "forest": 1, "forest_inner": 1, "averaged_route": 2, "blend": 5, "score": 9,
+SWEEP_JOBS = {"xgb": 1, "xgb_inner": 1, "forest": 1, "forest_inner": 1, "averaged_route": 2, "blend": 3, "blend_without_inner": 2, "clip": 5, "score": 9,
               "scores_table": 3, "sweep_table": 1, "all": 1}
 
 

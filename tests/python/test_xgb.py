@@ -248,8 +248,11 @@ def test_blend_and_leaderboard_cli(xgb_bin, tmp_path):
     assert w.loc["BLEND", "inner_mrrmse"] <= w.loc[["xgb", "zero"], "inner_mrrmse"].min() + 1e-12
 
     # Leaderboard over hand-written score tables.
+    metrics = ["rmse", "mae", "pearson", "spearman", "cosine", "rmse_clip4", "mae_clip4", "pearson_clip4", "spearman_clip4",
+               "cosine_clip4", "sign_agreement", "top50_overlap", "top100_overlap", "top200_overlap", "discrimination"]
     for route, v in [("zero", 0.9), ("xgb", 0.6), ("blend", 0.7)]:
-        (tmp_path / f"{route}.csv").write_text(f"cell_type,sm_name,rmse\nB cells,x,{v}\nALL,MRRMSE,{v}\n")
+        values = ",".join([str(v)] + ["0.5"] * (len(metrics) - 1))
+        (tmp_path / f"{route}.csv").write_text(f"cell_type,sm_name,clip,{','.join(metrics)}\nB cells,x,none,{values}\nALL,MEAN,none,{values}\n")
         (tmp_path / f"sub_{route}.csv").write_text(f"id,G\n0,{v}\n")
     args = [a for r in ["zero", "xgb", "blend"] for a in (f"--score={r}={tmp_path / (r + '.csv')}",
                                                            f"--submission={r}={tmp_path / ('sub_' + r + '.csv')}")]

@@ -112,19 +112,21 @@ use rule forest as forest_inner with:
         "benchmarks{variant}/forest_inner.tsv"
 
 
-use rule baseline_zero as zero_inner with:
+use rule baseline as baseline_inner with:
     input:
         targets=rules.inner_split.output.targets,
         de_train=rules.inner_split.output.train,
         exe=binary("pgen-baseline"),
     output:
-        at(f"{INNER_PREDICTIONS}/zero.parquet"),
+        at(f"{INNER_PREDICTIONS}/{{baseline}}.parquet"),
     log:
-        "logs/zero_inner.log",
+        "logs/baseline_inner/{baseline}.log",
     benchmark:
-        "benchmarks/zero_inner.tsv"
+        "benchmarks/baseline_inner/{baseline}.tsv"
 
 
+# A blend over routes that all have an inner-hold-out run gets one too (--out-inner: their inner
+# runs blended with its weights), for its clip; a blend over a generative route has none.
 if ALL_BLENDS:
 
     rule blend:
@@ -134,11 +136,12 @@ if ALL_BLENDS:
         output:
             prediction=f"{STAGE['predictions']}/{{blend}}.parquet",
             weights=f"{STAGE['predictions']}/{{blend}}.weights.csv",
+            inner=f"{INNER_PREDICTIONS}/{{blend}}.parquet",
         params:
             args=blend_args,
             settings=lambda wildcards: json.dumps(blend_spec(cfg_of(wildcards), wildcards.blend), sort_keys=True),
         wildcard_constraints:
-            blend="|".join(ALL_BLENDS),
+            blend="|".join(ALL_INNER_BLENDS) or "^$",
         threads: 1
         resources:
             **rule_resources("blend"),
@@ -152,10 +155,18 @@ if ALL_BLENDS:
             "{input.exe} apply {params.args}"
             " --out {output.prediction} --out-weights {output.weights} > {log} 2>&1"
 
+    use rule blend as blend_without_inner with:
+        output:
+            prediction=f"{STAGE['predictions']}/{{blend}}.parquet",
+            weights=f"{STAGE['predictions']}/{{blend}}.weights.csv",
+        wildcard_constraints:
+            blend="|".join(b for b in ALL_BLENDS if b not in ALL_INNER_BLENDS) or "^$",
+
 
 rule leaderboard:
-    """Every route's MRRMSE as a bar plot, the p-value histogram, and the chosen route's
-    submission (each route's files from the run owning it)."""
+    """Every route's and baseline's metrics as one figure (ranked by leaderboard.metric), the
+    p-value histogram, and the chosen route's submission (each route's files from the run
+    owning it)."""
     input:
         unpack(leaderboard_inputs),
         exe=binary("pgen-leaderboard"),

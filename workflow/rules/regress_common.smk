@@ -19,21 +19,24 @@ def blend_inputs(wildcards):
     v = wildcards.variant
     spec = blend_spec(VARIANTS[v], wildcards.blend)
     files = {f"pred_{r}": prediction_path(v, r) for r in spec["routes"]}
-    if spec.get("weights") is None:
+    if wildcards.blend in inner_blends_of(VARIANTS[v]):
         files.update({f"inner_{r}": at(f"{INNER_PREDICTIONS}/{r}.parquet", route_owner(v, r)) for r in spec["routes"]})
+    if spec.get("weights") is None:
         files["inner_truth"] = rules.inner_split.output.truth
     return files
 
 
-def blend_args(wildcards, input):
+def blend_args(wildcards, input, output):
     spec = blend_spec(cfg_of(wildcards), wildcards.blend)
     args = []
     for r in spec["routes"]:
         args.extend(["--prediction", f"{r}={input[f'pred_{r}']}"])
-    if spec.get("weights") is None:
-        args.extend(["--fit-truth", input["inner_truth"]])
+    if "inner" in output.keys():
         for r in spec["routes"]:
             args.extend(["--fit-prediction", f"{r}={input[f'inner_{r}']}"])
+        args.extend(["--out-inner", output.inner])
+    if spec.get("weights") is None:
+        args.extend(["--fit-truth", input["inner_truth"]])
     else:
         args.extend(["--weights", ",".join(str(w) for w in spec.get("weights"))])
     return shlex.join(args)
@@ -70,6 +73,7 @@ def leaderboard_args(wildcards, input, output):
     v = wildcards.variant
     routes = list(ROUTES_OF[v])
     args = [f"--submission={r}={input[f'submission_{r}']}" for r in routes]
+    args += ["--metric", VARIANTS[v]["leaderboard"]["metric"]]
     submit = leaderboard_route(VARIANTS[v])
     if submit:
         args += ["--submit", submit]

@@ -15,14 +15,17 @@ class Route:
 
 MODEL_SECTIONS = ("train.common", "train.device", "train.precision", "train.{model}")  # rule train_model
 GENERATE_JOB_SECTIONS = (*MODEL_SECTIONS, "sizes", *LIMMA_KEYS, "generate.emit", "generate.seed", "generate.reference", "generate.write_cells")  # rule generate
+BASELINES = ("zero", "global_mean", "mean_cell_type", "mean_compound")  # pgen-baseline's kinds (crate::baseline::BASELINES)
 ROUTE_REGISTRY = {
-    "zero": Route(inner=True),  # workflow/rules/score.smk
+    **{name: Route(inner=True) for name in BASELINES},  # workflow/rules/score.smk
     "xgb": Route(sections=JOB_SECTIONS["xgb"], inner=True, values=True),  # workflow/rules/regress.smk
     "forest": Route(sections=JOB_SECTIONS["forest"], inner=True, values=True),  # workflow/rules/regress.smk
     "{model}": Route(sections=[*GENERATE_JOB_SECTIONS, "generate.combine"]),  # workflow/rules/generate.smk: run 0
     "{model}_avg": Route(sections=[*GENERATE_JOB_SECTIONS, "generate"], values=True),  # generate.smk: the runs combined
 }
 INNER_ROUTES = [r for r, spec in ROUTE_REGISTRY.items() if spec.inner and "{model}" not in r]
+# The leaderboard settings a route's clip, score and submission depend on (beside its own).
+CLIP_SECTIONS = ("leaderboard.metric", "leaderboard.clip", "leaderboard.clip_without_inner")
 
 
 def base_routes(cfg):
@@ -50,6 +53,17 @@ def blends_of(cfg):
         else:
             names.append(name)
     return names
+
+
+def inner_blends_of(cfg):
+    """The blends of `cfg` whose routes all have an inner-hold-out run: the blend gets one too
+    (its members' inner runs blended with its weights), on which its clip is chosen."""
+    return [b for b in blends_of(cfg) if all(r in INNER_ROUTES for r in cfg["blend"]["blends"][b]["routes"])]
+
+
+def has_inner_run(cfg, route):
+    """Whether `route` has an inner-hold-out prediction (its clip is chosen on it)."""
+    return route in INNER_ROUTES or route in inner_blends_of(cfg)
 
 
 def routes_of(cfg):

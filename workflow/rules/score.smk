@@ -1,35 +1,89 @@
-# Stage: predictions without a model (zero baseline), scores against the truth, submissions.
+# Stage: predictions without a model (the baselines), each route's clip, its scores against the
+# truth and its submission, and the scores table.
 
 
-rule baseline_zero:
+rule baseline:
+    """OP3's baselines (pgen-baseline): zero, the global mean, the target cell type's mean, the
+    compound's mean; means over de_train without its positive controls, as the regressors fit."""
     input:
         targets=rules.split.output.targets,
-        de_train=de_train_path(),
+        de_train=rules.de_train_fit.output[0],
         exe=binary("pgen-baseline"),
     output:
-        at(f"{STAGE['predictions']}/zero.parquet"),
+        at(f"{STAGE['predictions']}/{{baseline}}.parquet"),
+    params:
+        kind=lambda wildcards: wildcards.baseline.replace("_", "-"),
+    wildcard_constraints:
+        baseline="|".join(BASELINES),
     threads: 1
     resources:
         **rule_resources("baseline"),
     log:
-        "logs/baseline_zero.log",
+        "logs/baseline/{baseline}.log",
     benchmark:
-        "benchmarks/baseline_zero.tsv"
+        "benchmarks/baseline/{baseline}.tsv"
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "{input.exe} --kind zero --targets {input.targets}"
+        "{input.exe} --kind {params.kind} --targets {input.targets}"
         " --de-train {input.de_train} --out {output} > {log} 2>&1"
+
+
+rule clip:
+    """A route's clip: the candidate (leaderboard.clip) scoring best by leaderboard.metric on its
+    inner-hold-out run."""
+    input:
+        prediction=lambda wildcards: at(f"{INNER_PREDICTIONS}/{wildcards.route}.parquet", route_owner(wildcards.variant, wildcards.route)),
+        truth=f"{INNER}/truth.parquet",
+        exe=binary("pgen-score"),
+    output:
+        f"{STAGE['scores']}/clip/{{route}}.txt",
+    params:
+        candidates=lambda wildcards: ",".join("none" if c is None else repr(float(c)) for c in cfg_of(wildcards)["leaderboard"]["clip"]),
+        metric=lambda wildcards: cfg_of(wildcards)["leaderboard"]["metric"],
+    wildcard_constraints:
+        route="|".join(ALL_ROUTES),
+    threads: 1
+    resources:
+        **rule_resources("score"),
+    log:
+        "logs{variant}/clip/{route}.log",
+    benchmark:
+        "benchmarks{variant}/clip/{route}.tsv"
+    conda:
+        "../../envs/perturbgen.yaml"
+    shell:
+        "{input.exe} --prediction {input.prediction} --truth {input.truth}"
+        " --choose-clip {params.candidates} --metric {params.metric} --out-clip {output} > {log} 2>&1"
+
+
+def clip_inputs(wildcards):
+    """The route's prediction (from the run owning it) and its clip file, where it has an
+    inner-hold-out run."""
+    v, route = wildcards.variant, wildcards.route
+    files = {"prediction": prediction_path(v, route)}
+    if has_inner_run(cfg_of(wildcards), route):
+        files["clip"] = clip_path(v, route)
+    return files
+
+
+def clip_flag(wildcards, input):
+    if "clip" in input.keys():
+        return f"--clip-file {shlex.quote(input.clip)}"
+    bound = cfg_of(wildcards)["leaderboard"]["clip_without_inner"]
+    return "--clip " + ("none" if bound is None else repr(float(bound)))
 
 
 rule score:
     input:
-        prediction=f"{STAGE['predictions']}/{{route}}.parquet",
+        unpack(clip_inputs),
         truth=rules.de_truth.output[0],
         exe=binary("pgen-score"),
     output:
         table=f"{STAGE['scores']}/{{route}}.csv",
         plot=report(f"{STAGE['scores']}/{{route}}.png", category="scores", subcategory="routes", labels={"route": "{route}", "run": "{variant}"}, caption="../report/score.rst"),
+    params:
+        clip=clip_flag,
     wildcard_constraints:
         route="|".join(ALL_ROUTES),
     threads: 1
@@ -42,17 +96,19 @@ rule score:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "{input.exe} --prediction {input.prediction} --truth {input.truth}"
+        "{input.exe} --prediction {input.prediction} --truth {input.truth} {params.clip}"
         " --out-table {output.table} --plot {output.plot} --title {wildcards.route} > {log} 2>&1"
 
 
 rule submission:
     input:
-        prediction=f"{STAGE['predictions']}/{{route}}.parquet",
+        unpack(clip_inputs),
         targets=rules.split.output.targets,
         exe=binary("pgen-score"),
     output:
         f"{STAGE['submission']}/{{route}}.csv",
+    params:
+        clip=clip_flag,
     wildcard_constraints:
         route="|".join(ALL_ROUTES),
     threads: 1
@@ -65,22 +121,40 @@ rule submission:
     conda:
         "../../envs/perturbgen.yaml"
     shell:
-        "{input.exe} --prediction {input.prediction}"
+        "{input.exe} --prediction {input.prediction} {params.clip}"
         " --id-map {input.targets} --submission {output} > {log} 2>&1"
 
 
+def scores_table_inputs(wildcards):
+    v = wildcards.variant
+    return {f"score_{r}": score_path(v, r) for r in ROUTES_OF[v]}
+
+
+def scores_table_args(wildcards, input):
+    v = wildcards.variant
+    args = ["--metric", VARIANTS[v]["leaderboard"]["metric"]]
+    args += [f"--score={r}={input[f'score_{r}']}" for r in ROUTES_OF[v]]
+    return shlex.join(args)
+
+
 rule scores_table:
-    """One row per route: its MRRMSE on the targets (each route's score from the run owning it)."""
+    """One row per route and baseline (each route's score from the run owning it), and the noise
+    ceiling where it is on: every metric, ranked by leaderboard.metric."""
     input:
-        lambda wildcards: [score_path(wildcards.variant, r) for r in ROUTES_OF[wildcards.variant]],
+        unpack(scores_table_inputs),
+        exe=binary("pgen-leaderboard"),
     output:
         f"{STAGE['scores']}/scores.csv",
+    params:
+        args=scores_table_args,
     threads: 1
+    resources:
+        **rule_resources("leaderboard"),
     log:
         "logs{variant}/scores_table.log",
     benchmark:
         "benchmarks{variant}/scores_table.tsv"
     conda:
-        "../../envs/python.yaml"
-    script:
-        "../scripts/scores_table.py"
+        "../../envs/perturbgen.yaml"
+    shell:
+        "{input.exe} {params.args} --out-table {output} > {log} 2>&1"

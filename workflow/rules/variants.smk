@@ -75,12 +75,22 @@ def prediction_path(variant, route):
     return at(f"{STAGE['predictions']}/{route}.parquet", route_owner(variant, route))
 
 
+def clip_owner(variant, route):
+    """The run owning a route's clip, score and submission: its prediction's owner, or the
+    sweep row itself when the row changes the leaderboard's metric or clips."""
+    return owner(variant, (*ROUTES_OF[variant][route], *CLIP_SECTIONS))
+
+
+def clip_path(variant, route):
+    return at(f"{STAGE['scores']}/clip/{route}.txt", clip_owner(variant, route))
+
+
 def score_path(variant, route):
-    return at(f"{STAGE['scores']}/{route}.csv", route_owner(variant, route))
+    return at(f"{STAGE['scores']}/{route}.csv", clip_owner(variant, route))
 
 
 def submission_path(variant, route):
-    return at(f"{STAGE['submission']}/{route}.csv", route_owner(variant, route))
+    return at(f"{STAGE['submission']}/{route}.csv", clip_owner(variant, route))
 
 
 _load_sweeps()
@@ -88,5 +98,6 @@ ROUTES_OF = {v: routes_of(c) for v, c in VARIANTS.items()}
 ALL_ROUTES = list(dict.fromkeys(r for routes in ROUTES_OF.values() for r in routes))
 ALL_MODELS = list(dict.fromkeys(m for c in VARIANTS.values() for m in c["train"]["models"]))
 ALL_BLENDS = list(dict.fromkeys(b for c in VARIANTS.values() for b in blends_of(c)))
+ALL_INNER_BLENDS = list(dict.fromkeys(b for c in VARIANTS.values() for b in inner_blends_of(c)))
 
 VARIANT_PATTERN = "(?:{})".format("|".join(re.escape(v) for v in VARIANTS))

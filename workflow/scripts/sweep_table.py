@@ -1,5 +1,6 @@
-"""A sweep's rows side by side (rule sweep_table): the swept settings, every route's MRRMSE,
-the best route, the inner-hold-out MRRMSE of the routes that have an inner run (xgb, forest,
+"""A sweep's rows side by side (rule sweep_table): the swept settings, every route's MRRMSE
+(also OP3's: the truth clipped to ±4, and the mean Pearson), the best route (by the row's
+leaderboard.metric: the first row of its scores.csv), the inner-hold-out MRRMSE of the routes that have an inner run (xgb, forest,
 zero: the number to choose a setting on, since the scored pairs are the test set), each model's
 validation log-likelihood per cell and the seconds of the row's own jobs (from their benchmark
 files; stages shared with the main run are not counted), as a CSV and a three-panel PNG."""
@@ -22,9 +23,14 @@ inputs = snakemake.input  # noqa: F821
 rows = json.loads(snakemake.params.rows)  # noqa: F821
 
 
+# scores.csv columns carried per route, and their prefix in the sweep table.
+METRIC_COLUMNS = {"mrrmse": "mrrmse", "mrrmse_clip4": "clipped_mrrmse", "pearson": "pearson"}
+
+
 def scores_of(path):
+    """{route: {metric: value}} of a scores.csv, best first (the noise ceiling left out)."""
     with open(path, newline="") as fh:
-        return {r["route"]: float(r["mrrmse"]) for r in csv.DictReader(fh)}
+        return {r["route"]: {m: float(r[m]) for m in METRIC_COLUMNS} for r in csv.DictReader(fh) if r["kind"] != "reference"}
 
 
 def loglik_of(path):
@@ -71,12 +77,13 @@ for r in rows:
         if kind == "inner" and row == r["row"]:
             inner[what] = mrrmse(pd.read_parquet(inputs[name]), inner_truth)
             inner_routes += [what] if what not in inner_routes else []
-    best = min(scores, key=scores.get)
-    table.append({"row": r["row"], **r["settings"], "best_route": best, "best_mrrmse": scores[best],
-                  **{f"mrrmse_{x}": s for x, s in scores.items()}, **{f"inner_mrrmse_{x}": s for x, s in inner.items()},
+    best = next(iter(scores))
+    per_route = {f"{prefix}_{x}": s[m] for m, prefix in METRIC_COLUMNS.items() for x, s in scores.items()}
+    table.append({"row": r["row"], **r["settings"], "best_route": best, "best_mrrmse": scores[best]["mrrmse"],
+                  **per_route, **{f"inner_mrrmse_{x}": s for x, s in inner.items()},
                   **{f"loglik_{m}": v for m, v in logliks.items()}, "own_seconds": round(own_seconds(r["benchmarks"]), 2)})
 
-columns = ["row", *keys, "best_route", "best_mrrmse", *(f"mrrmse_{x}" for x in routes), *(f"inner_mrrmse_{x}" for x in inner_routes), *(f"loglik_{m}" for m in models), "own_seconds"]
+columns = ["row", *keys, "best_route", "best_mrrmse", *(f"{prefix}_{x}" for prefix in METRIC_COLUMNS.values() for x in routes), *(f"inner_mrrmse_{x}" for x in inner_routes), *(f"loglik_{m}" for m in models), "own_seconds"]
 tmp = snakemake.output.table + ".tmp"  # noqa: F821
 with open(tmp, "w", newline="") as fh:
     w = csv.DictWriter(fh, fieldnames=columns, restval="")

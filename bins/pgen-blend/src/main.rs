@@ -50,11 +50,15 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         weights: Vec<f64>,
         /// Fit the weights: the inner hold-out's truth ...
-        #[arg(long)]
+        #[arg(long, requires = "fit_predictions")]
         fit_truth: Option<PathBuf>,
         /// ... and each route's prediction for it, ROUTE=PATH, same routes as --prediction.
         #[arg(long = "fit-prediction")]
         fit_predictions: Vec<String>,
+        /// The blend of the --fit-prediction tables with the weights used (given or fitted): the
+        /// blend's own inner-hold-out run (its clip is chosen on it).
+        #[arg(long, requires = "fit_predictions")]
+        out_inner: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
         /// The weights used (CSV route, weight, inner_mrrmse).
@@ -130,19 +134,19 @@ fn run(args: Args) -> Result<()> {
             truth.write(&out.stage(&out_truth)?)?;
             out.commit()?;
         }
-        Command::Apply { predictions, weights, fit_truth, fit_predictions, out, out_weights } => {
+        Command::Apply { predictions, weights, fit_truth, fit_predictions, out_inner, out, out_weights } => {
             let inputs = read_inputs(&predictions, "prediction")?;
             let routes: Vec<String> = inputs.iter().map(|i| i.route.clone()).collect();
+            let fit_inputs = read_inputs(&fit_predictions, "fit-prediction")?;
+            let fit_routes: Vec<String> = fit_inputs.iter().map(|i| i.route.clone()).collect();
+            if !fit_inputs.is_empty() && fit_routes != routes {
+                bail!("--fit-prediction routes {fit_routes:?} must be the --prediction routes {routes:?}, in the same order");
+            }
             let (weights, fitted) = match (&fit_truth, weights.is_empty()) {
                 (Some(_), false) => bail!("give --weights or --fit-truth, not both"),
                 (None, true) => bail!("give --weights or --fit-truth with --fit-prediction"),
                 (None, false) => (weights, None),
                 (Some(truth_path), true) => {
-                    let fit_inputs = read_inputs(&fit_predictions, "fit-prediction")?;
-                    let fit_routes: Vec<String> = fit_inputs.iter().map(|i| i.route.clone()).collect();
-                    if fit_routes != routes {
-                        bail!("--fit-prediction routes {fit_routes:?} must be the --prediction routes {routes:?}, in the same order");
-                    }
                     let truth = DeTable::read(truth_path)?;
                     let (w, f) = fit_weights(&truth, &fit_inputs, truth_path)?;
                     let singles: Vec<f64> = (0..routes.len())
@@ -164,6 +168,9 @@ fn run(args: Args) -> Result<()> {
             }
             let mut set = OutputSet::new();
             blended.write(&set.stage(&out)?)?;
+            if let Some(p) = &out_inner {
+                blend(&fit_inputs, &weights)?.write(&set.stage(p)?)?;
+            }
             write_weights(&set.stage(&out_weights)?, &routes, &weights, fitted.as_ref().map(|(f, s)| (*f, s.as_slice())))?;
             set.commit()?;
         }

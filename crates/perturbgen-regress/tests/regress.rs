@@ -221,24 +221,44 @@ fn inner_holdout_draws_pairs_known_elsewhere_and_is_seeded() {
 
 #[test]
 fn leaderboard_ranks_routes_and_chooses() {
+    use perturbgen::leaderboard::{toward_ceiling, Kind};
+    use perturbgen::score::Metric;
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, v: &str| {
+    // A pgen-score table's header with every metric column; the ALL row's RMSE and Pearson set.
+    let header = format!("cell_type,sm_name,clip,{}", Metric::ALL.map(Metric::row_name).join(","));
+    let write = |name: &str, rmse: &str, pearson: &str| {
         let path = dir.path().join(name);
-        std::fs::write(&path, format!("cell_type,sm_name,rmse\nB,x,1.0\nALL,MRRMSE,{v}\n")).unwrap();
+        let rest = vec![""; Metric::ALL.len() - 3].join(",");
+        std::fs::write(&path, format!("{header}\nB,x,none,1.0,0.5,0.1,{rest}\nALL,MEAN,4.0,{rmse},0.5,{pearson},{rest}\n")).unwrap();
         path
     };
-    let tables = vec![("zero".to_string(), write("zero.csv", "0.9")), ("xgb".to_string(), write("xgb.csv", "0.62")), ("blend".to_string(), write("b.csv", "0.7"))];
-    let entries = collect(&tables).unwrap();
+    let tables = vec![
+        ("zero".to_string(), Kind::Baseline, write("zero.csv", "0.9", "0.0")),
+        ("xgb".to_string(), Kind::Route, write("xgb.csv", "0.62", "0.3")),
+        ("blend".to_string(), Kind::Route, write("b.csv", "0.7", "0.4")),
+        ("ceiling".to_string(), Kind::Reference, write("c.csv", "0.5", "0.9")),
+    ];
+    let entries = collect(&tables, Metric::Mrrmse).unwrap();
     let order: Vec<&str> = entries.iter().map(|e| e.route.as_str()).collect();
-    assert_eq!(order, ["xgb", "blend", "zero"]);
-    let routes: Vec<String> = tables.iter().map(|t| t.0.clone()).collect();
-    assert_eq!(choose(None, &routes, &entries).unwrap(), "xgb");
+    assert_eq!(order, ["ceiling", "xgb", "blend", "zero"]);
+    assert_eq!(entries[1].clip, "4.0");
+    assert_eq!(entries[1].get(Metric::Spearman), None, "an empty field is undefined");
+    // Pearson: higher is better.
+    let by_pearson: Vec<String> = collect(&tables, Metric::Pearson).unwrap().into_iter().map(|e| e.route).collect();
+    assert_eq!(by_pearson, ["ceiling", "blend", "xgb", "zero"]);
+    // xgb's MRRMSE 0.62 is (0.9 − 0.62) / (0.9 − 0.5) = 0.7 of the way from zero to the ceiling.
+    assert!((toward_ceiling(&entries, Metric::Mrrmse, Some(0.62)).unwrap() - 0.7).abs() < 1e-12);
+    let routes: Vec<String> = tables.iter().filter(|t| t.1 != Kind::Reference).map(|t| t.0.clone()).collect();
+    assert_eq!(choose(None, &routes, &entries).unwrap(), "xgb", "a reference is never chosen");
     assert_eq!(choose(Some("zero"), &routes, &entries).unwrap(), "zero");
     assert!(choose(Some("dgd"), &routes, &entries).unwrap_err().to_string().contains("dgd"));
     assert!(choose(None, &routes, &[]).is_err());
     let bad = dir.path().join("bad.csv");
-    std::fs::write(&bad, "cell_type,sm_name,rmse\nB,x,1.0\n").unwrap();
+    std::fs::write(&bad, format!("{header}\n")).unwrap();
     assert!(read_overall(&bad).unwrap_err().to_string().contains("no ALL row"));
+    let old = dir.path().join("old.csv");
+    std::fs::write(&old, "cell_type,sm_name,rmse\nALL,MRRMSE,1.0\n").unwrap();
+    assert!(read_overall(&old).unwrap_err().to_string().contains("no column `clip`"));
     let dup = vec![tables[0].clone(), tables[0].clone()];
-    assert!(collect(&dup).is_err());
+    assert!(collect(&dup, Metric::Mrrmse).is_err());
 }

@@ -1,17 +1,52 @@
-//! The leaderboard: every route's MRRMSE on the targets (from its `pgen-score` table), best
-//! first, as a table and a bar plot, and the route whose submission is handed in.
+//! The leaderboard: every route's metrics on the targets (the `ALL` row of its `pgen-score`
+//! table), ranked by one metric, next to the baselines and the noise ceiling, as a table and a
+//! figure; and the route whose submission is handed in.
 use crate::error::{Error, Result};
+use crate::score::Metric;
 use std::path::{Path, PathBuf};
+
+/// What a leaderboard row is: a route (a model or a blend), a baseline that needs no model
+/// (crate::baseline), or a reference that is not a prediction (the noise ceiling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Route,
+    Baseline,
+    Reference,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Route => "route",
+            Kind::Baseline => "baseline",
+            Kind::Reference => "reference",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub route: String,
-    pub mrrmse: f64,
+    pub kind: Kind,
+    /// The clip applied to the route's values (`none` or the bound).
+    pub clip: String,
+    /// Every metric's overall value, in [`Metric::ALL`] order.
+    pub overall: Vec<Option<f64>>,
 }
 
-/// The `ALL` row of a `pgen-score` table.
-pub fn read_overall(path: &Path) -> Result<f64> {
+impl Entry {
+    pub fn get(&self, m: Metric) -> Option<f64> {
+        self.overall[m.index()]
+    }
+}
+
+/// The clip and the `ALL` row's metrics of a `pgen-score` table.
+pub fn read_overall(path: &Path) -> Result<(String, Vec<Option<f64>>)> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| Error::invalid(path, e.to_string()))?;
+    let header = reader.headers().map_err(|e| Error::invalid(path, e.to_string()))?.clone();
+    let column = |name: &str| header.iter().position(|h| h == name).ok_or_else(|| Error::invalid(path, format!("no column `{name}` (not a pgen-score table?)")));
+    let clip_col = column("clip")?;
+    let cols: Vec<usize> = Metric::ALL.iter().map(|m| column(m.row_name())).collect::<Result<_>>()?;
     let mut found = None;
     for (i, rec) in reader.records().enumerate() {
         let rec = rec.map_err(|e| Error::invalid(path, e.to_string()))?;
@@ -19,50 +54,149 @@ pub fn read_overall(path: &Path) -> Result<f64> {
             if found.is_some() {
                 return Err(Error::invalid(path, "more than one ALL row"));
             }
-            let raw = rec.get(2).unwrap_or("");
-            let v: f64 = raw.parse().map_err(|_| Error::bad_value(path, i as u64 + 1, "rmse", "a number", format!("`{raw}`")))?;
-            found = Some(v);
+            let values = Metric::ALL
+                .iter()
+                .zip(&cols)
+                .map(|(m, &c)| {
+                    let raw = rec.get(c).unwrap_or("");
+                    if raw.is_empty() {
+                        return Ok(None);
+                    }
+                    raw.parse().map(Some).map_err(|_| Error::bad_value(path, i as u64 + 1, m.row_name(), "a number", format!("`{raw}`")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            found = Some((rec.get(clip_col).unwrap_or("").to_string(), values));
         }
     }
     found.ok_or_else(|| Error::invalid(path, "no ALL row (not a pgen-score table?)"))
 }
 
-/// Entries from (route, score table) pairs, best (lowest MRRMSE) first; ties by route name.
-pub fn collect(tables: &[(String, PathBuf)]) -> Result<Vec<Entry>> {
-    let mut out = Vec::new();
-    for (route, path) in tables {
-        if out.iter().any(|e: &Entry| &e.route == route) {
+/// Entries from (name, kind, score table) triples, best by `metric` first (ties by name; an
+/// undefined value last).
+pub fn collect(tables: &[(String, Kind, PathBuf)], metric: Metric) -> Result<Vec<Entry>> {
+    let mut out: Vec<Entry> = Vec::new();
+    for (route, kind, path) in tables {
+        if out.iter().any(|e| &e.route == route) {
             return Err(Error::Data(format!("route `{route}` is given twice")));
         }
-        out.push(Entry { route: route.clone(), mrrmse: read_overall(path)? });
+        let (clip, overall) = read_overall(path)?;
+        out.push(Entry { route: route.clone(), kind: *kind, clip, overall });
     }
-    out.sort_by(|a, b| a.mrrmse.total_cmp(&b.mrrmse).then_with(|| a.route.cmp(&b.route)));
+    out.sort_by(|a, b| {
+        let (x, y) = (a.get(metric), b.get(metric));
+        let order = if metric.better(x, y) {
+            std::cmp::Ordering::Less
+        } else if metric.better(y, x) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        };
+        order.then_with(|| a.route.cmp(&b.route))
+    });
     Ok(out)
 }
 
-/// `route,mrrmse` rows, best first (the layout of `scores/scores.csv`).
-pub fn write_table(path: &Path, entries: &[Entry]) -> Result<()> {
+/// Where `value` sits from the zero baseline (0) to the noise ceiling (1) on `metric`, when both
+/// are on the board and differ.
+pub fn toward_ceiling(entries: &[Entry], metric: Metric, value: Option<f64>) -> Option<f64> {
+    let of = |name: &str| entries.iter().find(|e| e.route == name).and_then(|e| e.get(metric));
+    let (zero, ceiling, v) = (of("zero")?, of("ceiling")?, value?);
+    ((ceiling - zero).abs() > 1e-12).then(|| (v - zero) / (ceiling - zero))
+}
+
+/// The scores table (`scores/scores.csv`): route, kind, clip, every metric, and the ranking
+/// metric's position between zero and the ceiling; best first.
+pub fn write_table(path: &Path, entries: &[Entry], metric: Metric) -> Result<()> {
     crate::atomic::write_atomic(path, |w| {
         let mut out = csv::Writer::from_writer(w);
-        out.write_record(["route", "mrrmse"])?;
+        let mut header = vec!["route", "kind", "clip"];
+        header.extend(Metric::ALL.map(Metric::name));
+        header.push("toward_ceiling");
+        out.write_record(&header)?;
+        let fmt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:?}"));
         for e in entries {
-            out.write_record([e.route.as_str(), &format!("{:?}", e.mrrmse)])?;
+            let mut rec = vec![e.route.clone(), e.kind.name().to_string(), e.clip.clone()];
+            rec.extend(e.overall.iter().map(|v| fmt(*v)));
+            rec.push(fmt(toward_ceiling(entries, metric, e.get(metric))));
+            out.write_record(&rec)?;
         }
         out.flush()?;
         Ok(())
     })
 }
 
-/// One bar per route, best at the top; `chosen` is marked.
-pub fn plot(path: &Path, entries: &[Entry], chosen: Option<&str>, title: &str) -> Result<()> {
-    // bar_panel draws the first bar at the bottom: best last, so it sits at the top.
-    let bars: Vec<(String, f64)> =
-        entries.iter().enumerate().rev().map(|(i, e)| (format!("{}. {}{}", i + 1, e.route, if Some(e.route.as_str()) == chosen { "  [submitted]" } else { "" }), e.mrrmse)).collect();
-    let height = (140 + 40 * bars.len() as u32).max(260);
-    crate::plot::draw_png(path, (900, height), |root| crate::plot::bar_panel(root, title, "MRRMSE (lower is better)", &bars))
+/// The metrics the leaderboard figure shows, one panel each: the ranking metric first.
+fn figure_metrics(metric: Metric) -> Vec<Metric> {
+    let mut shown = vec![metric];
+    for m in [Metric::Mrrmse, Metric::MrrmseClip4, Metric::Pearson, Metric::Top100Overlap] {
+        if !shown.contains(&m) {
+            shown.push(m);
+        }
+    }
+    shown.truncate(4);
+    shown
 }
 
-/// The route to submit: `wanted` if given (it must be one of `routes`), else the best entry.
+/// The leaderboard figure: one panel per metric (the ranking one first), one bar per route in
+/// the ranking's order (best at the top; baselines grey, the submitted route marked), the zero
+/// baseline and the noise ceiling as vertical lines.
+pub fn plot(path: &Path, entries: &[Entry], chosen: Option<&str>, metric: Metric, title: &str) -> Result<()> {
+    use plotters::prelude::*;
+    let shown = figure_metrics(metric);
+    let bars: Vec<&Entry> = entries.iter().filter(|e| e.kind != Kind::Reference).collect();
+    let reference = entries.iter().find(|e| e.kind == Kind::Reference);
+    let height = (160 + 34 * bars.len() as u32).max(320);
+    crate::plot::draw_png(path, (1500, height), |root| {
+        let root = root.titled(title, ("sans-serif", 24)).map_err(|e| e.to_string())?;
+        let panels = root.split_evenly((1, shown.len()));
+        for (panel, &m) in panels.iter().zip(&shown) {
+            let values: Vec<f64> = bars.iter().map(|e| e.get(m).unwrap_or(0.0)).collect();
+            let lines: Vec<(String, f64)> = [("zero", entries.iter().find(|e| e.route == "zero")), ("ceiling", reference)]
+                .into_iter()
+                .filter_map(|(name, e)| e.and_then(|e| e.get(m)).map(|v| (name.to_string(), v)))
+                .collect();
+            let lo = values.iter().chain(lines.iter().map(|l| &l.1)).fold(0.0f64, |a, &b| a.min(b));
+            let hi = values.iter().chain(lines.iter().map(|l| &l.1)).fold(0.0f64, |a, &b| a.max(b)).max(lo + 1e-9);
+            let pad = 0.08 * (hi - lo);
+            let n = bars.len().max(1) as f64;
+            let direction = if m.lower_is_better() { "lower is better" } else { "higher is better" };
+            let mut chart = ChartBuilder::on(panel)
+                .caption(format!("{m} ({direction})"), ("sans-serif", 18))
+                .margin(8)
+                .x_label_area_size(30)
+                .y_label_area_size(5)
+                .build_cartesian_2d((lo - if lo < 0.0 { pad } else { 0.0 })..(hi + pad), -0.5..n - 0.5)
+                .map_err(|e| e.to_string())?;
+            chart.configure_mesh().disable_y_mesh().y_labels(0).x_labels(5).draw().map_err(|e| e.to_string())?;
+            // Best at the top: row 0 is drawn at y = n − 1.
+            let y_of = |i: usize| n - 1.0 - i as f64;
+            chart
+                .draw_series(bars.iter().zip(&values).enumerate().map(|(i, (e, &v))| {
+                    let color = if e.kind == Kind::Baseline { RGBColor(150, 150, 150).mix(0.6) } else { GREEN.mix(0.5) };
+                    Rectangle::new([(0.0, y_of(i) - 0.4), (v, y_of(i) + 0.4)], color.filled())
+                }))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(bars.iter().zip(&values).enumerate().map(|(i, (e, &v))| {
+                    let mark = if Some(e.route.as_str()) == chosen { "  [submitted]" } else { "" };
+                    let clip = if e.clip == "none" || e.clip.is_empty() { String::new() } else { format!(" ±{}", e.clip) };
+                    Text::new(format!("{}. {}{clip}  {v:.3}{mark}", i + 1, e.route), (lo.min(0.0) + 0.01 * (hi - lo), y_of(i)), ("sans-serif", 14).into_font())
+                }))
+                .map_err(|e| e.to_string())?;
+            for (k, (name, v)) in lines.iter().enumerate() {
+                let color = if k == 0 { BLACK } else { RED };
+                chart.draw_series(std::iter::once(PathElement::new(vec![(*v, -0.5), (*v, n - 0.5)], color.stroke_width(2)))).map_err(|e| e.to_string())?;
+                chart
+                    .draw_series(std::iter::once(Text::new(name.clone(), (*v, -0.45 + 0.3 * k as f64), ("sans-serif", 13).into_font().color(&color))))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The route to submit: `wanted` if given (it must be one of `routes`), else the best route or
+/// baseline (never a reference).
 pub fn choose(wanted: Option<&str>, routes: &[String], entries: &[Entry]) -> Result<String> {
     if let Some(w) = wanted {
         if !routes.iter().any(|r| r == w) {
@@ -71,7 +205,8 @@ pub fn choose(wanted: Option<&str>, routes: &[String], entries: &[Entry]) -> Res
         return Ok(w.to_string());
     }
     entries
-        .first()
+        .iter()
+        .find(|e| e.kind != Kind::Reference)
         .map(|e| e.route.clone())
         .ok_or_else(|| Error::Data("leaderboard: no scores to choose the best route from; name the route to submit".into()))
 }

@@ -28,7 +28,7 @@ pub struct BlendSpec {
     /// The routes blended (at least one, each once).
     pub routes: Vec<String>,
     /// One weight per route, in `routes` order (non-negative, sum 1); null = fitted on the inner
-    /// hold-out (routes with an inner run only: xgb, forest, zero).
+    /// hold-out (routes with an inner run only: xgb, forest and the baselines).
     #[serde(default)]
     pub weights: Option<Vec<f64>>,
 }
