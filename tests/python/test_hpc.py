@@ -79,6 +79,10 @@ RERUN_CASES = {
     "blend": (["blend={blends: {xgb_dgd: {routes: [xgb, dgd_avg], weights: [0.5, 0.5]}}}"], {"blend"} | ROUTE_TAIL,
               UPSTREAM | {"xgb", "forest", "train_model", "generate", "averaged_route"}, {"blend": 1, "score": 1}),
     "leaderboard": (["leaderboard={submit: xgb}"], {"leaderboard"}, UPSTREAM | {"xgb", "score", "scores_table"}, {}),
+    # The ceiling's seed splits the cells anew: its pseudo-bulks, limma and score only.
+    "ceiling": (["ceiling={seed: 1}"], {"pseudobulk_half", "limma_half", "de_half", "ceiling_score"},
+                (UPSTREAM | ROUTE_TAIL | {"xgb", "forest", "train_model", "generate", "baseline_zero"}) - {"all"},
+                {"pseudobulk_half": 2, "limma_half": 4, "de_half": 2}),
 }
 
 
