@@ -4,6 +4,7 @@
 #                             split -> filter (positive controls out) -> train (DGD / NB-VAE)
 #                                                                     -> log-likelihood score
 #                             split -> sizes (forests) -> generate (runs) -> limma -> routes
+#                             pseudobulk of two halves of every sample -> limma -> noise ceiling
 #
 #   scripts/demo                  # set up and run this workflow on the demo simulation
 #   .venv/bin/snakemake -c2       # the same, once scripts/setup has run
@@ -41,6 +42,7 @@ include: "workflow/rules/filter.smk"
 include: "workflow/rules/pseudobulk.smk"
 include: "workflow/rules/de.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/ceiling.smk"
 include: "workflow/rules/regress_common.smk"
 include: "workflow/rules/regress.smk"
 include: "workflow/rules/train_common.smk"

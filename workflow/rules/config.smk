@@ -168,6 +168,7 @@ JOB_SECTIONS = {
     "xgb": ("xgb",),
     "forest": ("forest", *LIMMA_KEYS),
     "sizes": ("sizes",),
+    "pseudobulk_half": ("ceiling.seed",),
 }
 
 

@@ -80,15 +80,25 @@ def has_truth():
     return config["split"]["mode"] == "holdout" or config["input"]["source"] == "simulate"
 
 
+def ceiling_table():
+    """The noise ceiling's score table (workflow/rules/ceiling.smk; the main run's, shared by the
+    sweep rows), or None: it needs a truth for the targets and config ceiling.enabled."""
+    if has_truth() and config["ceiling"]["enabled"]:
+        return at(f"{STAGE['scores']}/ceiling.csv")
+    return None
+
+
 def all_targets():
     """Final outputs: the ingest QC, the training DE table (unless Kaggle's own is used), each
-    route's submission, the scores table when the targets have a truth, the models' plots, and
-    each sweep's table and plot."""
+    route's submission, the scores table and the noise ceiling when the targets have a truth,
+    the models' plots, and each sweep's table and plot."""
     targets = list(INGEST_FILES.values()) + [de_train_path()]
     targets += [at(f"{STAGE['submission']}/{route}.csv") for route in ROUTES]
     targets += [at(f"{STAGE['submission']}/submission.csv")]
     if has_truth():
         targets += [at(f"{STAGE['scores']}/scores.csv"), at(f"{STAGE['scores']}/leaderboard.png")]
+    if ceiling_table():
+        targets += [ceiling_table(), at(f"{STAGE['scores']}/ceiling.png")]
     for model in config["train"]["models"]:
         targets += [at(f"{STAGE['scores']}/loglik/{model}.csv"), at(f"{STAGE['models']}/{model}/latent.png")]
         if has_truth():

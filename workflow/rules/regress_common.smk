@@ -66,6 +66,8 @@ def leaderboard_inputs(wildcards):
         files.update({f"score_{r}": score_path(v, r) for r in routes})
         files["truth"] = rules.de_truth.output[0]
         files.update({f"values_{r}": prediction_path(v, r) for r in value_routes(v)})
+        if ceiling_table():
+            files["ceiling"] = ceiling_table()
     return files
 
 
@@ -79,6 +81,8 @@ def leaderboard_args(wildcards, input, output):
         args += ["--submit", submit]
     if "plot" in output.keys():
         args += [f"--score={r}={input[f'score_{r}']}" for r in routes]
+        if "ceiling" in input.keys():
+            args += [f"--reference=ceiling={input.ceiling}"]
         args += ["--plot", output.plot]
         args += [f"--values=truth={input.truth}", *(f"--values={r}={input[f'values_{r}']}" for r in value_routes(v))]
         args += ["--values-plot", output.values_plot]

@@ -43,7 +43,7 @@ def blends_of(cfg):
     skipped, with a note, when its model is not in train.models."""
     base, names = base_routes(cfg), []
     for name, spec in cfg["blend"]["blends"].items():
-        if name in base or name in ("submission", "leaderboard", "scores", "inner"):
+        if name in base or name in ("submission", "leaderboard", "scores", "inner", "ceiling"):
             raise WorkflowError(f"config: blend.blends.{name}: the name is taken by a route or output; pick another")
         missing = [r for r in spec["routes"] if r not in base]
         if missing and all(r.removesuffix("_avg") in ("dgd", "nbvae") for r in missing):

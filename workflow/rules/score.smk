@@ -127,13 +127,19 @@ rule submission:
 
 def scores_table_inputs(wildcards):
     v = wildcards.variant
-    return {f"score_{r}": score_path(v, r) for r in ROUTES_OF[v]}
+    files = {f"score_{r}": score_path(v, r) for r in ROUTES_OF[v]}
+    if ceiling_table():
+        files["ceiling"] = ceiling_table()
+    return files
 
 
 def scores_table_args(wildcards, input):
+    """The routes' score tables, the ceiling's as a reference, the ranking metric."""
     v = wildcards.variant
     args = ["--metric", VARIANTS[v]["leaderboard"]["metric"]]
     args += [f"--score={r}={input[f'score_{r}']}" for r in ROUTES_OF[v]]
+    if "ceiling" in input.keys():
+        args += [f"--reference=ceiling={input.ceiling}"]
     return shlex.join(args)
 
 

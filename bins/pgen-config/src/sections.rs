@@ -1,5 +1,6 @@
 //! The config sections whose schema and checks come from the Rust types.
 use perturbgen::params::blend::BlendParams;
+use perturbgen::params::ceiling::CeilingParams;
 use perturbgen::params::de::DeParams;
 use perturbgen::params::filter::FilterParams;
 use perturbgen::params::input::InputParams;
@@ -44,6 +45,8 @@ pub struct Sections {
     blend: BlendParams,
     /// The submitted route (pgen-leaderboard).
     leaderboard: LeaderboardParams,
+    /// The noise ceiling: limma on two halves of every sample's cells (pgen-pseudobulk --half).
+    ceiling: CeilingParams,
 }
 
 /// The schema as written to `workflow/schemas/stages.schema.json` (pretty, newline-terminated).
@@ -73,6 +76,7 @@ pub fn check_all(config: &Path) -> anyhow::Result<()> {
     check::<GenerateParams>(config)?;
     check::<BlendParams>(config)?;
     check::<LeaderboardParams>(config)?;
+    check::<CeilingParams>(config)?;
     Ok(())
 }
 
@@ -128,6 +132,8 @@ mod tests {
             ("input: {h5ad: {counts: obsm/x}}\n", "input.h5ad.counts: `obsm/x`: expected X, raw or layers/<name>"),
             ("input: {columns: {batch: plate}}\n", "input.columns.batch: not a pipeline column"),
             ("leaderboard: {submitt: xgb}\n", "unknown field `submitt`"),
+            ("ceiling: {seed: -1}\n", "ceiling.seed"),
+            ("ceiling: {enable: true}\n", "unknown field `enable`"),
         ];
         for (i, (text, expected)) in cases.iter().enumerate() {
             let p = dir.path().join(format!("c{i}.yaml"));

@@ -14,6 +14,7 @@ pub mod counts;
 pub mod design;
 pub mod error;
 pub mod filter;
+pub mod halves;
 pub mod ingest;
 pub mod io;
 pub mod leaderboard;

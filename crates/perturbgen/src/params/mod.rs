@@ -25,6 +25,7 @@ pub fn ensure(ok: bool, section: &str, key: &str, message: impl FnOnce() -> Stri
 }
 
 pub mod blend;
+pub mod ceiling;
 pub mod de;
 pub mod filter;
 pub mod input;
