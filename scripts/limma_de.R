@@ -26,8 +26,11 @@
 #   All contrasts go through one contrasts.fit/eBayes call: eBayes' moderation is per gene and
 #   does not depend on which contrasts are in the fit, so this equals one call per compound
 #   (tests/r/test_limma_de.R checks it against a per-compound makeContrasts/topTable loop).
-#   fit2$coefficients[, k] and fit2$p.value[, k] are exactly topTable(fit2, coef = k,
-#   number = Inf, sort.by = "none")$logFC / $P.Value (also checked in the tests).
+#   fit2$coefficients[, k], fit2$t[, k] and fit2$p.value[, k] are exactly topTable(fit2,
+#   coef = k, number = Inf, sort.by = "none")$logFC / $t / $P.Value, fit$Amean is its $AveExpr,
+#   and p.adjust(fit2$p.value[, k], "BH") its $adj.P.Val (all checked in the tests): the
+#   Benjamini-Hochberg adjustment runs over the genes of one compound's contrast, as topTable
+#   does for one coefficient, not over the whole table.
 #
 # Output DIR (created if missing; outputs of an earlier run are removed at start, so after a
 # failure none of these files exist; each is written to a temporary name and renamed, and
@@ -36,13 +39,20 @@
 #                  the order of the blocks in the two matrices below.
 #   logfc.f64      G x K logFC, raw little-endian float64, column-major (compound 1's G first).
 #   pvalue.f64     G x K unadjusted P.Value, same layout.
+#   tstat.f64      G x K moderated t statistic (topTable's t), same layout.
+#   adjpvalue.f64  G x K Benjamini-Hochberg adjusted P (topTable's adj.P.Val, per compound),
+#                  same layout.
+#   aveexpr.f64    G average log2-CPM of each gene over the cell type's samples (topTable's
+#                  AveExpr, fit$Amean; one value per gene, shared by every compound).
 #   summary.tsv    compound, n_samples, n_genes_p_below_0.05, n_genes_p_below_0.001,
 #                  n_genes_na, min_p  (header line; no quoting).
 #
 # NA policy: limma gives finite values for every gene of a valid input (an all-zero gene
 # still gets a finite voom log-CPM and a finite fit), so NA only appears for degenerate
-# per-gene fits. Such entries are written as logFC = 0 and P = 1 ("no evidence of change"),
-# counted per compound in summary.tsv (n_genes_na) and on stderr. P = 0 (underflow) is
+# per-gene fits. Such entries are written as logFC = 0, t = 0 and P = adj.P = 1 ("no evidence
+# of change"; the BH adjustment is taken before, over the genes with a P, as topTable does),
+# counted per compound in summary.tsv (n_genes_na) and on stderr. An NA AveExpr is written as
+# NaN (it is a description of the gene, not a test result). P = 0 (underflow) is
 # written as is; the sign(logFC) * -log10(P) transform and its epsilon belong to the caller.
 #
 # All output of this script (and limma's own cat() notes) goes to stderr; stdout stays empty.
@@ -113,7 +123,8 @@ parse_args <- function(args) {
   opts
 }
 
-OUT_FILES <- c("summary.tsv", "logfc.f64", "pvalue.f64", "compounds.txt")  # rename order
+OUT_FILES <- c("summary.tsv", "logfc.f64", "pvalue.f64", "tstat.f64", "adjpvalue.f64",
+               "aveexpr.f64", "compounds.txt")  # rename order: compounds.txt completes a result
 
 # ---------------------------------------------------------------- inputs
 read_inputs <- function(dir) {
@@ -340,15 +351,26 @@ main <- function() {
 
   logfc <- unname(fit2$coefficients)
   pval <- unname(fit2$p.value)
-  if (!identical(dim(logfc), c(G, length(compounds))) || !identical(dim(pval), dim(logfc)))
+  tstat <- unname(fit2$t)
+  aveexpr <- unname(as.double(fit2$Amean))
+  if (!identical(dim(logfc), c(G, length(compounds))) || !identical(dim(pval), dim(logfc)) ||
+      !identical(dim(tstat), dim(logfc)) || length(aveexpr) != G)
     stop("internal: unexpected result shape")
-  na <- is.na(logfc) | is.na(pval)
+  # topTable(fit2, coef = k)$adj.P.Val: p.adjust over that coefficient's P values (NAs left
+  # out of the count, as p.adjust does), before the NA policy below replaces any.
+  adjp <- apply(pval, 2L, stats::p.adjust, method = "BH")
+  dim(adjp) <- dim(pval)
+  na <- is.na(logfc) | is.na(pval) | is.na(tstat)
   n_na <- colSums(na)
   if (any(na)) {
-    note(sum(na), " NA value(s) (", sum(rowSums(na) > 0), " gene(s)) written as logFC = 0, P = 1")
+    note(sum(na), " NA value(s) (", sum(rowSums(na) > 0), " gene(s)) written as logFC = 0, ",
+         "t = 0, P = adj.P = 1")
     logfc[na] <- 0
+    tstat[na] <- 0
     pval[na] <- 1
+    adjp[na] <- 1
   }
+  aveexpr[is.na(aveexpr)] <- NaN
 
   summary_df <- data.frame(
     compound = compounds,
@@ -370,6 +392,9 @@ main <- function() {
   }
   write_f64(logfc, tmp[["logfc.f64"]])
   write_f64(pval, tmp[["pvalue.f64"]])
+  write_f64(tstat, tmp[["tstat.f64"]])
+  write_f64(adjp, tmp[["adjpvalue.f64"]])
+  write_f64(aveexpr, tmp[["aveexpr.f64"]])
   con <- file(tmp[["compounds.txt"]], "wb")
   writeLines(enc2utf8(compounds), con, sep = "\n", useBytes = TRUE)
   close(con)

@@ -12,7 +12,8 @@ if (!file.exists(SCRIPT)) stop("cannot find ", SCRIPT, " (set LIMMA_DE_SCRIPT)")
 SCRIPT <- normalizePath(SCRIPT)
 CONTROL <- "Dimethyl Sulfoxide"
 DEFAULT_DESIGN <- "~0+Rpert+donor_id+plate_name+row"
-OUT_FILES <- c("compounds.txt", "logfc.f64", "pvalue.f64", "summary.tsv")
+OUT_FILES <- c("compounds.txt", "logfc.f64", "pvalue.f64", "tstat.f64", "adjpvalue.f64",
+               "aveexpr.f64", "summary.tsv")
 
 N_PASS <- 0L
 N_FAIL <- 0L
@@ -118,9 +119,10 @@ read_outputs <- function(dir, G) {
     list(x = x, n = n)
   }
   l <- rd("logfc.f64"); p <- rd("pvalue.f64")
-  list(compounds = comp, n_logfc = l$n, n_p = p$n, G = G, K = K,
-       logfc = matrix(l$x[seq_len(G * K)], G, K, dimnames = list(NULL, comp)),
-       p = matrix(p$x[seq_len(G * K)], G, K, dimnames = list(NULL, comp)))
+  t <- rd("tstat.f64"); a <- rd("adjpvalue.f64"); e <- rd("aveexpr.f64")
+  gk <- function(r) matrix(r$x[seq_len(G * K)], G, K, dimnames = list(NULL, comp))
+  list(compounds = comp, n_logfc = l$n, n_p = p$n, n_t = t$n, n_adjp = a$n, n_aveexpr = e$n,
+       G = G, K = K, logfc = gk(l), p = gk(p), t = gk(t), adjp = gk(a), aveexpr = e$x[seq_len(G)])
 }
 
 # Independent reference: the recipe written out by hand, one compound at a time, with
@@ -135,7 +137,8 @@ reference_limma <- function(sim, design_formula = ~0 + Rpert + donor_id + plate_
   invisible(capture.output(v <- suppressWarnings(voom(dge, design))))
   invisible(capture.output(fit <- suppressWarnings(lmFit(v, design))))
   ctrl_col <- make.names(paste0("Rpert", CONTROL))
-  out_l <- out_p <- matrix(NA_real_, nrow(sim$counts), 0)
+  out_l <- out_p <- out_t <- out_a <- matrix(NA_real_, nrow(sim$counts), 0)
+  out_e <- NULL
   same_as_fit2 <- TRUE
   for (k in setdiff(levels(dat$Rpert), CONTROL)) {
     kc <- make.names(paste0("Rpert", k))
@@ -145,9 +148,14 @@ reference_limma <- function(sim, design_formula = ~0 + Rpert + donor_id + plate_
     same_as_fit2 <- same_as_fit2 && identical(unname(tt$logFC), unname(fit2$coefficients[, 1])) &&
       identical(unname(tt$P.Value), unname(fit2$p.value[, 1]))
     out_l <- cbind(out_l, tt$logFC); out_p <- cbind(out_p, tt$P.Value)
+    out_t <- cbind(out_t, tt$t); out_a <- cbind(out_a, tt$adj.P.Val)
     colnames(out_l)[ncol(out_l)] <- colnames(out_p)[ncol(out_p)] <- k
+    colnames(out_t)[ncol(out_t)] <- colnames(out_a)[ncol(out_a)] <- k
+    if (is.null(out_e)) out_e <- tt$AveExpr
+    same_as_fit2 <- same_as_fit2 && identical(tt$AveExpr, out_e)
   }
-  list(logfc = out_l, p = out_p, same_as_fit2 = same_as_fit2)
+  list(logfc = out_l, p = out_p, t = out_t, adjp = out_a, aveexpr = out_e,
+       same_as_fit2 = same_as_fit2)
 }
 
 auc <- function(score, pos) {
@@ -184,6 +192,22 @@ section("1+2. default design vs independent limma, recovery of simulated effects
   dp <- max(abs(o$p - ref$p[, ord]))
   check(sprintf("1a. logFC equals independent limma (max |diff| = %.2e <= 1e-8)", dl), dl <= 1e-8)
   check(sprintf("1a. P.Value equals independent limma (max |diff| = %.2e <= 1e-8)", dp), dp <= 1e-8)
+  check("1a. tstat.f64/adjpvalue.f64 hold G*K doubles, aveexpr.f64 G",
+        o$n_t == G * K && o$n_adjp == G * K && o$n_aveexpr == G,
+        sprintf("%g %g %g vs %d, %d", o$n_t, o$n_adjp, o$n_aveexpr, G * K, G))
+  dt <- max(abs(o$t - ref$t[, ord]))
+  da <- max(abs(o$adjp - ref$adjp[, ord]))
+  de <- max(abs(o$aveexpr - ref$aveexpr))
+  check(sprintf("1a. t equals topTable's t (max |diff| = %.2e <= 1e-8)", dt), dt <= 1e-8)
+  check(sprintf("1a. adjpvalue equals topTable's adj.P.Val, BH per compound (max |diff| = %.2e <= 1e-8)", da),
+        da <= 1e-8)
+  check(sprintf("1a. AveExpr equals topTable's AveExpr, the same for every compound (max |diff| = %.2e <= 1e-8)", de),
+        de <= 1e-8)
+  # BH within a compound, not over the whole table: adjusting all G*K P values at once differs.
+  whole <- matrix(p.adjust(as.vector(o$p), "BH"), G, ncol(o$p))
+  check("1a. (adj.P.Val is per compound: BH over the whole table would differ)",
+        max(abs(whole - o$adjp)) > 1e-6)
+  check("1a. adj.P.Val >= P.Value and <= 1 everywhere", all(o$adjp >= o$p & o$adjp <= 1))
 
   aucs <- signs <- numeric(0)
   for (k in o$compounds) {

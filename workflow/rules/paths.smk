@@ -42,6 +42,7 @@ STAGE = {
     "submission": f"{RUN}/submission",
 }
 MODEL_DIR = STAGE["models"]
+TARGET_FIGURES = f"{STAGE['scores']}/targets"  # one PNG per target pair (workflow/rules/figures.smk)
 GENERATE_DIR = f"{RUN}/generate"
 INNER = "results/inner"  # the inner hold-out's pairs (shared); its predictions per run:
 INNER_PREDICTIONS = f"{RUN}/inner/predictions"
@@ -89,10 +90,15 @@ def ceiling_table():
 
 
 def all_targets():
-    """Final outputs: the ingest QC, the training DE table (unless Kaggle's own is used), each
-    route's submission, the scores table and the noise ceiling when the targets have a truth,
-    the models' plots, and each sweep's table and plot."""
+    """Final outputs: the ingest QC, the training DE table (unless Kaggle's own is used; also as
+    .h5ad), each route's submission, the scores table, the noise ceiling, the truth as .h5ad and
+    the figures per target when the targets have a truth, the models' plots, and each sweep's
+    table and plot."""
     targets = list(INGEST_FILES.values()) + [de_train_path()]
+    if not config["de"]["use_existing_de_train"]:
+        targets += [f"{STAGE['de']}/de_train.h5ad"]
+    if has_truth():
+        targets += [f"{STAGE['de']}/truth.h5ad", at(TARGET_FIGURES)]
     targets += [at(f"{STAGE['submission']}/{route}.csv") for route in ROUTES]
     targets += [at(f"{STAGE['submission']}/submission.csv")]
     if has_truth():
@@ -215,3 +221,17 @@ def target_cell_type_slugs():
     if unknown:
         raise ValueError(f"target cell types {unknown} are not in config cell_types {list(CELL_TYPES.values())}")
     return [slug(n) for n in names]
+
+
+def target_figures_predictions():
+    """Rule target_figures' predictions: the configured submission's, or every route's (the
+    best-scoring one is read from scores.csv when the job runs)."""
+    route = leaderboard_route()
+    return [prediction_path("", r) for r in ([route] if route is not None else ROUTES)]
+
+
+def target_figures_route_flag(wildcards, input):
+    """pgen-target-plots' route: --route R (leaderboard.submit), else --scores FILE (its first
+    data row, the best route)."""
+    route = leaderboard_route()
+    return f"--route {shlex.quote(route)}" if route is not None else f"--scores {shlex.quote(input.scores)}"

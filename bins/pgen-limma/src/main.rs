@@ -1,9 +1,10 @@
 //! pgen-limma: the official DE recipe (edgeR TMM → voom → lmFit → contrasts → eBayes) for one
-//! cell type, run in R by scripts/limma_de.R; writes signed −log10 P in the de_train layout.
+//! cell type, run in R by scripts/limma_de.R; writes signed −log10 P in the de_train layout and,
+//! with --out-h5ad, limma's numbers (logFC, AveExpr, t, P.Value, adj.P.Val) as AnnData.
 use anyhow::Result;
 use clap::Parser;
 use perturbgen::io::id_map::IdMap;
-use perturbgen::limma::run_limma;
+use perturbgen::limma::run_limma_stats;
 use perturbgen::pseudobulk::PseudoBulk;
 use std::path::PathBuf;
 
@@ -24,6 +25,13 @@ struct Args {
     targets: Option<PathBuf>,
     #[arg(long)]
     out: PathBuf,
+    /// Also write the table as AnnData: X = the --out values, layers logFC, AveExpr, t,
+    /// P.Value, adj.P.Val, obs = the pairs, var = the genes.
+    #[arg(long)]
+    out_h5ad: Option<PathBuf>,
+    /// The name the .h5ad records in uns/route (e.g. de_train, truth).
+    #[arg(long, default_value = "limma")]
+    route: String,
     #[command(flatten)]
     common: perturbgen_cli::CommonArgs,
 }
@@ -38,8 +46,13 @@ fn run(args: Args) -> Result<()> {
     let targets = args.targets.as_deref().map(IdMap::read).transpose()?;
     let de = args.params.checked::<perturbgen::params::de::DeParams>()?;
     let config = de.limma(args.limma.script.clone(), args.common.threads());
-    let table = run_limma(&pb, &args.cell_type, &config, targets.as_ref(), &args.pseudobulk)?;
+    let mut stats = run_limma_stats(&pb, &args.cell_type, &config, targets.as_ref(), &args.pseudobulk)?;
+    stats.route.clone_from(&args.route);
+    let table = stats.table();
     log::info!("{}: {} compounds × {} genes", args.cell_type, table.n_rows(), table.genes.len());
     table.write(&args.out)?;
+    if let Some(path) = &args.out_h5ad {
+        stats.write_h5ad(path)?;
+    }
     Ok(())
 }

@@ -94,6 +94,12 @@ impl AtomicFile {
         &self.target
     }
 
+    /// The temporary file's own path, for writers that open files by name (libhdf5); nothing
+    /// appears under [`AtomicFile::path`] until [`AtomicFile::commit`].
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
+    }
+
     /// A second handle on the temporary file, for writers that want to own a `File`.
     pub fn file(&self) -> Result<File> {
         self.temp.as_file().try_clone().map_err(|e| Error::io(&self.target, e))

@@ -29,6 +29,7 @@ pub mod score;
 pub mod simulate;
 pub mod split;
 pub mod stats;
+pub mod target_plots;
 pub mod threads;
 
 pub use counts::CountMatrix;

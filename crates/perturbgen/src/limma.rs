@@ -1,11 +1,14 @@
 //! The limma stage: the official DE recipe (SPEC §3) runs in R (`scripts/limma_de.R`, Debian's
 //! limma + edgeR); this module hands it one cell type's pseudo-bulk through an exchange folder
-//! and turns its logFC / P.Value into signed −log10 P rows in the de_train layout.
+//! and turns its logFC / P.Value into signed −log10 P rows in the de_train layout, keeping
+//! limma's own numbers beside them ([`DeStats`]).
 //!
 //! Exchange folder (transient, raw little-endian float64 so that no value is rounded on the way):
 //! `genes.txt`, `samples.tsv`, `counts.f64` (genes × samples, column-major) in;
-//! `compounds.txt`, `logfc.f64`, `pvalue.f64` (genes × compounds, column-major) out.
+//! `compounds.txt`, `logfc.f64`, `pvalue.f64`, `tstat.f64`, `adjpvalue.f64` (genes × compounds,
+//! column-major) and `aveexpr.f64` (genes) out.
 use crate::error::{Error, Result};
+use crate::io::de_stats::DeStats;
 use crate::io::de_table::{DeRowKey, DeTable};
 use crate::io::id_map::IdMap;
 use crate::pseudobulk::PseudoBulk;
@@ -28,8 +31,27 @@ pub fn signed_log_p(log_fc: f64, p: f64) -> f64 {
     sign * -p.log10()
 }
 
+impl LimmaConfig {
+    /// The settings an .h5ad of these results records in `uns/settings`.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        vec![
+            ("method".into(), "edgeR TMM -> voom -> lmFit -> contrasts.fit (compound - negative control) -> eBayes -> topTable".into()),
+            ("design".into(), self.design.as_str().to_string()),
+            ("negative_control".into(), self.negative_control.clone()),
+            ("X".into(), "sign(logFC) * -log10(P.Value), P.Value = 0 replaced by machine epsilon".into()),
+            ("adj.P.Val".into(), "Benjamini-Hochberg over the genes of each (cell type, compound) contrast".into()),
+        ]
+    }
+}
+
 /// Runs limma for one cell type. `pairs`, when given, keeps only those compounds.
 pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: Option<&IdMap>, pb_path: &Path) -> Result<DeTable> {
+    run_limma_stats(pb, cell_type, config, pairs, pb_path).map(|s| s.table())
+}
+
+/// [`run_limma`] with every statistic limma gives per gene (its `route` left empty for the
+/// caller to name).
+pub fn run_limma_stats(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: Option<&IdMap>, pb_path: &Path) -> Result<DeStats> {
     let sub = pb.cell_type(cell_type);
     if sub.n_samples() == 0 {
         return Err(Error::invalid(pb_path, format!("no pseudo-bulk samples of cell type `{cell_type}`")));
@@ -53,7 +75,7 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
                 return Err(Error::Data(format!("{cell_type}: target compound `{}` has no pseudo-bulk samples", r.sm_name)));
             }
         }
-        return Ok(DeTable { genes: sub.genes.clone(), ..Default::default() });
+        return Ok(DeStats { genes: sub.genes.clone(), settings: config.settings(), ..Default::default() });
     }
     if !config.script.is_file() {
         return Err(Error::invalid(&config.script, "no such R script (--script: the limma recipe, scripts/limma_de.R of the repository)"));
@@ -95,7 +117,9 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
     for line in stderr.lines().filter(|l| l.contains("not estimable") || l.starts_with("limma_de: ")) {
         log::info!("{cell_type}: {line}");
     }
-    read_results(&sub, cell_type, &output, pairs)
+    let mut stats = read_results(&sub, cell_type, &output, pairs)?;
+    stats.settings = config.settings();
+    Ok(stats)
 }
 
 const EXCHANGE_PREFIX: &str = "pgen-limma-";
@@ -189,14 +213,18 @@ fn read_f64s(path: &Path, n: usize) -> Result<Vec<f64>> {
     Ok(bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
 }
 
-fn read_results(pb: &PseudoBulk, cell_type: &str, dir: &Path, pairs: Option<&IdMap>) -> Result<DeTable> {
+fn read_results(pb: &PseudoBulk, cell_type: &str, dir: &Path, pairs: Option<&IdMap>) -> Result<DeStats> {
     let compounds_path = dir.join("compounds.txt");
     let text = std::fs::read_to_string(&compounds_path).map_err(|e| Error::io(&compounds_path, e))?;
     let compounds: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     let g = pb.genes.len();
-    let log_fc = read_f64s(&dir.join("logfc.f64"), g * compounds.len())?;
-    let p = read_f64s(&dir.join("pvalue.f64"), g * compounds.len())?;
-    let mut table = DeTable { genes: pb.genes.clone(), ..Default::default() };
+    let n = g * compounds.len();
+    let log_fc = read_f64s(&dir.join("logfc.f64"), n)?;
+    let p = read_f64s(&dir.join("pvalue.f64"), n)?;
+    let t = read_f64s(&dir.join("tstat.f64"), n)?;
+    let adj_p = read_f64s(&dir.join("adjpvalue.f64"), n)?;
+    let ave_expr = read_f64s(&dir.join("aveexpr.f64"), g)?;
+    let mut stats = DeStats { genes: pb.genes.clone(), ..Default::default() };
     for (k, name) in compounds.iter().enumerate() {
         if let Some(pairs) = pairs {
             if !pairs.rows.iter().any(|r| r.cell_type == cell_type && r.sm_name == *name) {
@@ -204,27 +232,31 @@ fn read_results(pb: &PseudoBulk, cell_type: &str, dir: &Path, pairs: Option<&IdM
             }
         }
         let key = pb.keys.iter().find(|key| key.sm_name == *name).expect("R reports compounds of the samples");
-        table.keys.push(DeRowKey {
+        stats.keys.push(DeRowKey {
             cell_type: cell_type.to_string(),
             sm_name: name.to_string(),
             sm_lincs_id: key.sm_lincs_id.clone(),
             smiles: key.smiles.clone(),
             control: key.control,
         });
+        let block = k * g..(k + 1) * g;
         for j in 0..g {
-            let v = signed_log_p(log_fc[k * g + j], p[k * g + j]);
-            if !v.is_finite() {
+            if !signed_log_p(log_fc[k * g + j], p[k * g + j]).is_finite() {
                 return Err(Error::invalid(dir, format!("{cell_type}: limma gave a non-finite value for {name}, gene {}", pb.genes[j])));
             }
-            table.values.push(v);
         }
+        stats.log_fc.extend_from_slice(&log_fc[block.clone()]);
+        stats.p_value.extend_from_slice(&p[block.clone()]);
+        stats.t.extend_from_slice(&t[block.clone()]);
+        stats.adj_p_value.extend_from_slice(&adj_p[block]);
+        stats.ave_expr.extend_from_slice(&ave_expr);
     }
     if let Some(pairs) = pairs {
         for r in pairs.rows.iter().filter(|r| r.cell_type == cell_type) {
-            if !table.keys.iter().any(|k| k.sm_name == r.sm_name) {
+            if !stats.keys.iter().any(|k| k.sm_name == r.sm_name) {
                 return Err(Error::Data(format!("{cell_type}: target compound `{}` has no pseudo-bulk samples", r.sm_name)));
             }
         }
     }
-    Ok(table)
+    Ok(stats)
 }

@@ -2,6 +2,7 @@
 pub mod arrow_util;
 mod cell_gene_keys;
 pub mod counts;
+pub mod de_stats;
 pub mod de_table;
 pub mod excluded;
 pub mod genes;

@@ -145,6 +145,56 @@ impl<'p> H5<'p> {
         }
     }
 
+    /// A dense float64 matrix `name` of exactly `shape` (rows × columns), row-major; any
+    /// float or integer dtype is converted by HDF5.
+    pub(super) fn dense_f64(&self, name: &str, shape: (usize, usize)) -> Result<Vec<f64>> {
+        let ds = match self.kind(name) {
+            Some(LocationType::Dataset) => self.dataset(name)?,
+            Some(_) => return Err(self.invalid(format!("`{name}` is not a dense array (a sparse matrix?); expected {} × {} float64", shape.0, shape.1))),
+            None => return Err(self.invalid(format!("no `{name}`"))),
+        };
+        let found = ds.shape();
+        if found != [shape.0, shape.1] {
+            return Err(self.invalid(format!("`{name}` has shape {found:?}, expected [{}, {}] (obs × var)", shape.0, shape.1)));
+        }
+        read_all::<f64>(&ds).map_err(self.h5(name))
+    }
+
+    /// The names in group `name` (sorted), or none where it does not exist.
+    pub(super) fn members_if_any(&self, name: &str) -> Result<Vec<String>> {
+        match self.kind(name) {
+            Some(LocationType::Group) => self.members(name),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The string entries of the `uns`-style dict `name`, nested dicts flattened to
+    /// `outer/inner` keys, in sorted order; entries that are not strings are skipped.
+    pub(super) fn string_entries(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for member in self.members_if_any(name)? {
+            let full = format!("{name}/{member}");
+            match self.kind(&full) {
+                Some(LocationType::Group) => {
+                    for (k, v) in self.string_entries(&full)? {
+                        out.push((format!("{member}/{k}"), v));
+                    }
+                }
+                Some(LocationType::Dataset) => {
+                    let ds = self.dataset(&full)?;
+                    let td = ds.dtype().and_then(|t| t.to_descriptor()).map_err(self.h5(&full))?;
+                    if ds.ndim() == 0 && is_string(&td) {
+                        if let Some(v) = read_strings(&ds, &td).map_err(self.h5(&full))?.into_iter().next() {
+                            out.push((member, v));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// A dataframe group (`obs`, `var`, `raw/var`): its index and, if `columns`, every column.
     pub(super) fn dataframe(&self, name: &str, columns: bool) -> Result<H5adObs> {
         match self.kind(name) {

@@ -22,6 +22,9 @@
 mod counts;
 mod csr;
 mod encoding;
+mod write;
+
+pub use write::{DenseAnnData, ObsColumn, UnsValue};
 
 use crate::counts::CountMatrix;
 use crate::error::Result;
@@ -80,6 +83,47 @@ impl H5adObs {
 /// Reads only the obs dataframe (the config checks: cell types and compounds without the counts).
 pub fn read_h5ad_obs(path: &Path) -> Result<H5adObs> {
     H5::open(path)?.dataframe("obs", true)
+}
+
+/// A dense `.h5ad` as read back: obs as text (see [`H5adObs`]), var names, X and the layers
+/// as row-major float64, and uns's string entries (nested dicts as `outer/inner` keys).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DenseH5ad {
+    pub obs: H5adObs,
+    pub var_names: Vec<String>,
+    pub x: Vec<f64>,
+    pub layers: Vec<(String, Vec<f64>)>,
+    pub uns: Vec<(String, String)>,
+}
+
+impl DenseH5ad {
+    pub fn layer(&self, name: &str) -> Option<&[f64]> {
+        self.layers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    pub fn uns(&self, key: &str) -> Option<&str> {
+        self.uns.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads an `.h5ad` whose X and layers are dense arrays (the tables [`DenseAnnData`] writes, or
+/// any such file from anndata), the layers in sorted order.
+pub fn read_dense_h5ad(path: &Path) -> Result<DenseH5ad> {
+    let f = H5::open(path)?;
+    let obs = f.dataframe("obs", true)?;
+    let var_names = f.dataframe("var", false)?.obs_names;
+    let shape = (obs.obs_names.len(), var_names.len());
+    let x = f.dense_f64("X", shape)?;
+    let layers = f
+        .members_if_any("layers")?
+        .into_iter()
+        .map(|name| {
+            let values = f.dense_f64(&format!("layers/{name}"), shape)?;
+            Ok((name, values))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let uns = f.string_entries("uns")?;
+    Ok(DenseH5ad { obs, var_names, x, layers, uns })
 }
 
 /// Reads the obs table and the counts of `source`: rows are the cells in obs order; columns
