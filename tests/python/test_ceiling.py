@@ -135,7 +135,7 @@ def test_the_seed_and_the_half_choose_the_cells(ceiling_run, tmp_path):
 
 def mrrmse(table):
     rows = pd.read_csv(table)
-    overall = rows[(rows["cell_type"] == "ALL") & (rows["sm_name"] == "MRRMSE")]
+    overall = rows[(rows["cell_type"] == "ALL") & (rows["sm_name"] == "MEAN")]
     assert len(overall) == 1, rows
     return float(overall["rmse"].iloc[0]), rows[rows["cell_type"] != "ALL"]
 

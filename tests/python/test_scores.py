@@ -87,15 +87,22 @@ def scores(results):
 
 
 def test_every_metric_equals_numpy_scipy(results, scores):
-    truth = read_table(results / "de" / "truth.parquet")
-    assert len(scores) >= 13, scores
-    for route in scores["route"]:
+    assert len(scores) >= 14, scores
+    for route, kind in zip(scores["route"], scores["kind"]):
+        if kind == "reference":
+            # The noise ceiling: the first half's DE scored against the second's.
+            assert route == "ceiling"
+            truth = read_table(results / "de" / "ceiling" / "second.parquet")
+            prediction = read_table(results / "de" / "ceiling" / "first.parquet")
+        else:
+            truth = read_table(results / "de" / "truth.parquet")
+            prediction = read_table(results / "predictions" / f"{route}.parquet")
         table = pd.read_csv(results / "scores" / f"{route}.csv", dtype={"cell_type": str, "sm_name": str, "clip": str})
         assert list(table.columns) == ["cell_type", "sm_name", "clip", *ROW_METRICS]
         rows, overall = table.iloc[:-1].reset_index(drop=True), table.iloc[-1]
         assert (overall["cell_type"], overall["sm_name"]) == ("ALL", "MEAN")
         clip = overall["clip"]
-        T, P = aligned(truth, read_table(results / "predictions" / f"{route}.parquet"))
+        T, P = aligned(truth, prediction)
         P = apply_clip(P, clip)
         assert list(zip(rows["cell_type"], rows["sm_name"])) == list(zip(truth["cell_type"], truth["sm_name"]))
         expected = pd.DataFrame([numpy_row_metrics(t, p) for t, p in zip(T, P)])
@@ -112,8 +119,13 @@ def test_every_metric_equals_numpy_scipy(results, scores):
 
 def test_scores_table_ranks_routes_and_baselines(scores):
     assert list(scores.columns) == ["route", "kind", "clip", *OVERALL.values(), "toward_ceiling"]
-    assert list(scores["mrrmse"]) == sorted(scores["mrrmse"]), "ranked by leaderboard.metric (mrrmse)"
+    assert list(scores["mrrmse"]) == sorted(scores["mrrmse"]), "ranked by leaderboard.metric (mrrmse), the ceiling too"
     assert set(scores.loc[scores["kind"] == "baseline", "route"]) == BASELINES
+    assert list(scores.loc[scores["kind"] == "reference", "route"]) == ["ceiling"]
+    # toward_ceiling: (zero − route) / (zero − ceiling) on the ranking metric.
+    by = scores.set_index("route")["mrrmse"]
+    expected = (by["zero"] - by) / (by["zero"] - by["ceiling"])
+    np.testing.assert_allclose(scores.set_index("route")["toward_ceiling"], expected, rtol=0, atol=1e-12)
     assert {"xgb", "forest", "xgb_forest", "dgd_avg", "nbvae_avg"} <= set(scores.loc[scores["kind"] == "route", "route"])
     zero = scores.set_index("route").loc["zero"]
     # The all-zero prediction: no correlation, no sign agreement.

@@ -149,6 +149,26 @@ def test_xgb_thread_count_does_not_change_predictions(xgb_bin, tmp_path):
     pd.testing.assert_frame_equal(outs[0], outs[1])
 
 
+def test_xgb_clip_train_fits_the_clipped_values(xgb_bin, tmp_path):
+    """clip_train: c gives exactly the predictions of the raw fit on a de_train clipped by pandas
+    (features compound_mean included: they are built from the clipped values too)."""
+    de, ids = fixture_tables(seed=2)
+    genes = [c for c in de.columns if c not in DE_KEYS]
+    assert (de[genes].abs() > 1.5).to_numpy().mean() > 0.2, "the clip must bite"
+    de.to_parquet(tmp_path / "de.parquet", index=False)
+    de.assign(**{g: de[g].clip(-1.5, 1.5) for g in genes}).to_parquet(tmp_path / "clipped.parquet", index=False)
+    ids.to_csv(tmp_path / "t.csv", index=False)
+    common = ["--targets", tmp_path / "t.csv", "--set", "rounds=10", "--set", "features=[compound_mean]"]
+    run([xgb_bin, "--de-train", tmp_path / "de.parquet", *common, "--set", "clip_train=1.5", "--out", tmp_path / "a.parquet"])
+    run([xgb_bin, "--de-train", tmp_path / "clipped.parquet", *common, "--out", tmp_path / "b.parquet"])
+    run([xgb_bin, "--de-train", tmp_path / "de.parquet", *common, "--out", tmp_path / "raw.parquet"])
+    a, b, raw = (pd.read_parquet(tmp_path / f"{n}.parquet") for n in ("a", "b", "raw"))
+    pd.testing.assert_frame_equal(a, b)
+    assert not a[genes].equals(raw[genes])
+    fails([xgb_bin, "--de-train", tmp_path / "de.parquet", *common, "--set", "clip_train=-1", "--out", tmp_path / "c.parquet"],
+          tmp_path / "c.parquet", "xgb.clip_train", "positive")
+
+
 def fails(cmd, out, *patterns):
     import subprocess
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)

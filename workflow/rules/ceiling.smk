@@ -45,7 +45,8 @@ use rule limma_truth as limma_half with:
         script=LIMMA_SCRIPT,
         exe=binary("pgen-limma"),
     output:
-        f"{STAGE['de']}/ceiling/{{half}}/{{cell_type}}.parquet",
+        table=f"{STAGE['de']}/ceiling/{{half}}/{{cell_type}}.parquet",
+        h5ad=temp(f"{STAGE['de']}/ceiling/{{half}}/{{cell_type}}.h5ad"),  # limma_truth's AnnData twin: not kept
     log:
         "logs/ceiling/limma_{half}/{cell_type}.log",
     benchmark:

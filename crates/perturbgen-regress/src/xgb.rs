@@ -71,6 +71,9 @@ pub struct XgbParams {
     /// other measured cell types) and/or `cell_type_mean` (the cell type's over its other
     /// compounds).
     pub features: Vec<Extra>,
+    /// Clip the training values to ±clip_train before fitting (null = the raw values). OP3 scores
+    /// against the truth clipped to ±4: trees fitted to clipped values aim where it is scored.
+    pub clip_train: Option<f64>,
     /// Any other XGBoost parameter, `name: value`, set last.
     pub params: BTreeMap<String, ParamValue>,
 }
@@ -113,6 +116,7 @@ impl Default for XgbParams {
             base_score: 0.0,
             cell_type_scale: false,
             features: Vec::new(),
+            clip_train: None,
             params: BTreeMap::new(),
         }
     }
@@ -146,6 +150,7 @@ impl ParamGuard for XgbParams {
         for (name, v) in [("min_child_weight", self.min_child_weight), ("lambda", self.lambda), ("alpha", self.alpha), ("gamma", self.gamma)] {
             ensure(v >= 0.0 && v.is_finite(), s, name, || format!("must be >= 0, found {v}"))?;
         }
+        ensure(self.clip_train.is_none_or(|c| c > 0.0 && c.is_finite()), s, "clip_train", || format!("must be a positive number or null, found {:?}", self.clip_train))?;
         let mut seen = Vec::new();
         for f in &self.features {
             ensure(!seen.contains(f), s, "features", || format!("`{}` is given twice", f.name()))?;
@@ -230,6 +235,16 @@ pub fn predict(
     progress: &(dyn Fn() + Sync),
 ) -> Result<DeTable> {
     check_training(de_train, de_train_path)?;
+    let clipped;
+    let de_train = match params.clip_train {
+        Some(c) => {
+            let mut t = de_train.clone();
+            perturbgen::clip::Clip(Some(c)).apply(&mut t);
+            clipped = t;
+            &clipped
+        }
+        None => de_train,
+    };
     let extras = &params.features[..];
     let pairs = target_pairs(targets);
     let design = Design::new(de_train, &pairs, extras, de_train_path, targets_path)?;

@@ -101,7 +101,8 @@ pub fn collect(tables: &[(String, Kind, PathBuf)], metric: Metric) -> Result<Vec
 pub fn toward_ceiling(entries: &[Entry], metric: Metric, value: Option<f64>) -> Option<f64> {
     let of = |name: &str| entries.iter().find(|e| e.route == name).and_then(|e| e.get(metric));
     let (zero, ceiling, v) = (of("zero")?, of("ceiling")?, value?);
-    ((ceiling - zero).abs() > 1e-12).then(|| (v - zero) / (ceiling - zero))
+    // + 0.0: zero's own row is 0, not −0.
+    ((ceiling - zero).abs() > 1e-12).then(|| (v - zero) / (ceiling - zero) + 0.0)
 }
 
 /// The scores table (`scores/scores.csv`): route, kind, clip, every metric, and the ranking
@@ -167,7 +168,7 @@ pub fn plot(path: &Path, entries: &[Entry], chosen: Option<&str>, metric: Metric
                 .y_label_area_size(5)
                 .build_cartesian_2d((lo - if lo < 0.0 { pad } else { 0.0 })..(hi + pad), -0.5..n - 0.5)
                 .map_err(|e| e.to_string())?;
-            chart.configure_mesh().disable_y_mesh().y_labels(0).x_labels(5).draw().map_err(|e| e.to_string())?;
+            chart.configure_mesh().disable_y_mesh().max_light_lines(0).y_labels(0).x_labels(5).draw().map_err(|e| e.to_string())?;
             // Best at the top: row 0 is drawn at y = n − 1.
             let y_of = |i: usize| n - 1.0 - i as f64;
             chart
