@@ -84,7 +84,22 @@ pub fn external_pseudobulk(external: &ExternalCells<'_>, real: &PseudoBulk, targ
         return Err(Error::invalid(path, format!("no cells of target pair `{}|{}` (cell_type|sm_name; {} of {} target pairs have cells)", r.cell_type, r.sm_name, per_target.len(), wanted.len())));
     }
     let kept = cells.take(&keep);
-    let mut pb = PseudoBulk::from_cells(&[(&kept, path)])?;
+    let pb = PseudoBulk::from_cells(&[(&kept, path)])?;
+    // The samples in target (id_map) order, then plate and well: the order in which
+    // pgen-generate hands its generated groups to limma, so that the same cells give the same
+    // floating-point path through the fit.
+    let rank: HashMap<(&str, &str), usize> = targets.rows.iter().enumerate().rev().map(|(i, r)| ((r.cell_type.as_str(), r.sm_name.as_str()), i)).collect();
+    let mut order: Vec<usize> = (0..pb.n_samples()).collect();
+    order.sort_by_key(|&i| {
+        let k = &pb.keys[i];
+        (rank[&(k.cell_type.as_str(), k.sm_name.as_str())], k.plate_name.clone(), k.well.clone())
+    });
+    let mut pb = PseudoBulk {
+        keys: order.iter().map(|&i| pb.keys[i].clone()).collect(),
+        n_cells: order.iter().map(|&i| pb.n_cells[i]).collect(),
+        counts: order.iter().flat_map(|&i| pb.sample(i).iter().copied()).collect(),
+        genes: pb.genes,
+    };
 
     // A sample must be new to limma: the same cell type × plate × well among the real samples
     // would be one well counted twice.
