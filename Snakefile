@@ -4,6 +4,7 @@
 #                             split -> filter (positive controls out) -> train (DGD / NB-VAE)
 #                                                                     -> log-likelihood score
 #                             split -> sizes (forests) -> generate (runs) -> limma -> routes
+#   another model's generated cells (.h5ad, config external) -> pseudobulk -> limma -> route
 #                             pseudobulk of two halves of every sample -> limma -> noise ceiling
 #
 #   scripts/demo                  # set up and run this workflow on the demo simulation
@@ -51,6 +52,7 @@ include: "workflow/rules/train_common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/generate_common.smk"
 include: "workflow/rules/generate.smk"
+include: "workflow/rules/external.smk"
 include: "workflow/rules/sweep_common.smk"
 include: "workflow/rules/sweep.smk"
 

@@ -169,6 +169,7 @@ JOB_SECTIONS = {
     "forest": ("forest", *LIMMA_KEYS),
     "sizes": ("sizes",),
     "pseudobulk_half": ("ceiling.seed",),
+    "external": ("external", *LIMMA_KEYS),
 }
 
 

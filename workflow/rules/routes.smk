@@ -6,8 +6,9 @@
 # prediction; otherwise it shares the main run's), whether it also has an inner-hold-out run
 # (results{variant}/inner/predictions/<name>.parquet, so blends can fit weights over it) and
 # whether it is drawn in the p-value histogram. "{model}" entries exist once per trained model
-# (train.models). Blends (config blend.blends) are routes too, derived from these. A new route
-# is its rule file plus one line here.
+# (train.models); "{external}" once, named by external.name, where external.cells is set. Blends
+# (config blend.blends) are routes too, derived from these. A new route is its rule file plus
+# one line here.
 class Route:
     def __init__(self, sections=(), inner=False, values=False):
         self.sections, self.inner, self.values = tuple(sections), inner, values
@@ -22,19 +23,27 @@ ROUTE_REGISTRY = {
     "forest": Route(sections=JOB_SECTIONS["forest"], inner=True, values=True),  # workflow/rules/regress.smk
     "{model}": Route(sections=[*GENERATE_JOB_SECTIONS, "generate.combine"]),  # workflow/rules/generate.smk: run 0
     "{model}_avg": Route(sections=[*GENERATE_JOB_SECTIONS, "generate"], values=True),  # generate.smk: the runs combined
+    "{external}": Route(sections=JOB_SECTIONS["external"], values=True),  # workflow/rules/external.smk: another model's cells
 }
-INNER_ROUTES = [r for r, spec in ROUTE_REGISTRY.items() if spec.inner and "{model}" not in r]
+INNER_ROUTES = [r for r, spec in ROUTE_REGISTRY.items() if spec.inner and "{" not in r]
+# Names a route cannot take: other outputs of results/predictions, scores/ and submission/.
+RESERVED_NAMES = ("submission", "leaderboard", "scores", "inner", "ceiling")
 # The leaderboard settings a route's clip, score and submission depend on (beside its own).
 CLIP_SECTIONS = ("leaderboard.metric", "leaderboard.clip", "leaderboard.clip_without_inner")
 
 
 def base_routes(cfg):
     """{route: Route with its sections filled in} for the models of `cfg`, in registry order."""
-    routes = {name: spec for name, spec in ROUTE_REGISTRY.items() if "{model}" not in name}
+    routes = {name: spec for name, spec in ROUTE_REGISTRY.items() if "{" not in name}
     for m in cfg["train"]["models"]:
         for name, spec in ROUTE_REGISTRY.items():
             if "{model}" in name:
                 routes[name.replace("{model}", m)] = Route([s.replace("{model}", m) for s in spec.sections], spec.inner, spec.values)
+    if cfg["external"]["cells"] is not None:
+        external = cfg["external"]["name"]
+        if external in routes or external in RESERVED_NAMES:
+            raise WorkflowError(f"config: external.name: `{external}` is taken by a route or output; pick another")
+        routes[external] = ROUTE_REGISTRY["{external}"]
     return routes
 
 
@@ -43,7 +52,7 @@ def blends_of(cfg):
     skipped, with a note, when its model is not in train.models."""
     base, names = base_routes(cfg), []
     for name, spec in cfg["blend"]["blends"].items():
-        if name in base or name in ("submission", "leaderboard", "scores", "inner", "ceiling"):
+        if name in base or name in RESERVED_NAMES:
             raise WorkflowError(f"config: blend.blends.{name}: the name is taken by a route or output; pick another")
         missing = [r for r in spec["routes"] if r not in base]
         if missing and all(r.removesuffix("_avg") in ("dgd", "nbvae") for r in missing):

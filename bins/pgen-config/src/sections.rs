@@ -2,6 +2,7 @@
 use perturbgen::params::blend::BlendParams;
 use perturbgen::params::ceiling::CeilingParams;
 use perturbgen::params::de::DeParams;
+use perturbgen::params::external::ExternalParams;
 use perturbgen::params::filter::FilterParams;
 use perturbgen::params::input::InputParams;
 use perturbgen::params::leaderboard::LeaderboardParams;
@@ -47,6 +48,8 @@ pub struct Sections {
     leaderboard: LeaderboardParams,
     /// The noise ceiling: limma on two halves of every sample's cells (pgen-pseudobulk --half).
     ceiling: CeilingParams,
+    /// Another model's generated cells scored as a route (pgen-external).
+    external: ExternalParams,
 }
 
 /// The schema as written to `workflow/schemas/stages.schema.json` (pretty, newline-terminated).
@@ -77,6 +80,7 @@ pub fn check_all(config: &Path) -> anyhow::Result<()> {
     check::<BlendParams>(config)?;
     check::<LeaderboardParams>(config)?;
     check::<CeilingParams>(config)?;
+    check::<ExternalParams>(config)?;
     Ok(())
 }
 
@@ -134,6 +138,10 @@ mod tests {
             ("leaderboard: {submitt: xgb}\n", "unknown field `submitt`"),
             ("ceiling: {seed: -1}\n", "ceiling.seed"),
             ("ceiling: {enable: true}\n", "unknown field `enable`"),
+            ("external: {name: \"a/b\"}\n", "external.name: `a/b`"),
+            ("external: {counts: obsm/x}\n", "external.counts: `obsm/x`: expected X, raw or layers/<name>"),
+            ("external: {obs: {batch: plate}}\n", "external.obs.batch: not a pipeline column"),
+            ("external: {cell: x.h5ad}\n", "unknown field `cell`"),
         ];
         for (i, (text, expected)) in cases.iter().enumerate() {
             let p = dir.path().join(format!("c{i}.yaml"));

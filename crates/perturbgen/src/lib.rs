@@ -13,6 +13,7 @@ pub mod config_check;
 pub mod counts;
 pub mod design;
 pub mod error;
+pub mod external;
 pub mod filter;
 pub mod halves;
 pub mod ingest;

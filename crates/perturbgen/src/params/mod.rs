@@ -27,6 +27,7 @@ pub fn ensure(ok: bool, section: &str, key: &str, message: impl FnOnce() -> Stri
 pub mod blend;
 pub mod ceiling;
 pub mod de;
+pub mod external;
 pub mod filter;
 pub mod input;
 pub mod leaderboard;

@@ -85,6 +85,14 @@ pub fn read_h5ad_obs(path: &Path) -> Result<H5adObs> {
     H5::open(path)?.dataframe("obs", true)
 }
 
+/// The gene names (var names) of the counts at `source`, in file order: `var`'s index, or
+/// `raw/var`'s for `raw/X` (the check of a file's genes before its counts are read).
+pub fn read_h5ad_var_names(path: &Path, source: &CountSource) -> Result<Vec<String>> {
+    let f = H5::open(path)?;
+    let (_, var_path) = f.count_source(source)?;
+    Ok(f.dataframe(&var_path, false)?.obs_names)
+}
+
 /// A dense `.h5ad` as read back: obs as text (see [`H5adObs`]), var names, X and the layers
 /// as row-major float64, and uns's string entries (nested dicts as `outer/inner` keys).
 #[derive(Debug, Clone, PartialEq, Default)]
