@@ -68,6 +68,9 @@ use rule de_truth as de_half with:
 # The first half's DE as the prediction, the second's as the truth (which half plays which part
 # does not matter: RMSE is symmetric).
 rule ceiling_score:
+    """Under a metric on the ±4-clipped truth (leaderboard.metric *_clip4) the first half is
+    clipped to ±4 as well: a measurement beyond the truth's clip can only add error there, and
+    the routes get their clip too."""
     input:
         prediction=at(f"{STAGE['de']}/ceiling/first.parquet"),
         truth=at(f"{STAGE['de']}/ceiling/second.parquet"),
@@ -75,6 +78,8 @@ rule ceiling_score:
     output:
         table=at(f"{STAGE['scores']}/ceiling.csv"),
         plot=report(at(f"{STAGE['scores']}/ceiling.png"), category="scores", subcategory="ceiling", labels={"route": "ceiling", "run": ""}, caption="../report/ceiling.rst"),
+    params:
+        clip="--clip 4.0" if config["leaderboard"]["metric"].endswith("_clip4") else "--clip none",
     threads: 1
     resources:
         **rule_resources("score"),
@@ -86,4 +91,4 @@ rule ceiling_score:
         "../../envs/perturbgen.yaml"
     shell:
         "{input.exe} --prediction {input.prediction} --truth {input.truth}"
-        " --out-table {output.table} --plot {output.plot} --title ceiling > {log} 2>&1"
+        " {params.clip} --out-table {output.table} --plot {output.plot} --title ceiling > {log} 2>&1"

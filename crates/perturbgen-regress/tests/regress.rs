@@ -248,6 +248,9 @@ fn leaderboard_ranks_routes_and_chooses() {
     assert_eq!(by_pearson, ["ceiling", "blend", "xgb", "zero"]);
     // xgb's MRRMSE 0.62 is (0.9 − 0.62) / (0.9 − 0.5) = 0.7 of the way from zero to the ceiling.
     assert!((toward_ceiling(&entries, Metric::Mrrmse, Some(0.62)).unwrap() - 0.7).abs() < 1e-12);
+    // On Pearson the ceiling (0.9) beats zero (0.0) too; on a metric where it does not, no scale.
+    assert!((toward_ceiling(&entries, Metric::Pearson, Some(0.45)).unwrap() - 0.5).abs() < 1e-12);
+    assert_eq!(toward_ceiling(&entries, Metric::Mae, Some(0.5)), None, "ceiling and zero tie on MAE");
     let routes: Vec<String> = tables.iter().filter(|t| t.1 != Kind::Reference).map(|t| t.0.clone()).collect();
     assert_eq!(choose(None, &routes, &entries).unwrap(), "xgb", "a reference is never chosen");
     assert_eq!(choose(Some("zero"), &routes, &entries).unwrap(), "zero");

@@ -97,10 +97,14 @@ pub fn collect(tables: &[(String, Kind, PathBuf)], metric: Metric) -> Result<Vec
 }
 
 /// Where `value` sits from the zero baseline (0) to the noise ceiling (1) on `metric`, when both
-/// are on the board and differ.
+/// are on the board and the ceiling scores better than zero (on a small data set, two half-size
+/// measurements can agree less than zero agrees with the truth: then there is no such scale).
 pub fn toward_ceiling(entries: &[Entry], metric: Metric, value: Option<f64>) -> Option<f64> {
     let of = |name: &str| entries.iter().find(|e| e.route == name).and_then(|e| e.get(metric));
     let (zero, ceiling, v) = (of("zero")?, of("ceiling")?, value?);
+    if !metric.better(Some(ceiling), Some(zero)) {
+        return None;
+    }
     // + 0.0: zero's own row is 0, not −0.
     ((ceiling - zero).abs() > 1e-12).then(|| (v - zero) / (ceiling - zero) + 0.0)
 }
