@@ -7,6 +7,7 @@ use perturbgen::atomic::OutputSet;
 use perturbgen::io::id_map::IdMap;
 use perturbgen::io::sizes::SizeTable;
 use perturbgen::pseudobulk::PseudoBulk;
+use perturbgen_models::counterfactual::{control_pools, Source};
 use perturbgen_models::generate::{generate, CellSink, GenerateParams, Reference};
 use perturbgen_models::loglik::LoadedModel;
 use std::path::PathBuf;
@@ -26,6 +27,13 @@ struct Args {
     /// Target pairs (id_map layout).
     #[arg(long)]
     targets: PathBuf,
+    /// The cells the model was trained and validated on (counts, long table), for
+    /// `generate.source: controls`: the target cell types' negative-control cells ...
+    #[arg(long, requires = "cells_obs")]
+    cells_counts: Option<PathBuf>,
+    /// ... and their obs table.
+    #[arg(long, requires = "cells_counts")]
+    cells_obs: Option<PathBuf>,
     /// Replicate run: draws with seed `generate.seed` + run.
     #[arg(long, default_value_t = 0)]
     run: u64,
@@ -85,8 +93,22 @@ fn run(args: Args) -> Result<()> {
     let seed = params.seed.wrapping_add(args.run);
     let mut cells = perturbgen::cells::Cells { obs: Default::default(), counts: perturbgen::counts::CountMatrix::new(real.genes.clone()) };
     let prefix = format!("generated-run{}", args.run);
+    let pools = match params.source {
+        Source::Prior => None,
+        Source::Controls => {
+            let (Some(counts), Some(obs)) = (&args.cells_counts, &args.cells_obs) else {
+                anyhow::bail!("generate.source: controls needs the model's cells (--cells-counts, --cells-obs)");
+            };
+            let model_cells = perturbgen::cells::Cells::read(counts, obs)?;
+            let pools = perturbgen::threads::with_threads(threads, || control_pools(&model, model_cells, &sizes, &limma.negative_control, seed, (counts, obs, &args.sizes)))??;
+            for (row, key) in pools.keys.iter().enumerate().filter(|(row, _)| !sizes.rows[*row].observed) {
+                log::info!("{} / {}: latents of {} {} control cells ({})", sizes.rows[row].key.cell_type, sizes.rows[row].key.sm_name, pools.latents[row].len() / pools.dim, key.cell_type, key.scope);
+            }
+            Some(pools)
+        }
+    };
     let sink = args.out_cells.is_some().then(|| CellSink { cells: &mut cells, prefix: &prefix });
-    let generated = perturbgen::threads::with_threads(threads, || generate(&model, &sizes, params.emit, seed, &args.sizes, sink, &|| bar.inc(1)))??;
+    let generated = perturbgen::threads::with_threads(threads, || generate(&model, &sizes, params.emit, seed, &args.sizes, pools.as_ref(), sink, &|| bar.inc(1)))??;
     bar.finish_and_clear();
     log::info!("generated {n_cells} cells × {} genes in {:.1} s", real.genes.len(), start.elapsed().as_secs_f64());
     let table = match params.reference {
