@@ -81,7 +81,7 @@ def test_relative_sizes_are_closer_to_the_held_out_cells_than_absolute_ones(stud
 
 def test_relative_sizes_refuse_a_target_cell_type_without_control_wells(study, tmp_path):
     """A cell type with no negative-control cells has no size of its own: one line naming the
-    targets row, nothing written."""
+    targets row, nothing written; likewise without --negative-control."""
     split = study / "results" / "split"
     obs = pd.read_parquet(split / "train_obs.parquet")
     keep = ~((obs["cell_type"].astype(str) == "NK cells") & (obs["sm_name"].astype(str) == "Dimethyl Sulfoxide"))
@@ -95,4 +95,12 @@ def test_relative_sizes_refuse_a_target_cell_type_without_control_wells(study, t
                           capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert "targets.csv: row 2: cell type `NK cells` has no `Dimethyl Sulfoxide` (negative-control) cells" in proc.stderr, proc.stderr
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "s.png").exists()
+    # Without the negative control's name there is no baseline at all: refused, naming the key.
+    proc = subprocess.run([str(c) for c in [_binary("pgen-sizes"), "--counts", split / "train_counts.parquet", "--obs", split / "train_obs.parquet",
+                                            "--targets", split / "targets.csv", "--exclude-compound", "Dimethyl Sulfoxide", "--set", "n_trees=10",
+                                            "--out", tmp_path / "s.csv", "--plot", tmp_path / "s.png"]],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "error: sizes.relative_to_controls: true needs the negative control's wells: pass --negative-control" in proc.stderr, proc.stderr
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "s.png").exists()
