@@ -2,8 +2,8 @@
 
 
 def sweep_inputs(wildcards):
-    """Per row: its scores table, each trained model's validation log-likelihood (from the
-    run owning the model) and the inner-hold-out predictions of the routes that have one (what
+    """Per row: its scores table, each trained model's validation log-likelihood and transfer
+    probe (from the run owning the model) and the inner-hold-out predictions of the routes that have one (what
     a setting should be chosen on: the scored pairs are the test set)."""
     files = {"inner_truth": f"{INNER}/truth.parquet"}
     for row in SWEEPS[wildcards.sweep]:
@@ -14,6 +14,8 @@ def sweep_inputs(wildcards):
                 files[f"inner~{row}~{route}"] = at(f"{INNER_PREDICTIONS}/{route}.parquet", route_owner(v, route))
         for m in VARIANTS[v]["train"]["models"]:
             files[f"loglik~{row}~{m}"] = at(f"{STAGE['scores']}/loglik/{m}.csv", model_owner(v, m, "train.loglik_fit_steps"))
+            if has_truth():
+                files[f"probe~{row}~{m}"] = at(f"{STAGE['scores']}/probe/{m}.csv", model_owner(v, m, "sizes", "generate.seed", "de.negative_control"))
     return files
 
 

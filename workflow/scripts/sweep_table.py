@@ -2,7 +2,7 @@
 (also OP3's: the truth clipped to ±4, and the mean Pearson), the best route (by the row's
 leaderboard.metric: the first row of its scores.csv), the inner-hold-out MRRMSE of the routes that have an inner run (xgb, forest,
 zero: the number to choose a setting on, since the scored pairs are the test set), each model's
-validation log-likelihood per cell and the seconds of the row's own jobs (from their benchmark
+validation log-likelihood per cell, its transfer probe (workflow/rules/generate.smk) and the seconds of the row's own jobs (from their benchmark
 files; stages shared with the main run are not counted), as a CSV and a three-panel PNG."""
 import csv
 import glob
@@ -41,6 +41,16 @@ def loglik_of(path):
     raise ValueError(f"{path}: no `all` row of the model")
 
 
+def probe_of(path):
+    """The probe's mean over the target pairs: the model's LFC from the targets' own controls
+    against the truth's logFC (Pearson)."""
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if (r["cell_type"], r["sm_name"]) == ("ALL", "MEAN"):
+                return float(r["logfc_model_controls"])
+    raise ValueError(f"{path}: no ALL,MEAN row")
+
+
 def mrrmse(prediction, truth):
     """Mean over the truth's rows of the root mean squared error over genes (SPEC §5), rows
     matched by (cell_type, sm_name), genes by name."""
@@ -67,13 +77,15 @@ routes, models, inner_routes, table = [], [], [], []
 for r in rows:
     scores = scores_of(inputs[f"scores~{r['row']}"])
     routes += [x for x in r["routes"] if x not in routes]  # the workflow's route order
-    logliks, inner = {}, {}
+    logliks, inner, probes = {}, {}, {}
     for name in inputs.keys():
         kind, _, rest = name.partition("~")
         row, _, what = rest.partition("~")
         if kind == "loglik" and row == r["row"]:
             logliks[what] = loglik_of(inputs[name])
             models += [what] if what not in models else []
+        if kind == "probe" and row == r["row"]:
+            probes[what] = probe_of(inputs[name])
         if kind == "inner" and row == r["row"]:
             inner[what] = mrrmse(pd.read_parquet(inputs[name]), inner_truth)
             inner_routes += [what] if what not in inner_routes else []
@@ -81,9 +93,9 @@ for r in rows:
     per_route = {f"{prefix}_{x}": s[m] for m, prefix in METRIC_COLUMNS.items() for x, s in scores.items()}
     table.append({"row": r["row"], **r["settings"], "best_route": best, "best_mrrmse": scores[best]["mrrmse"],
                   **per_route, **{f"inner_mrrmse_{x}": s for x, s in inner.items()},
-                  **{f"loglik_{m}": v for m, v in logliks.items()}, "own_seconds": round(own_seconds(r["benchmarks"]), 2)})
+                  **{f"loglik_{m}": v for m, v in logliks.items()}, **{f"probe_{m}": v for m, v in probes.items()}, "own_seconds": round(own_seconds(r["benchmarks"]), 2)})
 
-columns = ["row", *keys, "best_route", "best_mrrmse", *(f"{prefix}_{x}" for prefix in METRIC_COLUMNS.values() for x in routes), *(f"inner_mrrmse_{x}" for x in inner_routes), *(f"loglik_{m}" for m in models), "own_seconds"]
+columns = ["row", *keys, "best_route", "best_mrrmse", *(f"{prefix}_{x}" for prefix in METRIC_COLUMNS.values() for x in routes), *(f"inner_mrrmse_{x}" for x in inner_routes), *(f"loglik_{m}" for m in models), *(f"probe_{m}" for m in models if any(f"probe_{m}" in t for t in table)), "own_seconds"]
 tmp = snakemake.output.table + ".tmp"  # noqa: F821
 with open(tmp, "w", newline="") as fh:
     w = csv.DictWriter(fh, fieldnames=columns, restval="")

@@ -1,0 +1,92 @@
+"""Generation that can transfer a compound's effect (issue 24) on the demo workflow's outputs: the
+transfer probe against numpy, counterfactual generation from the target cell type's own controls."""
+import re
+import subprocess
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, _binary, run
+
+CONTROL = "Dimethyl Sulfoxide"
+
+
+@pytest.fixture(scope="module")
+def res(demo_workflow):
+    return demo_workflow / "results"
+
+
+def test_the_probe_has_a_row_per_target_and_the_other_cell_types_mean_as_numpy_computes_it(res):
+    """The probe's `mean_other` columns are the Pearson correlations of the mean of the other cell
+    types' logFC (signed -log10 p) of the compound with the truth's: recomputed here from the
+    workflow's AnnData files with numpy; the model's columns are correlations of the model's own."""
+    truth, train = ad.read_h5ad(res / "de" / "truth.h5ad"), ad.read_h5ad(res / "de" / "de_train.h5ad")
+    targets = pd.read_csv(res / "split" / "targets.csv")
+    for model in ("dgd", "nbvae"):
+        probe = pd.read_csv(res / "scores" / "probe" / f"{model}.csv")
+        rows, mean = probe.iloc[:-1], probe.iloc[-1]
+        assert (mean.cell_type, mean.sm_name) == ("ALL", "MEAN")
+        assert set(zip(rows.cell_type, rows.sm_name)) == set(zip(targets.cell_type, targets.sm_name))
+        for r in rows.itertuples():
+            t = np.flatnonzero((truth.obs.cell_type == r.cell_type).values & (truth.obs.sm_name == r.sm_name).values)[0]
+            others = ((train.obs.sm_name == r.sm_name) & (train.obs.cell_type != r.cell_type)).values
+            for column, layer in (("logfc_mean_other", "logFC"), ("signed_p_mean_other", None)):
+                got_truth = truth.layers[layer][t] if layer else truth.X[t]
+                other = (train.layers[layer] if layer else train.X)[others].mean(axis=0)
+                want = np.corrcoef(other, got_truth)[0, 1]
+                assert abs(getattr(r, column) - want) < 1e-9, (model, r.cell_type, r.sm_name, column, getattr(r, column), want)
+            assert r.control_cells > 0
+        for column in ("logfc_model_controls", "logfc_model_prior", "signed_p_model_controls", "signed_p_model_prior"):
+            assert rows[column].between(-1, 1).all(), column
+            assert abs(mean[column] - rows[column].mean()) < 1e-12
+
+
+def generate_from_controls(res, out, threads, model="dgd"):
+    """pgen-generate run 0 with generate.source controls and generated_controls; its log."""
+    cmd = [_binary("pgen-generate"), "--model", res / "models" / model, "--sizes", res / "generate" / "sizes.csv",
+           "--pseudobulk", res / "pseudobulk" / "train.parquet", "--targets", res / "split" / "targets.csv",
+           "--cells-counts", res / "filter" / "counts.parquet", "--cells-obs", res / "filter" / "obs.parquet",
+           "--set", "source=controls", "--set", "reference=generated_controls",
+           "--script", REPO / "scripts" / "limma_de.R", "--run", "0", "--threads", str(threads),
+           "--out", out / "run0.parquet", "--out-pseudobulk", out / "run0_pb.parquet"]
+    return run(cmd).stderr
+
+
+def test_counterfactual_cells_start_from_the_target_cell_types_controls_on_their_plate(res, tmp_path):
+    """Each target group decodes its cell type's control cells of its plate (counted here with
+    pandas from the model's cells); the result does not depend on the thread count; the target
+    groups and their cell type's control wells get their predicted and observed sizes."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    log = generate_from_controls(res, one, 1)
+    generate_from_controls(res, two, 2)
+    for name in ("run0.parquet", "run0_pb.parquet"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    obs = pd.read_parquet(res / "filter" / "obs.parquet")
+    controls = obs[obs.sm_name == CONTROL].groupby(["cell_type", "plate_name"], observed=True).size()
+    sizes = pd.read_csv(res / "generate" / "sizes.csv")
+    lines = re.findall(r"INFO .*\] (.+) / (.+): latents of (\d+) (.+) control cells \(plate (.+)\)", log)
+    predicted = sizes[sizes.source == "predicted"]
+    assert len(lines) == len(predicted), log
+    for (cell_type, sm_name, n, pool_type, plate), group in zip(lines, predicted.itertuples()):
+        assert (cell_type, sm_name, pool_type, plate) == (group.cell_type, group.sm_name, group.cell_type, group.plate_name)
+        assert int(n) == controls[(cell_type, plate)]
+    pb = pd.read_parquet(one / "run0_pb.parquet")
+    assert list(pb.n_cells) == list(sizes.n_cells.round().astype(int))
+    prediction = pd.read_parquet(one / "run0.parquet")
+    targets = pd.read_csv(res / "split" / "targets.csv")
+    assert list(zip(prediction.cell_type, prediction.sm_name)) == list(zip(targets.cell_type, targets.sm_name))
+    genes = [c for c in prediction.columns if c not in {"cell_type", "sm_name", "sm_lincs_id", "SMILES", "control"}]
+    assert np.isfinite(prediction[genes].values).all()
+
+
+def test_controls_without_the_models_cells_is_a_one_line_error(res, tmp_path):
+    cmd = [_binary("pgen-generate"), "--model", res / "models" / "dgd", "--sizes", res / "generate" / "sizes.csv",
+           "--pseudobulk", res / "pseudobulk" / "train.parquet", "--targets", res / "split" / "targets.csv",
+           "--set", "source=controls", "--script", REPO / "scripts" / "limma_de.R", "--out", tmp_path / "run0.parquet"]
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "generate.source: controls needs the model's cells" in proc.stderr
+    assert not (tmp_path / "run0.parquet").exists()
