@@ -70,7 +70,9 @@ SCHEMA_CASES = {
     # Added on the Rust side (pgen-config check, run when the workflow loads).
     "min-epochs-above-max": (["train={common: {min_epochs: 50, max_epochs: 10}}"], "train.", "min_epochs"),
     "design-unknown-column": (['de={design: "~0+Rpert+nonexistent"}'], "de.design", "nonexistent"),
-    "write-cells-of-nb-means": (["generate={write_cells: true}"], "generate.write_cells", "needs `emit: sample`"),
+    "write-cells-of-nb-means": (["generate={write_cells: true, emit: mean}"], "generate.write_cells", "needs `emit: sample`"),
+    "effect-also-a-covariate": (["train={common: {effects: [plate_name]}}"], "train.effects", "`plate_name` is also in covariates"),
+    "unknown-generation-source": (["generate={source: posterior}"], "generate.source", "controls"),
     "unknown-forest-reference": (["forest={reference: generated}"], "forest.reference", "predicted_controls"),
 }
 
