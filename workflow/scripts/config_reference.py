@@ -36,8 +36,8 @@ models' training loop) and says so in its comments. Every value is checked when 
 loads, before any job: a wrong key, type or value stops it with one line naming the key.
 What each section is for: [config/README.md](../config/README.md).
 
-"The write-up" in the descriptions is the public write-up this pipeline implements, Yhsure's
-Kaggle "Open Problems – Single-Cell Perturbations" solution
+"The write-up" in the descriptions is the public solution write-up and code this pipeline
+implements, for the Kaggle competition "Open Problems – Single-Cell Perturbations"
 ([yhsure/kaggle-perturbations](https://github.com/yhsure/kaggle-perturbations));
 [methods.md](methods.md) gives the details. OP3 is the Open Problems perturbation-prediction
 benchmark ([openproblems-bio/task_perturbation_prediction](https://github.com/openproblems-bio/task_perturbation_prediction)).
