@@ -53,7 +53,7 @@ for ct in "B cells" "Myeloid cells"; do
 done
 step merge_truth "$W/de/truth.parquet" -- "$BIN/pgen-merge-de" "$W/de/truth_B_cells.parquet" "$W/de/truth_Myeloid_cells.parquet" --out "$W/de/truth.parquet"
 step train "$W/models/dgd/model.json" -- "$BIN/pgen-train" --model dgd --counts "$W/filter/counts.parquet" --obs "$W/filter/obs.parquet" \
-  --validation "$W/filter/validation_ids.txt" --out-dir "$W/models/dgd" --config config.yaml \
+  --validation "$W/filter/validation_ids.txt" --out-dir "$W/models/dgd" --config config/config.yaml \
   --set common.max_epochs="$EPOCHS" --set common.min_epochs=1 --threads "$THREADS"
 step sizes "$W/generate/sizes.csv" -- "$BIN/pgen-sizes" --counts "$W/split/train_counts.parquet" --obs "$W/split/train_obs.parquet" \
   --targets "$W/split/targets.csv" --exclude-compound "Dimethyl Sulfoxide" --exclude-compound Dabrafenib --exclude-compound Belinostat \

@@ -22,8 +22,8 @@ LAYOUT=${LAYOUT:-$REPO/../shared/kaggle-layout}
 [[ -x $SNAKEMAKE ]] || { echo "$SNAKEMAKE missing: bash scripts/setup" >&2; exit 2; }
 [[ -d $LAYOUT ]] || { echo "$LAYOUT is missing (the real Kaggle layout files)" >&2; exit 2; }
 mkdir -p "$W"
-"$SNAKEMAKE" -c"$CORES" --keep-going --snakefile "$REPO/Snakefile" --directory "$W" \
-    --configfile "$REPO/config.yaml" "$REPO/config/kaggle-sim.yaml" \
+"$SNAKEMAKE" -c"$CORES" --keep-going --snakefile "$REPO/workflow/Snakefile" --directory "$W" \
+    --configfile "$REPO/config/config.yaml" "$REPO/config/kaggle-sim.yaml" \
     --config bin_dir="$REPO/target/release" simulate="{preset: kaggle, layout: $LAYOUT}" \
     train="{common: {max_epochs: $EPOCHS, min_epochs: $EPOCHS, checkpoint_every: 1}}" "${RUNS[@]}" > "$W/run.log" 2>&1 \
     || { tail -20 "$W/run.log"; exit 1; }

@@ -95,6 +95,6 @@ def demo_workflow(simulate_bin, tmp_path_factory):
         d = tmp_path_factory.mktemp("demo_workflow")
     # The target first: --quiet takes any number of values (and `--quiet all` hides errors).
     run([snakemake, "all", "-c2", "--quiet", "rules", "progress",
-         "--snakefile", REPO / "Snakefile", "--configfile", REPO / "config.yaml",
+         "--snakefile", REPO / "workflow" / "Snakefile", "--configfile", REPO / "config" / "config.yaml",
          "--directory", d, "--config", f"bin_dir={simulate_bin.parent}"])
     return d

@@ -28,8 +28,8 @@ TARGETS = ["results/scores/ceiling.csv", "results/scores/zero.csv"]
 
 
 def snakemake(workdir, *args, config=()):
-    return run([SNAKEMAKE, *args, "--snakefile", REPO / "Snakefile", "-d", workdir,
-                "--configfile", REPO / "config.yaml", "--config", f"bin_dir={BIN_DIR}", *config], cwd=workdir)
+    return run([SNAKEMAKE, *args, "--snakefile", REPO / "workflow" / "Snakefile", "-d", workdir,
+                "--configfile", REPO / "config" / "config.yaml", "--config", f"bin_dir={BIN_DIR}", *config], cwd=workdir)
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ CONTROLS = {DMSO, "Dabrafenib", "Belinostat"}
 def snakemake(workdir, *args, config=(), configfiles=()):
     if not SNAKEMAKE.exists():
         pytest.fail(f"{SNAKEMAKE} is missing: run scripts/setup", pytrace=False)
-    cmd = [SNAKEMAKE, *args, "--snakefile", REPO / "Snakefile", "-d", workdir,
-           "--configfile", REPO / "config.yaml", *configfiles, "--config", f"bin_dir={BIN_DIR}", *config]
+    cmd = [SNAKEMAKE, *args, "--snakefile", REPO / "workflow" / "Snakefile", "-d", workdir,
+           "--configfile", REPO / "config" / "config.yaml", *configfiles, "--config", f"bin_dir={BIN_DIR}", *config]
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=workdir)
     return proc, proc.stdout + proc.stderr
 

@@ -607,9 +607,7 @@ def job_stats(text):
 def workflow_dir(bins, tmp_path_factory):
     """A scratch copy of the workflow, run once with `snakemake -c2`."""
     d = tmp_path_factory.mktemp("workflow")
-    shutil.copy2(REPO / "Snakefile", d / "Snakefile")
-    shutil.copy2(REPO / "config.yaml", d / "config.yaml")
-    for sub in ["workflow", "scripts", "envs"]:
+    for sub in ["workflow", "config", "scripts", "envs"]:
         shutil.copytree(REPO / sub, d / sub, ignore=shutil.ignore_patterns("__pycache__"))
     bin_config = f"bin_dir={bins['limma'].parent}"
     # Not `--quiet all` (which also silences the error of a failing run); the target goes

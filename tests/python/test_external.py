@@ -41,7 +41,7 @@ KEYS = ["cell_type", "sm_name", "sm_lincs_id", "SMILES", "control"]
 RUN0 = "results/generate/dgd/run0"
 
 
-def snakemake(d, *args, configs=("config.yaml", "small.yaml")):
+def snakemake(d, *args, configs=("config/config.yaml", "small.yaml")):
     files = [d / c for c in configs]
     return run([SNAKEMAKE, *args, "-c2", "--quiet", "rules", "--configfile", *files,
                 "--config", f"bin_dir={REPO / 'target' / 'release'}"], cwd=d)
@@ -86,16 +86,14 @@ def obs_frame(index, columns):
 def wf(tmp_path_factory):
     d = tmp_path_factory.mktemp("external") / "wf"
     d.mkdir()
-    shutil.copy2(REPO / "Snakefile", d / "Snakefile")
-    shutil.copy2(REPO / "config.yaml", d / "config.yaml")
-    for sub in ["workflow", "scripts", "envs"]:
+    for sub in ["workflow", "config", "scripts", "envs"]:
         shutil.copytree(REPO / sub, d / sub, ignore=shutil.ignore_patterns("__pycache__"))
     (d / "small.yaml").write_text(SMALL)
     (d / "external.yaml").write_text(EXTERNAL)
     # The model's cells first; then the whole DAG with them scored as route other_model.
     snakemake(d, f"{RUN0}_cells.parquet", f"{RUN0}_cells_obs.parquet", "results/pseudobulk/train.parquet")
     write_h5ad(d, d / "other_model.h5ad")
-    snakemake(d, "all", configs=("config.yaml", "small.yaml", "external.yaml"))
+    snakemake(d, "all", configs=("config/config.yaml", "small.yaml", "external.yaml"))
     return d
 
 
@@ -137,7 +135,7 @@ def test_the_external_route_is_scored_and_submitted_like_dgd(wf):
 def external_cmd(wf, cells, out, *extra):
     res = wf / "results"
     return [_binary("pgen-external"), "--cells", cells, "--pseudobulk", res / "pseudobulk" / "train.parquet",
-            "--targets", res / "split" / "targets.csv", "--config", wf / "config.yaml",
+            "--targets", res / "split" / "targets.csv", "--config", wf / "config" / "config.yaml",
             "--script", REPO / "scripts" / "limma_de.R", "--set", "obs={cell_type: celltype, sm_name: condition}",
             "--out", out, *extra]
 

@@ -52,12 +52,10 @@ def write_h5ad(sim_dir, path, layer, halve=False):
 def run_workflow(tmp_path, name, extra_config=()):
     d = tmp_path / name
     d.mkdir()
-    shutil.copy2(REPO / "Snakefile", d / "Snakefile")
-    shutil.copy2(REPO / "config.yaml", d / "config.yaml")
-    for sub in ["workflow", "scripts", "envs"]:
+    for sub in ["workflow", "config", "scripts", "envs"]:
         shutil.copytree(REPO / sub, d / sub, ignore=shutil.ignore_patterns("__pycache__"))
     (d / "demo.yaml").write_text(DEMO)
-    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config.yaml", d / "demo.yaml",
+    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config" / "config.yaml", d / "demo.yaml",
          "--config", f"bin_dir={REPO / 'target' / 'release'}", *extra_config], cwd=d)
     return d / "results"
 

@@ -22,8 +22,8 @@ SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
 
 
 def snakemake(workdir, *args, config=(), check=True):
-    cmd = [SNAKEMAKE, *args, "--snakefile", REPO / "Snakefile", "-d", workdir,
-           "--configfile", REPO / "config.yaml", "--config", f"bin_dir={BIN_DIR}", *config]
+    cmd = [SNAKEMAKE, *args, "--snakefile", REPO / "workflow" / "Snakefile", "-d", workdir,
+           "--configfile", REPO / "config" / "config.yaml", "--config", f"bin_dir={BIN_DIR}", *config]
     if check:
         return run(cmd, cwd=workdir)
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=workdir)
@@ -196,8 +196,8 @@ def test_killed_stage_leaves_no_trusted_output(demo_workflow):
     target = "results/sweeps/kill/lr02/models/dgd/model.safetensors"
     outputs = [demo_workflow / f"results/sweeps/kill/lr02/models/dgd/{n}" for n in
                ("model.safetensors", "model.json", "history.csv", "loss.png", "latent.png")]
-    cmd = [str(c) for c in (SNAKEMAKE, target, "-c2", "--snakefile", REPO / "Snakefile", "-d", demo_workflow,
-                            "--configfile", REPO / "config.yaml", "--config", f"bin_dir={BIN_DIR}", *config)]
+    cmd = [str(c) for c in (SNAKEMAKE, target, "-c2", "--snakefile", REPO / "workflow" / "Snakefile", "-d", demo_workflow,
+                            "--configfile", REPO / "config" / "config.yaml", "--config", f"bin_dir={BIN_DIR}", *config)]
     proc = subprocess.Popen(cmd, cwd=demo_workflow, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log = demo_workflow / "logs/sweeps/kill/lr02/train/dgd.log"
     deadline = time.time() + 120

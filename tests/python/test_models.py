@@ -27,7 +27,7 @@ def common(**settings):
     return [a for k, v in settings.items() for a in ("--set", f"common.{k}={v}")]
 
 
-# The workflow's demo settings (config.yaml train.common), for the baseline comparison.
+# The workflow's demo settings (config/config.yaml train.common), for the baseline comparison.
 DEMO = common(batch_size=1024, max_epochs=30, min_epochs=10, patience=5, seed=0)
 # A small, fast model for the determinism and resume tests (never stops early).
 SMALL = common(decoder_hidden="[32, 64]", encoder_hidden="[64, 32]", batch_size=2048, min_epochs=1, patience=1000)

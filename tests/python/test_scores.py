@@ -155,7 +155,7 @@ def test_baselines_equal_pandas(results):
 
 def test_each_clip_is_the_best_candidate_on_the_inner_holdout(results, scores):
     inner_truth = read_table(results / "inner" / "truth.parquet")
-    candidates = ["none", "4.0", "2.0"]  # config.yaml leaderboard.clip
+    candidates = ["none", "4.0", "2.0"]  # config/config.yaml leaderboard.clip
     checked = 0
     for route in scores["route"]:
         path = results / "inner" / "predictions" / f"{route}.parquet"

@@ -33,8 +33,8 @@ def slurm_cluster(tmp_path_factory):
 def test_demo_through_slurm_matches_the_local_run(demo_workflow, slurm_cluster, tmp_path):
     d = tmp_path / "slurm_run"
     d.mkdir()
-    run([SNAKEMAKE, "all", "--profile", REPO / "profiles" / "slurm", "--snakefile", REPO / "Snakefile", "-d", d,
-         "--configfile", REPO / "config.yaml",
+    run([SNAKEMAKE, "all", "--profile", REPO / "profiles" / "slurm", "--snakefile", REPO / "workflow" / "Snakefile", "-d", d,
+         "--configfile", REPO / "config" / "config.yaml",
          # A test cluster: no accounting database (job states from squeue), no accounts, quick
          # first status checks, and the rules' own mem_mb as asked (the node has ~90 % of the RAM).
          "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2",

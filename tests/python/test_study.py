@@ -29,9 +29,7 @@ ROUTES = {"zero", "global_mean", "mean_cell_type", "mean_compound", "xgb", "fore
 def workflow_copy(tmp_path, pairs):
     d = tmp_path / "wf"
     d.mkdir()
-    shutil.copy2(REPO / "Snakefile", d / "Snakefile")
-    shutil.copy2(REPO / "config.yaml", d / "config.yaml")
-    for sub in ["workflow", "scripts", "envs"]:
+    for sub in ["workflow", "config", "scripts", "envs"]:
         shutil.copytree(REPO / sub, d / sub, ignore=shutil.ignore_patterns("__pycache__"))
     (d / "study.yaml").write_text(STUDY % ", ".join(f'"{p}"' for p in pairs))
     return d
@@ -43,7 +41,7 @@ def workflow_copy(tmp_path, pairs):
 ], ids=["one-cell-type", "two-cell-types"])
 def test_study_holdout_of_a_cell_types_only_stimulus(pairs, tmp_path):
     d = workflow_copy(tmp_path, pairs)
-    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config.yaml", d / "study.yaml",
+    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config" / "config.yaml", d / "study.yaml",
          "--config", f"bin_dir={REPO / 'target' / 'release'}"], cwd=d)
     res = d / "results"
     scores = pd.read_csv(res / "scores" / "scores.csv")
@@ -74,14 +72,14 @@ def test_study_holdout_of_a_cell_types_only_stimulus(pairs, tmp_path):
         # the workflow's inputs are relative to it (the limma script used to be absolute).
         moved = tmp_path / "moved"
         shutil.move(d, moved)
-        plan = subprocess.run([str(c) for c in [SNAKEMAKE, "-n", "--configfile", moved / "config.yaml", moved / "study.yaml",
+        plan = subprocess.run([str(c) for c in [SNAKEMAKE, "-n", "--configfile", moved / "config" / "config.yaml", moved / "study.yaml",
                                                 "--config", f"bin_dir={REPO / 'target' / 'release'}"]],
                               cwd=moved, capture_output=True, text=True)
         assert plan.returncode == 0, plan.stderr
         assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout + plan.stderr
 
 
-# The same study with the generative models on, as a new user runs it: config.yaml's defaults
+# The same study with the generative models on, as a new user runs it: config/config.yaml's defaults
 # but for `drop_compounds: []` (no positive controls) and training sized for a test.
 MODELS = """\
 train:
@@ -100,7 +98,7 @@ def test_study_with_the_generative_models_and_no_positive_controls(tmp_path):
     the whole DAG runs with the models on and puts the generative routes on the scores table."""
     d = workflow_copy(tmp_path, ["B cells|Stimulus-1"])
     (d / "models.yaml").write_text(MODELS)
-    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config.yaml", d / "study.yaml", d / "models.yaml",
+    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config" / "config.yaml", d / "study.yaml", d / "models.yaml",
          "--config", f"bin_dir={REPO / 'target' / 'release'}"], cwd=d)
     res = d / "results"
     removed = pd.read_csv(res / "filter" / "removed.csv")
@@ -113,7 +111,7 @@ def test_study_with_the_generative_models_and_no_positive_controls(tmp_path):
         assert {(r.cell_type, r.sm_name) for r in rows.itertuples()} >= {("B cells", "Stimulus-1")}, (route, rows)
     # Issue 23, point 1: a changed generation setting reruns the generation (it used to say
     # "Nothing to be done"), and the cells asked for are targets of `all`.
-    plan = subprocess.run([str(c) for c in [SNAKEMAKE, "-n", "--configfile", d / "config.yaml", d / "study.yaml", d / "models.yaml",
+    plan = subprocess.run([str(c) for c in [SNAKEMAKE, "-n", "--configfile", d / "config" / "config.yaml", d / "study.yaml", d / "models.yaml",
                                             "--config", f"bin_dir={REPO / 'target' / 'release'}",
                                             "generate={emit: sample, write_cells: true}"]],
                           cwd=d, capture_output=True, text=True)

@@ -8,7 +8,7 @@ include: "routes.smk"
 
 def binary(name):
     """Path of a pgen-* executable; ancient() so a rebuild does not rerun everything."""
-    return ancient(os.path.join(config["bin_dir"], name))
+    return ancient(os.path.join(BIN_DIR, name))
 
 
 def rule_threads(name):

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,7 +15,12 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
-_SCHEMA_DIR = os.path.join(workflow.basedir, "workflow", "schemas")
+# The workflow's own files (schemas, scripts, the limma recipe) are found from this file, not from
+# the working directory or the main Snakefile (workflow.basedir): another project may use this
+# workflow as a module, with its own Snakefile elsewhere (docs/user-guide.md, "As a module").
+WORKFLOW_DIR = os.path.dirname(str(workflow.current_basedir))  # <repository>/workflow
+REPO_DIR = os.path.dirname(WORKFLOW_DIR)
+_SCHEMA_DIR = os.path.join(WORKFLOW_DIR, "schemas")
 _SCHEMA_DOCS = {}
 
 
@@ -82,7 +88,7 @@ def _coerce_cli_strings(cfg, schema, doc="config.schema.yaml"):
 
 def _load_script_module(name):
     """A module of workflow/scripts/ (shared with the rules that run it as a script)."""
-    path = os.path.join(workflow.basedir, "workflow", "scripts", f"{name}.py")
+    path = os.path.join(WORKFLOW_DIR, "scripts", f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"perturbgen_{name}", path)
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
@@ -110,18 +116,39 @@ except WorkflowError as _e:
     raise WorkflowError(f"config: {CONFIG_CHECKS.schema_error_line(_e)}") from None
 
 
+def _resolve_bin_dir(setting):
+    """The folder of the pgen-* executables. An explicit bin_dir is used as written (a relative one
+    is relative to the working directory). null: the build next to this workflow
+    (<repository>/target/release, relative to the working directory so that a moved project stays
+    up to date) if it holds pgen-config, else the folder of the pgen-config on PATH. Returns
+    (folder, None) or (None, the one-line reason)."""
+    if setting is not None:
+        if not os.path.exists(os.path.join(setting, "pgen-config")):
+            return None, f"bin_dir: no {os.path.join(setting, 'pgen-config')}: build the executables (scripts/setup) or point bin_dir at them"
+        return setting, None
+    built = os.path.join(REPO_DIR, "target", "release")
+    if os.path.exists(os.path.join(built, "pgen-config")):
+        return os.path.relpath(built), None
+    on_path = shutil.which("pgen-config")
+    if on_path:
+        return os.path.dirname(os.path.abspath(on_path)), None
+    return None, f"bin_dir: null, and no pgen-config in {built} nor on PATH: build the executables (scripts/setup), put them on PATH, or set bin_dir"
+
+
+# The executables' folder; no executables is a config error: every job would fail on it, after
+# a plan that looked fine.
+BIN_DIR, _bin_error = _resolve_bin_dir(config["bin_dir"])
+if _bin_error:
+    raise WorkflowError(f"config: {_bin_error}")
 # The config checks' executable (typed sections; the config against the cells).
-PGEN_CONFIG = os.path.join(config["bin_dir"], "pgen-config")
+PGEN_CONFIG = os.path.join(BIN_DIR, "pgen-config")
 
 
 def _check_typed_sections(cfg):
     """Runs the typed sections (xgb, forest, train, …) of `cfg` through their Rust types and checks
     (pgen-config check), so that a bad value stops the workflow before any job, naming its key:
-    returns that one-line message, or None. No executables is a config error too: every job would
-    fail on it, after a plan that looked fine."""
+    returns that one-line message, or None."""
     exe = PGEN_CONFIG
-    if not os.path.exists(exe):
-        return f"bin_dir: no {exe}: build the executables (scripts/setup) or point bin_dir at them"
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="pgen-config-", delete=False) as fh:
         json.dump(cfg, fh)
     try:
@@ -139,7 +166,7 @@ if _typed_error:
     raise WorkflowError(f"config: {_typed_error}")
 
 
-# One prefix for every shell command (set in the Snakefile): bash strict mode (Snakemake's default
+# One prefix for every shell command (set in workflow/Snakefile): bash strict mode (Snakemake's default
 # prefix) and the log level of the executables' logs (not a param: changing it reruns
 # nothing). XGBoost's OpenMP workers sleep between boosters instead of spinning on other cores.
 SHELL_PREFIX = f"set -euo pipefail; export RUST_LOG={shlex.quote(config['log_level'])} OMP_WAIT_POLICY=passive; "
@@ -207,4 +234,4 @@ def job_params(job, cfg=None):
 
 # The limma recipe, by its path relative to the working directory, so that a moved or copied
 # project finds its outputs up to date.
-LIMMA_SCRIPT = os.path.relpath(os.path.join(workflow.basedir, "scripts", "limma_de.R"))
+LIMMA_SCRIPT = os.path.relpath(os.path.join(REPO_DIR, "scripts", "limma_de.R"))

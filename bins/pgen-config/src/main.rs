@@ -28,7 +28,7 @@ enum Command {
     },
     /// Check every typed section of a workflow config (YAML or JSON file).
     Check {
-        /// The config, e.g. config.yaml, or the JSON the workflow writes after its overrides.
+        /// The config, e.g. config/config.yaml, or the JSON the workflow writes after its overrides.
         config: PathBuf,
     },
     /// Check a workflow config against the cells: hold-out pairs, cell types, compounds, the

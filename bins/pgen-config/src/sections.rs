@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn the_shipped_config_checks() {
-        check_all(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.yaml")).unwrap();
+        check_all(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/config.yaml")).unwrap();
     }
 
     #[test]

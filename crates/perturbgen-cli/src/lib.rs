@@ -58,7 +58,7 @@ impl LimmaArgs {
 /// stage's section of `--config`, `--params`, then each `--set`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ConfigArgs {
-    /// Workflow config file (YAML or JSON, e.g. config.yaml); the stage reads its own section.
+    /// Workflow config file (YAML or JSON, e.g. config/config.yaml); the stage reads its own section.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The stage's section as a JSON object (what the workflow passes).

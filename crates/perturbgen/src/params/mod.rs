@@ -1,6 +1,6 @@
 //! Stage parameters, declared once. Each stage family has one serde type (defaults,
 //! `deny_unknown_fields`, a doc comment per field, a JSON Schema derived by `schemars`) that
-//! users write in `config.yaml`; [`ParamGuard::check`] turns it, once, into the validated type
+//! users write in `config/config.yaml`; [`ParamGuard::check`] turns it, once, into the validated type
 //! that the fitting code takes (linfa's `ParamGuard`: `params.check()? -> Checked`). The
 //! workflow's schema for those sections is generated from the same types (`pgen-config schema`).
 use crate::error::{Error, Result};
