@@ -41,7 +41,7 @@ def predicted(path):
 def study(tmp_path_factory):
     d = workflow_copy(tmp_path_factory.mktemp("sizes"), PAIRS)
     (d / "sizes.yaml").write_text(SIZES)
-    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config.yaml", d / "study.yaml", d / "sizes.yaml",
+    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config" / "config.yaml", d / "study.yaml", d / "sizes.yaml",
          "--config", f"bin_dir={REPO / 'target' / 'release'}", "--", "results/generate/sizes.csv"], cwd=d)
     return d
 
