@@ -10,7 +10,7 @@ from conftest import REPO, _binary, run
 
 KEYS = ["cell_type", "sm_name", "sm_lincs_id", "SMILES", "control"]
 CONTROLS = {"Dimethyl Sulfoxide", "Dabrafenib", "Belinostat"}
-# config.yaml's generate settings (pgen-generate's own defaults are the write-up's).
+# The shipped generate settings (pgen-generate's defaults too; config/config.yaml repeats them).
 SHIPPED_GENERATE = ["--set", "emit=sample", "--set", "reference=generated_controls", "--set", "source=controls"]
 
 
@@ -133,7 +133,8 @@ def test_generated_cells_are_written_and_sum_to_the_groups(res, tmp_path):
     with the group's metadata; with emit mean (not counts) it is a one-line error."""
     base = [_binary("pgen-generate"), "--model", res / "models" / "dgd", "--sizes", res / "generate" / "sizes.csv",
             "--pseudobulk", res / "pseudobulk" / "train.parquet", "--targets", res / "split" / "targets.csv",
-            "--script", REPO / "scripts" / "limma_de.R", "--run", "1", "--threads", "2", "--set", "emit=sample"]
+            "--script", REPO / "scripts" / "limma_de.R", "--run", "1", "--threads", "2",
+            "--set", "source=prior", "--set", "reference=real", "--set", "emit=sample"]
     cells, obs_path = tmp_path / "cells.parquet", tmp_path / "cells_obs.parquet"
     run([*base, "--out", tmp_path / "run1.parquet", "--out-pseudobulk", tmp_path / "pb.parquet",
          "--out-cells", cells, "--out-cells-obs", obs_path])
@@ -155,7 +156,7 @@ def test_generated_cells_are_written_and_sum_to_the_groups(res, tmp_path):
     assert (again.n_cells.values == pb.n_cells.values).all()
     np.testing.assert_array_equal(again[genes].to_numpy(), pb[genes].to_numpy())
 
-    proc = subprocess.run([str(c) for c in [*base[:-2], "--out", tmp_path / "x.parquet", "--out-cells", tmp_path / "c.parquet",
+    proc = subprocess.run([str(c) for c in [*base[:-2], "--set", "emit=mean", "--out", tmp_path / "x.parquet", "--out-cells", tmp_path / "c.parquet",
                                             "--out-cells-obs", tmp_path / "o.parquet"]], capture_output=True, text=True)
     assert proc.returncode != 0
     assert "generate.emit" in proc.stderr and "not counts" in proc.stderr, proc.stderr

@@ -24,10 +24,10 @@ use std::path::Path;
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Draws from the model's prior (the DGD's mixture, the VAE's N(0, I)): the write-up.
-    #[default]
     Prior,
     /// The target cell type's own negative-control cells' latents, decoded with the target
     /// group's covariates.
+    #[default]
     Controls,
 }
 

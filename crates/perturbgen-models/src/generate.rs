@@ -25,9 +25,9 @@ use std::path::Path;
 #[serde(rename_all = "snake_case")]
 pub enum Emit {
     /// The NB mean m of every gene (the write-up): noise-free cells.
-    #[default]
     Mean,
     /// An NB(m, r) draw per gene (Gamma–Poisson), with the model's per-gene dispersion r.
+    #[default]
     Sample,
 }
 
@@ -67,15 +67,23 @@ pub struct GenerateParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reference {
-    #[default]
     Real,
     Generated,
+    #[default]
     GeneratedControls,
 }
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        Self { emit: Emit::Mean, n_runs: 5, combine: perturbgen::blend::Combine::Mean, seed: 0, reference: Reference::Real, source: crate::counterfactual::Source::Prior, write_cells: false }
+        Self {
+            emit: Emit::Sample,
+            n_runs: 5,
+            combine: perturbgen::blend::Combine::Mean,
+            seed: 0,
+            reference: Reference::GeneratedControls,
+            source: crate::counterfactual::Source::Controls,
+            write_cells: false,
+        }
     }
 }
 
