@@ -330,8 +330,8 @@ pub fn predict(
 ) -> Result<(DeTable, ForestPrediction)> {
     let prediction = predict_pseudobulk(pb, targets, params, Some(&limma.negative_control), pb_path, targets_path, progress)?;
     let table = match params.reference {
-        ForestReference::Real => de_with_predicted(&prediction.train, &prediction.predicted, targets, limma, pb_path)?,
-        ForestReference::PredictedControls => de_against_predicted_controls(&prediction.train, &prediction.predicted, targets, limma, pb_path)?,
+        ForestReference::Real => de_with_predicted(&prediction.train, &prediction.predicted, targets, limma, pb_path)?.table(),
+        ForestReference::PredictedControls => de_against_predicted_controls(&prediction.train, &prediction.predicted, targets, limma, pb_path)?.table(),
     };
     Ok((table, prediction))
 }
