@@ -53,6 +53,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/generate_common.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/external.smk"
+include: "workflow/rules/anndata_common.smk"
+include: "workflow/rules/anndata.smk"
 include: "workflow/rules/sweep_common.smk"
 include: "workflow/rules/sweep.smk"
 

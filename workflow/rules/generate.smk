@@ -43,6 +43,8 @@ if MODELS:
         output:
             prediction=f"{GENERATE_DIR}/{{model}}/run{{run}}.parquet",
             pseudobulk=f"{GENERATE_DIR}/{{model}}/run{{run}}_pseudobulk.parquet",
+            # limma's statistics of the run, for its route's .h5ad (workflow/rules/anndata.smk).
+            de=temp(f"{GENERATE_DIR}/{{model}}/run{{run}}_de.h5ad"),
             **generated_cells_outputs(),
         params:
             args=generate_params,
@@ -65,7 +67,8 @@ if MODELS:
             "{input.exe} --model {params.model_dir} --sizes {input.sizes}"
             " --pseudobulk {input.pseudobulk} --targets {input.targets} --run {wildcards.run}"
             " --device {params.device} {params.args} --script {input.script}"
-            " --threads {threads} --out {output.prediction} --out-pseudobulk {output.pseudobulk} {params.cells} > {log} 2>&1"
+            " --threads {threads} --out {output.prediction} --out-pseudobulk {output.pseudobulk}"
+            " --out-de-h5ad {output.de} {params.cells} > {log} 2>&1"
 
     rule generated_route:
         """Route <model>: one generation run (run 0), as the write-up did."""
