@@ -172,8 +172,9 @@ def _fraction(x, obs, var):
     return x, obs, var
 
 
-def _no_well(x, obs, var):
-    return x, obs.drop(columns=["well"]), var
+def _no_donor(x, obs, var):
+    # plate_name and well have defaults (the donor, the condition); the donor has none.
+    return x, obs.drop(columns=["donor_id"]), var
 
 
 def _no_target(x, obs, var):
@@ -185,7 +186,7 @@ def _no_target(x, obs, var):
 @pytest.mark.parametrize("edit,expected", [
     (_drop_gene, "of the pipeline's genes is not in the file's var names"),
     (_fraction, "0.5"),
-    (_no_well, "`well`"),
+    (_no_donor, "`donor_id`"),
     (_no_target, "no cells of target pair"),
 ], ids=["missing-gene", "non-integer-count", "missing-obs-column", "missing-target-pair"])
 def test_bad_cells_one_line_exit_1_no_output(wf, tmp_path, edit, expected):
