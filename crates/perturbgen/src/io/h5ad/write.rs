@@ -166,10 +166,15 @@ impl CountsAnnData<'_> {
             x.new_attr::<i64>().shape([2]).create("shape")?.write_raw(&[m.n_cells() as i64, m.n_genes() as i64])?;
             let data: Vec<f32> = m.data.iter().map(|&c| c as f32).collect();
             write_vector(&x, "data", &data)?;
-            let indices: Vec<i32> = m.indices.iter().map(|&j| j as i32).collect();
-            write_vector(&x, "indices", &indices)?;
-            let indptr: Vec<i64> = m.indptr.iter().map(|&p| p as i64).collect();
-            write_vector(&x, "indptr", &indptr)
+            // indices and indptr of one integer type, as anndata writes them: scipy refuses
+            // mixed ones (e.g. in eliminate_zeros, which scanpy's rank_genes_groups calls).
+            if m.nnz() <= i32::MAX as usize {
+                write_vector(&x, "indices", &m.indices.iter().map(|&j| j as i32).collect::<Vec<_>>())?;
+                write_vector(&x, "indptr", &m.indptr.iter().map(|&p| p as i32).collect::<Vec<_>>())
+            } else {
+                write_vector(&x, "indices", &m.indices.iter().map(|&j| i64::from(j)).collect::<Vec<_>>())?;
+                write_vector(&x, "indptr", &m.indptr.iter().map(|&p| p as i64).collect::<Vec<_>>())
+            }
         })
     }
 }
