@@ -51,8 +51,9 @@ pub struct GenerateParams {
     /// with the real samples kept in the fit, so that the residual variance is the real one.
     pub reference: Reference,
     /// Also write every run's generated cells (the workflow's
-    /// `generate/<model>/run<k>_cells.parquet` + `run<k>_cells_obs.parquet`; `pgen-generate
-    /// --out-cells`); needs `emit: sample` (NB means are not counts). Main config only.
+    /// `generate/<model>/run<k>_cells.parquet` + `run<k>_cells_obs.parquet`, and
+    /// `run<k>_cells.h5ad` as AnnData; `pgen-generate --out-cells`, `--out-cells-h5ad`); needs
+    /// `emit: sample` (NB means are not counts). Main config only.
     pub write_cells: bool,
 }
 
