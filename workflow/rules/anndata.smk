@@ -1,7 +1,7 @@
 # Stage: every route's prediction as AnnData (docs/anndata.md): results/predictions/<route>.h5ad
 # beside its parquet. obs = the target pairs with their compound's metadata, var = the genes,
-# X = the parquet's signed −log10 P; where the route ran limma (run 0 of each generative model,
-# the external route) also limma's logFC, AveExpr, t, P.Value and adj.P.Val as layers (the
+# X = the parquet's signed −log10 P; where the route ran limma (forest, run 0 of each generative
+# model, the external route) also limma's logFC, AveExpr, t, P.Value and adj.P.Val as layers (the
 # statistics the stage wrote beside its prediction); uns = the route's name and the config
 # sections its prediction depends on.
 

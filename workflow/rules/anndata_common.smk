@@ -1,9 +1,12 @@
 # Helpers for workflow/rules/anndata.smk (no rules here).
 
 def route_de_stats(wildcards):
-    """limma's statistics of the route's prediction, where its stage ran limma: run 0 of a
-    generative model (its route <model> is that run), or the external route; else nothing."""
+    """limma's statistics of the route's prediction, where its stage ran limma: the forest
+    route, run 0 of a generative model (its route <model> is that run), or the external route;
+    else nothing."""
     cfg, route = cfg_of(wildcards), wildcards.route
+    if route == "forest":
+        return {"de": at(f"{RUN}/forest/de.h5ad", route_owner(wildcards.variant, route))}
     if route in cfg["train"]["models"]:
         sections = [s.replace("{model}", route) for s in GENERATE_JOB_SECTIONS]
         return {"de": at(f"{GENERATE_DIR}/{route}/run0_de.h5ad", owner(wildcards.variant, sections))}
