@@ -132,6 +132,25 @@ def test_the_external_route_is_scored_and_submitted_like_dgd(wf):
     assert "pseudo-bulk samples" in log, log
 
 
+def test_the_external_route_as_anndata_has_limmas_layers(wf):
+    """results/predictions/other_model.h5ad (docs/anndata.md): X is its parquet, the layers are
+    limma's statistics of the same samples as dgd's run 0 (pgen-external --out-de-h5ad)."""
+    pred = wf / "results" / "predictions"
+    ours, theirs = ad.read_h5ad(pred / "dgd.h5ad"), ad.read_h5ad(pred / "other_model.h5ad")
+    assert theirs.uns["route"] == "other_model" and ours.uns["route"] == "dgd"
+    assert theirs.uns["limma"]["design"] == ours.uns["limma"]["design"]
+    assert '"cells": "other_model.h5ad"' in theirs.uns["settings"]["external"], theirs.uns
+    table = read_parquet(pred / "other_model.parquet")
+    genes = [c for c in table.columns if c not in KEYS]
+    assert list(theirs.var_names) == genes and list(theirs.obs_names) == list(ours.obs_names)
+    assert np.array_equal(theirs.X, table[genes].to_numpy(float))
+    assert sorted(theirs.layers.keys()) == sorted(ours.layers.keys()) == sorted(["logFC", "AveExpr", "t", "P.Value", "adj.P.Val"])
+    for layer in ours.layers.keys():
+        np.testing.assert_allclose(theirs.layers[layer], ours.layers[layer], rtol=1e-12, atol=1e-12, err_msg=layer)
+    # The statistics were intermediates: temp(), gone once the .h5ad is written.
+    assert not (wf / "results" / "external" / "other_model_de.h5ad").exists()
+
+
 def external_cmd(wf, cells, out, *extra):
     res = wf / "results"
     return [_binary("pgen-external"), "--cells", cells, "--pseudobulk", res / "pseudobulk" / "train.parquet",
@@ -170,8 +189,9 @@ def _fraction(x, obs, var):
     return x, obs, var
 
 
-def _no_well(x, obs, var):
-    return x, obs.drop(columns=["well"]), var
+def _no_donor(x, obs, var):
+    # plate_name and well have defaults (the donor, the condition); the donor has none.
+    return x, obs.drop(columns=["donor_id"]), var
 
 
 def _no_target(x, obs, var):
@@ -183,7 +203,7 @@ def _no_target(x, obs, var):
 @pytest.mark.parametrize("edit,expected", [
     (_drop_gene, "of the pipeline's genes is not in the file's var names"),
     (_fraction, "0.5"),
-    (_no_well, "`well`"),
+    (_no_donor, "`donor_id`"),
     (_no_target, "no cells of target pair"),
 ], ids=["missing-gene", "non-integer-count", "missing-obs-column", "missing-target-pair"])
 def test_bad_cells_one_line_exit_1_no_output(wf, tmp_path, edit, expected):

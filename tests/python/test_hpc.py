@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 
+import pandas as pd
 import pytest
 
 from conftest import BIN_DIR, REPO, _binary, run
@@ -188,14 +189,18 @@ def test_example_sweep_shares_upstream_stages_once(tmp_path):
 
 
 def test_killed_stage_leaves_no_trusted_output(demo_workflow):
-    """kill -9 of Snakemake and its job mid-training: no declared output exists, the next dry run
-    plans the job again, and after --unlock the run completes it."""
+    """kill -9 of Snakemake and its job mid-training: the model files do not exist; the training
+    progress (history.csv, loss.png: rewritten whole after every epoch, so that an hours-long run
+    can be watched) may, whole, and Snakemake marks them incomplete: a plain rerun refuses them,
+    after --unlock `--rerun-incomplete` (README: kill -9 of Snakemake) plans the job again and
+    completes it."""
     sweep = demo_workflow / "kill.tsv"
     sweep.write_text("name\ttrain.dgd.latent_lr\nlr02\t0.02\n")
     config = [f"sweeps={{kill: {sweep}}}"]
     target = "results/sweeps/kill/lr02/models/dgd/model.safetensors"
-    outputs = [demo_workflow / f"results/sweeps/kill/lr02/models/dgd/{n}" for n in
-               ("model.safetensors", "model.json", "history.csv", "loss.png", "latent.png")]
+    folder = demo_workflow / "results/sweeps/kill/lr02/models/dgd"
+    model_files = [folder / n for n in ("model.safetensors", "model.json", "latent.png")]
+    progress = [folder / n for n in ("history.csv", "loss.png")]
     cmd = [str(c) for c in (SNAKEMAKE, target, "-c2", "--snakefile", REPO / "workflow" / "Snakefile", "-d", demo_workflow,
                             "--configfile", REPO / "config" / "config.yaml", "--config", f"bin_dir={BIN_DIR}", *config)]
     proc = subprocess.Popen(cmd, cwd=demo_workflow, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -206,11 +211,19 @@ def test_killed_stage_leaves_no_trusted_output(demo_workflow):
     assert log.exists(), "training did not start"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not any(p.exists() for p in outputs), [p for p in outputs if p.exists()]
+    assert not any(p.exists() for p in model_files), [p for p in model_files if p.exists()]
+    if progress[0].exists():
+        epochs = list(pd.read_csv(progress[0])["epoch"])
+        assert epochs == list(range(1, len(epochs) + 1)), epochs
     snakemake(demo_workflow, "--unlock", config=config)
-    assert planned_jobs(demo_workflow, target, config=config) == {"train_model": 1}
-    snakemake(demo_workflow, target, "-c2", "--quiet", "rules", config=config)
-    assert all(p.exists() for p in outputs)
+    if any(p.exists() for p in progress):
+        refused = subprocess.run(cmd + ["-n"], cwd=demo_workflow, capture_output=True, text=True)
+        assert refused.returncode != 0 and "incomplete" in (refused.stdout + refused.stderr).lower(), refused.stdout + refused.stderr
+    assert planned_jobs(demo_workflow, target, "--rerun-incomplete", config=config) == {"train_model": 1}
+    snakemake(demo_workflow, target, "-c2", "--rerun-incomplete", "--quiet", "rules", config=config)
+    assert all(p.exists() for p in model_files + progress)
+    epochs = list(pd.read_csv(progress[0])["epoch"])
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > 1, epochs
 
 
 EXPECTED_REPORT = {

@@ -191,6 +191,36 @@ def test_resume_auto_starts_over_on_a_damaged_or_foreign_checkpoint(bins, split,
         assert (d / "model.safetensors").read_bytes() == (fresh / "model.safetensors").read_bytes(), d.name
 
 
+def test_history_and_loss_are_rewritten_after_every_epoch(bins, split, tmp_path):
+    """Watchable training: each epoch's log line says `epoch k/max`, the elapsed time and an
+    ETA, and history.csv (k rows) and loss.png are there after epoch k — also when the run stops
+    there as if killed after the epoch (--stop-after), before the end-of-training report; a
+    resumed run goes on writing the same files."""
+    out = tmp_path / "dgd"
+    settings = [*SMALL, *common(max_epochs=4, checkpoint_every=1)]
+    env = {"RUST_LOG": "info", "PATH": "/usr/bin:/bin"}
+    epoch_line = lambda log, k: [l for l in log.splitlines() if f"epoch {k}/4:" in l]
+    proc = run(train_cmd(bins, split, "dgd", out, *settings, "--stop-after", 1), env=env)
+    lines = epoch_line(proc.stderr, 1)
+    assert len(lines) == 1 and "elapsed 0:" in lines[0] and "ETA 0:" in lines[0], proc.stderr
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["epoch"]) == [1], history
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "latent.png").exists()  # the end-of-training report is not written yet
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "a temporary was left behind"
+    proc = run(train_cmd(bins, split, "dgd", out, *settings, "--resume", "yes", "--stop-after", 3), env=env)
+    assert not epoch_line(proc.stderr, 1) and epoch_line(proc.stderr, 2) and epoch_line(proc.stderr, 3), proc.stderr
+    resumed = pd.read_csv(out / "history.csv")
+    assert list(resumed["epoch"]) == [1, 2, 3], resumed
+    # The first epoch's row is the one written before the interruption (its losses restored).
+    cols = ["train_recon", "train_prior", "val_recon", "val_prior", "val_loss"]
+    assert resumed.loc[0, cols].tolist() == history.loc[0, cols].tolist()
+    assert resumed["best"].sum() == 1
+    run(train_cmd(bins, split, "dgd", out, *settings, "--resume", "yes"), env=env)
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2, 3, 4]
+    assert (out / "latent.png").is_file()
+
+
 @pytest.mark.parametrize("model", ["dgd", "nbvae"])
 def test_same_seed_same_bytes(model, bins, split, tmp_path):
     settings = [*SMALL, *common(max_epochs=3)]

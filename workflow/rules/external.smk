@@ -26,6 +26,8 @@ if EXTERNAL_ROUTES:
         output:
             prediction=f"{STAGE['predictions']}/{{external}}.parquet",
             pseudobulk=f"{RUN}/external/{{external}}_pseudobulk.parquet",
+            # limma's statistics, for the route's .h5ad (workflow/rules/anndata.smk).
+            de=temp(f"{RUN}/external/{{external}}_de.h5ad"),
         params:
             args=lambda wildcards: job_params("external", cfg_of(wildcards)),
         wildcard_constraints:
@@ -42,4 +44,4 @@ if EXTERNAL_ROUTES:
         shell:
             "{input.exe} --cells {input.cells} --pseudobulk {input.pseudobulk} --targets {input.targets}"
             " {params.args} --script {input.script} --threads {threads}"
-            " --out {output.prediction} --out-pseudobulk {output.pseudobulk} > {log} 2>&1"
+            " --out {output.prediction} --out-pseudobulk {output.pseudobulk} --out-de-h5ad {output.de} > {log} 2>&1"

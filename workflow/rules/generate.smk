@@ -46,6 +46,8 @@ if MODELS:
         output:
             prediction=f"{GENERATE_DIR}/{{model}}/run{{run}}.parquet",
             pseudobulk=f"{GENERATE_DIR}/{{model}}/run{{run}}_pseudobulk.parquet",
+            # limma's statistics of the run, for its route's .h5ad (workflow/rules/anndata.smk).
+            de=temp(f"{GENERATE_DIR}/{{model}}/run{{run}}_de.h5ad"),
             **generated_cells_outputs(),
         params:
             args=generate_params,
@@ -69,7 +71,8 @@ if MODELS:
             " --pseudobulk {input.pseudobulk} --targets {input.targets} --run {wildcards.run}"
             " --cells-counts {input.cells_counts} --cells-obs {input.cells_obs}"
             " --device {params.device} {params.args} --script {input.script}"
-            " --threads {threads} --out {output.prediction} --out-pseudobulk {output.pseudobulk} {params.cells} > {log} 2>&1"
+            " --threads {threads} --out {output.prediction} --out-pseudobulk {output.pseudobulk}"
+            " --out-de-h5ad {output.de} {params.cells} > {log} 2>&1"
 
     rule probe:
         """Does the model carry a compound's effect to a cell type it never saw treated with it?

@@ -27,16 +27,18 @@ def generate_params(wildcards):
 
 def generated_cells_outputs():
     """With generate.write_cells (main config: the outputs of a rule cannot differ per sweep
-    row), each run's generated cells: the pipeline's long counts table and obs table."""
+    row), each run's generated cells: the pipeline's long counts table and obs table, and the
+    same cells as AnnData (X = counts, CSR) for scanpy."""
     if not config["generate"]["write_cells"]:
         return {}
-    return {"cells": f"{GENERATE_DIR}/{{model}}/run{{run}}_cells.parquet", "cells_obs": f"{GENERATE_DIR}/{{model}}/run{{run}}_cells_obs.parquet"}
+    cells = f"{GENERATE_DIR}/{{model}}/run{{run}}_cells"
+    return {"cells": f"{cells}.parquet", "cells_obs": f"{cells}_obs.parquet", "cells_h5ad": f"{cells}.h5ad"}
 
 
 def generated_cells_args(wildcards, output):
     if "cells" not in output.keys():
         return ""
-    return shlex.join(["--out-cells", output.cells, "--out-cells-obs", output.cells_obs])
+    return shlex.join(["--out-cells", output.cells, "--out-cells-obs", output.cells_obs, "--out-cells-h5ad", output.cells_h5ad])
 
 
 def replicate_outputs():

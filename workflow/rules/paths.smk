@@ -91,7 +91,7 @@ def ceiling_table():
 
 def all_targets():
     """Final outputs: the ingest QC, the training DE table (unless Kaggle's own is used; also as
-    .h5ad), each route's submission, the scores table, the noise ceiling, the truth as .h5ad and
+    .h5ad), each route's submission and its prediction as .h5ad, the scores table, the noise ceiling, the truth as .h5ad and
     the figures per target when the targets have a truth, the models' plots, and each sweep's
     table and plot."""
     targets = list(INGEST_FILES.values()) + [de_train_path()]
@@ -100,6 +100,7 @@ def all_targets():
     if has_truth():
         targets += [f"{STAGE['de']}/truth.h5ad", at(TARGET_FIGURES)]
     targets += [at(f"{STAGE['submission']}/{route}.csv") for route in ROUTES]
+    targets += [at(f"{STAGE['predictions']}/{route}.h5ad") for route in ROUTES]
     targets += [at(f"{STAGE['submission']}/submission.csv")]
     if has_truth():
         targets += [at(f"{STAGE['scores']}/scores.csv"), at(f"{STAGE['scores']}/leaderboard.png")]
@@ -114,7 +115,7 @@ def all_targets():
     if config["train"]["models"] and config["generate"]["write_cells"]:
         for model in config["train"]["models"]:
             for k in range(config["generate"]["n_runs"]):
-                targets += [at(f"{GENERATE_DIR}/{model}/run{k}_cells{part}.parquet") for part in ("", "_obs")]
+                targets += [at(f"{GENERATE_DIR}/{model}/run{k}_cells{part}") for part in (".parquet", "_obs.parquet", ".h5ad")]
     for name in SWEEPS:
         targets += [f"results/sweeps/{name}/sweep.csv", f"results/sweeps/{name}/sweep.png"]
     return targets

@@ -38,6 +38,8 @@ rule forest:
     output:
         prediction=f"{STAGE['predictions']}/forest.parquet",
         pseudobulk=f"{RUN}/forest/predicted_pseudobulk.parquet",
+        # limma's statistics, for the route's .h5ad (workflow/rules/anndata.smk).
+        de=temp(f"{RUN}/forest/de.h5ad"),
     params:
         args=lambda wildcards: job_params("forest", cfg_of(wildcards)),
     threads: rule_threads("forest")
@@ -52,7 +54,7 @@ rule forest:
     shell:
         "{input.exe} --pseudobulk {input.pseudobulk} --targets {input.targets}"
         " {params.args} --script {input.script} --threads {threads}"
-        " --out-pseudobulk {output.pseudobulk} --out {output.prediction} > {log} 2>&1"
+        " --out-pseudobulk {output.pseudobulk} --out-de-h5ad {output.de} --out {output.prediction} > {log} 2>&1"
 
 
 rule inner_split:
@@ -106,6 +108,7 @@ use rule forest as forest_inner with:
     output:
         prediction=f"{INNER_PREDICTIONS}/forest.parquet",
         pseudobulk=f"{RUN}/inner/forest/predicted_pseudobulk.parquet",
+        de=temp(f"{RUN}/inner/forest/de.h5ad"),
     log:
         "logs{variant}/forest_inner.log",
     benchmark:

@@ -31,6 +31,10 @@ struct Args {
     /// Also write the generated cells' pseudo-bulk (pseudo-bulk layout).
     #[arg(long)]
     out_pseudobulk: Option<PathBuf>,
+    /// Also write limma's statistics of the prediction (logFC, AveExpr, t, P.Value, adj.P.Val)
+    /// as AnnData, uns/route = external.name (pgen-anndata --de).
+    #[arg(long)]
+    out_de_h5ad: Option<PathBuf>,
     /// The `external` section (counts, obs column names); `de` through --section/--config.
     #[command(flatten)]
     params: perturbgen_cli::ConfigArgs,
@@ -56,10 +60,15 @@ fn run(args: Args) -> Result<()> {
     let real = PseudoBulk::read(&args.pseudobulk)?;
     let external = ExternalCells { path: &cells, source: &source, columns: &columns };
     let generated = perturbgen::threads::with_threads(threads, || external_pseudobulk(&external, &real, &targets))??;
-    let table = perturbgen::limma::de_with_predicted(&real, &generated, &targets, &limma, &args.pseudobulk)?;
+    let mut stats = perturbgen::limma::de_with_predicted(&real, &generated, &targets, &limma, &args.pseudobulk)?;
+    stats.route.clone_from(&params.name);
+    let table = stats.table();
     let mut out = OutputSet::new();
     if let Some(path) = &args.out_pseudobulk {
         generated.write(&out.stage(path)?)?;
+    }
+    if let Some(path) = &args.out_de_h5ad {
+        stats.write_h5ad(&out.stage(path)?)?;
     }
     table.write(&out.stage(&args.out)?)?;
     out.commit()?;

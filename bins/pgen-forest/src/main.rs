@@ -23,6 +23,10 @@ struct Args {
     /// Also write the predicted pseudo-bulk samples here (pseudo-bulk layout).
     #[arg(long)]
     out_pseudobulk: Option<PathBuf>,
+    /// Also write limma's statistics of the prediction (logFC, AveExpr, t, P.Value, adj.P.Val)
+    /// as AnnData, uns/route = forest (pgen-anndata --de).
+    #[arg(long)]
+    out_de_h5ad: Option<PathBuf>,
     /// Forest parameters: `forest` section (see `perturbgen_regress::forest::ForestParams`).
     #[command(flatten)]
     params: perturbgen_cli::ConfigArgs,
@@ -45,10 +49,11 @@ fn run(args: Args) -> Result<()> {
     let limma = args.limma.config(&args.params, threads)?;
     let bar = perturbgen::progress::bar(n_work_units(&pb, &params) as u64, "forests");
     let start = std::time::Instant::now();
-    let (table, prediction) = perturbgen::threads::with_threads(threads, || {
+    let (stats, prediction) = perturbgen::threads::with_threads(threads, || {
         predict(&pb, &targets, &params, &limma, &args.pseudobulk, &args.targets, &|| bar.inc(1))
     })??;
     bar.finish_and_clear();
+    let table = stats.table();
     log::info!(
         "{} predicted samples, {} target pairs × {} genes in {:.1} s with {threads} threads",
         prediction.predicted.n_samples(),
@@ -60,6 +65,9 @@ fn run(args: Args) -> Result<()> {
     let mut out = perturbgen::atomic::OutputSet::new();
     if let Some(path) = &args.out_pseudobulk {
         prediction.predicted.write(&out.stage(path)?)?;
+    }
+    if let Some(path) = &args.out_de_h5ad {
+        stats.write_h5ad(&out.stage(path)?)?;
     }
     table.write(&out.stage(&args.out)?)?;
     out.commit()?;

@@ -4,6 +4,8 @@
 use anyhow::Result;
 use clap::Parser;
 use perturbgen::atomic::OutputSet;
+use perturbgen::io::cells_h5ad::write_cells_h5ad;
+use perturbgen::io::h5ad::{ObsColumn, UnsValue};
 use perturbgen::io::id_map::IdMap;
 use perturbgen::io::sizes::SizeTable;
 use perturbgen::pseudobulk::PseudoBulk;
@@ -53,6 +55,14 @@ struct Args {
     /// ... and the cells' metadata (obs layout: their group's cell type, compound, plate, well).
     #[arg(long, requires = "out_cells")]
     out_cells_obs: Option<PathBuf>,
+    /// Also write every generated cell as AnnData (needs `generate.emit: sample`): X = the
+    /// counts (CSR, float32), obs = cell_type, sm_name, donor_id, plate_name, well, run.
+    #[arg(long)]
+    out_cells_h5ad: Option<PathBuf>,
+    /// Also write limma's statistics of the prediction (logFC, AveExpr, t, P.Value, adj.P.Val)
+    /// as AnnData, uns/route = `<model>` (pgen-anndata --de).
+    #[arg(long)]
+    out_de_h5ad: Option<PathBuf>,
     /// Generation parameters: `generate` section (emit, seed).
     #[command(flatten)]
     params: perturbgen_cli::ConfigArgs,
@@ -107,11 +117,11 @@ fn run(args: Args) -> Result<()> {
             Some(pools)
         }
     };
-    let sink = args.out_cells.is_some().then(|| CellSink { cells: &mut cells, prefix: &prefix });
+    let sink = (args.out_cells.is_some() || args.out_cells_h5ad.is_some()).then(|| CellSink { cells: &mut cells, prefix: &prefix });
     let generated = perturbgen::threads::with_threads(threads, || generate(&model, &sizes, params.emit, seed, &args.sizes, pools.as_ref(), sink, &|| bar.inc(1)))??;
     bar.finish_and_clear();
     log::info!("generated {n_cells} cells × {} genes in {:.1} s", real.genes.len(), start.elapsed().as_secs_f64());
-    let table = match params.reference {
+    let mut stats = match params.reference {
         Reference::Real => perturbgen::limma::de_with_predicted(&real, &generated, &targets, &limma, &args.pseudobulk)?,
         // Everything limma sees of a target cell type is generated (the other cell types' real
         // samples are not used: limma runs per cell type).
@@ -121,12 +131,26 @@ fn run(args: Args) -> Result<()> {
         }
         Reference::GeneratedControls => perturbgen::limma::de_against_predicted_controls(&real, &generated, &targets, &limma, &args.pseudobulk)?,
     };
+    stats.route = model.meta.config.model.name().to_string();
+    let table = stats.table();
     let mut out = OutputSet::new();
     if let Some(path) = &args.out_pseudobulk {
         generated.write(&out.stage(path)?)?;
     }
     if let (Some(counts), Some(obs)) = (&args.out_cells, &args.out_cells_obs) {
         cells.write(&out.stage(counts)?, &out.stage(obs)?)?;
+    }
+    if let Some(path) = &args.out_cells_h5ad {
+        let run = vec![("run".to_string(), ObsColumn::Int(vec![args.run as i64; cells.len()]))];
+        let uns = vec![
+            ("model".to_string(), UnsValue::String(stats.route.clone())),
+            ("run".to_string(), UnsValue::String(args.run.to_string())),
+            ("seed".to_string(), UnsValue::String(seed.to_string())),
+        ];
+        write_cells_h5ad(&cells, run, uns, &out.stage(path)?)?;
+    }
+    if let Some(path) = &args.out_de_h5ad {
+        stats.write_h5ad(&out.stage(path)?)?;
     }
     table.write(&out.stage(&args.out)?)?;
     out.commit()?;

@@ -58,8 +58,9 @@ pub struct GenerateParams {
     /// decoded from the same cells: a paired contrast).
     pub source: crate::counterfactual::Source,
     /// Also write every run's generated cells (the workflow's
-    /// `generate/<model>/run<k>_cells.parquet` + `run<k>_cells_obs.parquet`; `pgen-generate
-    /// --out-cells`); needs `emit: sample` (NB means are not counts). Main config only.
+    /// `generate/<model>/run<k>_cells.parquet` + `run<k>_cells_obs.parquet`, and
+    /// `run<k>_cells.h5ad` as AnnData; `pgen-generate --out-cells`, `--out-cells-h5ad`); needs
+    /// `emit: sample` (NB means are not counts). Main config only.
     pub write_cells: bool,
 }
 

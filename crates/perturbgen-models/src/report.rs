@@ -25,6 +25,14 @@ pub fn write_history(path: &Path, trainer: &Trainer) -> Result<()> {
     })?)
 }
 
+/// What is rewritten after every epoch: history.csv and loss.png (each written to a temporary
+/// beside it and renamed, so a reader never sees half of either).
+pub fn write_progress(dir: &Path, trainer: &Trainer) -> Result<()> {
+    let meta = &trainer.meta;
+    write_history(&dir.join("history.csv"), trainer)?;
+    plots::loss_curves(&dir.join("loss.png"), &meta.history, meta.config.model.name(), meta.best_epoch)
+}
+
 /// Latents of (a stride of) the training cells: DGD's learned ones, the VAE's encoder means.
 fn latents(trainer: &Trainer, data: &ModelData, rows: &[usize]) -> Result<Vec<f32>> {
     let d = trainer.meta.config.latent_dim;
@@ -37,8 +45,7 @@ fn latents(trainer: &Trainer, data: &ModelData, rows: &[usize]) -> Result<Vec<f3
 pub fn write_report(dir: &Path, trainer: &Trainer, data: &ModelData) -> Result<()> {
     let meta = &trainer.meta;
     let model = meta.config.model.name();
-    write_history(&dir.join("history.csv"), trainer)?;
-    plots::loss_curves(&dir.join("loss.png"), &meta.history, model, meta.best_epoch)?;
+    write_progress(dir, trainer)?;
     let stride = data.len().div_ceil(LATENT_PLOT_CELLS).max(1);
     let rows: Vec<usize> = (0..data.len()).step_by(stride).collect();
     let z = latents(trainer, data, &rows)?;

@@ -356,6 +356,34 @@ pub struct TrainRun<'a> {
     pub stop_after: Option<usize>,
 }
 
+/// Wall-clock time of this process's epochs, for the log's elapsed time and ETA.
+struct EpochClock {
+    start: std::time::Instant,
+    first_epoch: usize,
+}
+
+impl EpochClock {
+    /// Before the epoch after `done` (epochs a resumed run did before do not count).
+    fn start(done: usize) -> Self {
+        Self { start: std::time::Instant::now(), first_epoch: done + 1 }
+    }
+
+    /// `elapsed H:MM:SS, ETA H:MM:SS` after `epoch` of `max_epochs`: the mean epoch time of this
+    /// process times the epochs left to `max_epochs` (early stopping can only end sooner).
+    fn progress(&self, epoch: usize, max_epochs: usize) -> String {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let per_epoch = elapsed / (epoch + 1 - self.first_epoch).max(1) as f64;
+        let left = per_epoch * max_epochs.saturating_sub(epoch) as f64;
+        format!("elapsed {}, ETA {} (at most)", hms(elapsed), hms(left))
+    }
+}
+
+/// Seconds as `H:MM:SS`.
+fn hms(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
 /// A fresh trainer of the same settings, cells and matmul precision, in place of `trainer`.
 fn start_over(trainer: &mut Trainer) -> Result<()> {
     let m = &trainer.meta;
@@ -404,6 +432,7 @@ pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> 
     }
     let batches = run.train.len().div_ceil(cfg.batch_size) + run.val.len().div_ceil(cfg.batch_size);
     let mut stopped_early = false;
+    let clock = EpochClock::start(trainer.meta.epoch);
     loop {
         let (done, best) = (trainer.meta.epoch, trainer.meta.best_epoch);
         if done >= cfg.max_epochs || (done >= cfg.min_epochs && done > 0 && done - best >= cfg.patience) {
@@ -414,8 +443,8 @@ pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> 
         let log = trainer.epoch(epoch, run.train, run.val, &|| bar.inc(1))?;
         bar.finish_and_clear();
         log::info!(
-            "epoch {epoch}: train recon {:.3} prior {:.3} | val recon {:.3} prior {:.3} | {:.1} s",
-            log.train_recon, log.train_prior, log.val_recon, log.val_prior, log.seconds
+            "epoch {epoch}/{}: train recon {:.3} prior {:.3} | val recon {:.3} prior {:.3} | {:.1} s, {}",
+            cfg.max_epochs, log.train_recon, log.train_prior, log.val_recon, log.val_prior, log.seconds, clock.progress(epoch, cfg.max_epochs)
         );
         trainer.meta.epoch = epoch;
         let improved = log.val_loss < trainer.meta.best_val_loss;
@@ -430,6 +459,9 @@ pub fn train(trainer: &mut Trainer, run: &TrainRun<'_>) -> Result<TrainOutcome> 
         if done || epoch % cfg.checkpoint_every == 0 || run.stop_after == Some(epoch) {
             trainer.save(&run.out_dir, "last")?;
         }
+        // Hours-long runs are watched through these: rewritten (each all or nothing) after every
+        // epoch, not only at the end.
+        crate::report::write_progress(&run.out_dir, trainer)?;
         if stop {
             log::info!("early stop after epoch {epoch}: no better validation loss since epoch {}", trainer.meta.best_epoch);
             stopped_early = true;

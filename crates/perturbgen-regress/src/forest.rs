@@ -17,7 +17,7 @@
 //! fixed order, so the bytes do not depend on the thread count.
 use super::features::Pair;
 use crate::error::{Error, Result};
-use perturbgen::io::de_table::DeTable;
+use perturbgen::io::de_stats::DeStats;
 use perturbgen::io::id_map::IdMap;
 use perturbgen::limma::{de_against_predicted_controls, de_with_predicted, LimmaConfig};
 use perturbgen::pseudobulk::{GroupKey, PseudoBulk};
@@ -318,7 +318,8 @@ pub fn predict_pseudobulk(
 }
 
 /// The whole route: forests → predicted pseudo-bulk → limma per target cell type (its training
-/// samples plus the predicted ones) → one DE table for the targets.
+/// samples plus the predicted ones) → limma's statistics of the targets (route `forest`; their
+/// [`DeStats::table`] is the prediction).
 pub fn predict(
     pb: &PseudoBulk,
     targets: &IdMap,
@@ -327,11 +328,12 @@ pub fn predict(
     pb_path: &Path,
     targets_path: &Path,
     progress: &(dyn Fn() + Sync),
-) -> Result<(DeTable, ForestPrediction)> {
+) -> Result<(DeStats, ForestPrediction)> {
     let prediction = predict_pseudobulk(pb, targets, params, Some(&limma.negative_control), pb_path, targets_path, progress)?;
-    let table = match params.reference {
+    let mut stats = match params.reference {
         ForestReference::Real => de_with_predicted(&prediction.train, &prediction.predicted, targets, limma, pb_path)?,
         ForestReference::PredictedControls => de_against_predicted_controls(&prediction.train, &prediction.predicted, targets, limma, pb_path)?,
     };
-    Ok((table, prediction))
+    stats.route = "forest".into();
+    Ok((stats, prediction))
 }

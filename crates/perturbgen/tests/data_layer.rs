@@ -316,6 +316,31 @@ fn study_obs_needs_only_the_used_columns() {
 }
 
 #[test]
+fn study_without_plates_and_wells_gets_one_sample_per_donor_and_condition() {
+    use perturbgen::io::obs::{ColumnMap, NO_ROW};
+    let dir = tmp();
+    let p = dir.path().join("study.csv");
+    // Only the cell id, cell type, condition and donor; a condition named like a plate well.
+    std::fs::write(&p, "barcode,celltype,condition,donor\nc1,B cells,ctrl,d1\nc2,NK cells,B07,d2\n").unwrap();
+    let map = ColumnMap::parse(&["obs_id=barcode".into(), "cell_type=celltype".into(), "sm_name=condition".into(), "donor_id=donor".into()]).unwrap();
+    let o = ObsTable::read_with(&p, &map).unwrap();
+    assert_eq!((o.plate_name.get(0), o.plate_name.get(1)), ("d1", "d2"));
+    assert_eq!((o.well.get(0), o.well.get(1)), ("ctrl", "B07"));
+    // A well named after its condition has no plate row or column; library_id is the plate.
+    assert_eq!((o.row.get(1), o.col[1], o.library_id.get(1)), (NO_ROW, 0, "d2"));
+    // The donor has no default: missing, it is named.
+    std::fs::write(&p, "barcode,celltype,condition\nc1,B cells,ctrl\n").unwrap();
+    let map = ColumnMap::parse(&["obs_id=barcode".into(), "cell_type=celltype".into(), "sm_name=condition".into()]).unwrap();
+    let e = err_text(ObsTable::read_with(&p, &map).unwrap_err());
+    assert!(e.contains("missing required column `donor_id`"), "{e}");
+    // A well column that is there must have values.
+    std::fs::write(&p, "barcode,celltype,condition,donor,well\nc1,B cells,ctrl,d1,\n").unwrap();
+    let map = ColumnMap::parse(&["obs_id=barcode".into(), "cell_type=celltype".into(), "sm_name=condition".into(), "donor_id=donor".into()]).unwrap();
+    let e = err_text(ObsTable::read_with(&p, &map).unwrap_err());
+    assert!(e.contains("row 1, column `well`"), "{e}");
+}
+
+#[test]
 fn de_table_refuses_nan_and_missing_keys() {
     let dir = tmp();
     let t = DeTable {

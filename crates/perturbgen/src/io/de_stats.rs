@@ -32,6 +32,24 @@ pub struct DeStats {
     pub settings: Vec<(String, String)>,
 }
 
+/// The obs names of a table of (cell type, compound) pairs: `cell_type|sm_name`.
+pub fn pair_obs_names(keys: &[DeRowKey]) -> Vec<String> {
+    keys.iter().map(|k| format!("{}|{}", k.cell_type, k.sm_name)).collect()
+}
+
+/// The obs columns of a table of pairs: cell_type and sm_name as categoricals (what scanpy
+/// groups by), sm_lincs_id and SMILES as strings, control as booleans.
+pub fn pair_obs(keys: &[DeRowKey]) -> Vec<(String, ObsColumn)> {
+    let col = |f: fn(&DeRowKey) -> &String| keys.iter().map(|k| f(k).clone()).collect::<Vec<_>>();
+    vec![
+        ("cell_type".into(), ObsColumn::Categorical(col(|k| &k.cell_type))),
+        ("sm_name".into(), ObsColumn::Categorical(col(|k| &k.sm_name))),
+        ("sm_lincs_id".into(), ObsColumn::Strings(col(|k| &k.sm_lincs_id))),
+        ("SMILES".into(), ObsColumn::Strings(col(|k| &k.smiles))),
+        ("control".into(), ObsColumn::Bool(keys.iter().map(|k| k.control).collect())),
+    ]
+}
+
 impl DeStats {
     pub fn n_rows(&self) -> usize {
         self.keys.len()
@@ -116,16 +134,9 @@ impl DeStats {
 
     /// The AnnData form (see the module documentation); obs_names are `cell_type|sm_name`.
     pub fn to_anndata(&self) -> DenseAnnData<'_> {
-        let col = |f: fn(&DeRowKey) -> &String| self.keys.iter().map(|k| f(k).clone()).collect::<Vec<_>>();
         DenseAnnData {
-            obs_names: self.keys.iter().map(|k| format!("{}|{}", k.cell_type, k.sm_name)).collect(),
-            obs: vec![
-                ("cell_type".into(), ObsColumn::Categorical(col(|k| &k.cell_type))),
-                ("sm_name".into(), ObsColumn::Categorical(col(|k| &k.sm_name))),
-                ("sm_lincs_id".into(), ObsColumn::Strings(col(|k| &k.sm_lincs_id))),
-                ("SMILES".into(), ObsColumn::Strings(col(|k| &k.smiles))),
-                ("control".into(), ObsColumn::Bool(self.keys.iter().map(|k| k.control).collect())),
-            ],
+            obs_names: pair_obs_names(&self.keys),
+            obs: pair_obs(&self.keys),
             var_names: self.genes.clone(),
             x: Cow::Owned(self.table().values),
             layers: self.layers().iter().map(|&(n, v)| (n.to_string(), Cow::Borrowed(v))).collect(),

@@ -1,6 +1,7 @@
 //! Readers and writers for the Kaggle files (SPEC §2) and the pipeline's cached intermediates.
 pub mod arrow_util;
 mod cell_gene_keys;
+pub mod cells_h5ad;
 pub mod counts;
 pub mod de_stats;
 pub mod de_table;
@@ -11,4 +12,5 @@ pub mod id_map;
 pub mod obs;
 pub mod sizes;
 pub mod parquet_util;
+pub mod prediction_h5ad;
 pub mod submission;

@@ -172,6 +172,7 @@ impl ObsTable {
             .map_err(|e| csv_error(path, e))?;
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
         let idx = columns.positions(path, |name| headers.iter().position(|h| h == name))?;
+        announce_defaults(path, columns, |k| idx[k].is_some());
         let mut obs = ObsTable::default();
         let mut record = csv::StringRecord::new();
         let mut row = 0u64;
@@ -192,6 +193,7 @@ impl ObsTable {
             }
         }
         let idx = map.positions_or_index(path, |name| columns.iter().position(|(n, _)| n == name), true)?;
+        announce_defaults(path, map, |k| idx[k].is_some());
         let mut obs = ObsTable::default();
         #[allow(clippy::needless_range_loop)] // r indexes every column and the index alike
         for r in 0..index.len() {
@@ -209,8 +211,12 @@ impl ObsTable {
     /// when the study has no such column. Required columns ([`REQUIRED_OBS_COLUMNS`]) must be
     /// non-empty; the others have defaults (see [`ColumnMap`]) and may be empty.
     fn push_text<'a>(&mut self, path: &Path, row: u64, field: impl Fn(usize) -> Option<&'a str>) -> Result<()> {
-        let f = |k: usize| field(k).unwrap_or("").trim();
-        for &k in &REQUIRED_INDICES {
+        // A study without plates: plate_name is the donor, well the condition (SAMPLE_DEFAULTS).
+        let f = |k: usize| match (field(k), SAMPLE_DEFAULTS.iter().find(|d| d.0 == k)) {
+            (None, Some(&(_, from))) => field(from).unwrap_or("").trim(),
+            (value, _) => value.unwrap_or("").trim(),
+        };
+        for &k in REQUIRED_INDICES.iter().chain(SAMPLE_DEFAULTS.iter().map(|(k, _)| k)) {
             if f(k).is_empty() {
                 return Err(Error::bad_value(path, row, OBS_COLUMNS[k], "a value (the column is required)", "an empty field"));
             }
@@ -223,7 +229,8 @@ impl ObsTable {
             }
         };
         let well = f(3);
-        let (well_row, well_col) = split_well(well);
+        // A well named after its condition has no plate row or column.
+        let (well_row, well_col) = if field(3).is_some() { split_well(well) } else { (None, None) };
         let col = match f(5) {
             "" => well_col.unwrap_or(0),
             v => v.parse::<f64>().ok().filter(|v| v.fract() == 0.0).ok_or_else(|| Error::bad_value(path, row, "col", "a whole number", format!("`{v}`")))? as i64,
@@ -268,7 +275,7 @@ impl ObsTable {
         for batch in &batches {
             let s = |k: usize| -> Result<StringArray> {
                 let array = column(path, batch, OBS_COLUMNS[k], expected)?;
-                if REQUIRED_INDICES.contains(&k) { required_strings(path, OBS_COLUMNS[k], array, row0) } else { to_strings(path, OBS_COLUMNS[k], array) }
+                if REQUIRED_INDICES.contains(&k) || SAMPLE_DEFAULTS.iter().any(|d| d.0 == k) { required_strings(path, OBS_COLUMNS[k], array, row0) } else { to_strings(path, OBS_COLUMNS[k], array) }
             };
             let n = |k: usize| -> Result<Float64Array> { to_f64(path, OBS_COLUMNS[k], column(path, batch, OBS_COLUMNS[k], expected)?) };
             let strings: Vec<StringArray> = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11].iter().map(|&k| s(k)).collect::<Result<_>>()?;
@@ -362,11 +369,32 @@ impl ObsTable {
     }
 }
 
-/// The columns every stage needs; the others of [`OBS_COLUMNS`] are optional: `row` and `col`
-/// come from the well name (`B07` → row `B`, col 7) when absent, `library_id` is the plate,
-/// `dose_uM`/`timepoint_hr` are NaN, `control` False, the ids and SMILES empty.
-pub const REQUIRED_OBS_COLUMNS: [&str; 6] = ["obs_id", "cell_type", "sm_name", "donor_id", "plate_name", "well"];
-const REQUIRED_INDICES: [usize; 6] = [0, 8, 10, 7, 2, 3];
+/// The columns every stage needs (the cell id may be an AnnData file's obs index); the others of
+/// [`OBS_COLUMNS`] are optional: `plate_name` is the donor and `well` the condition (`sm_name`)
+/// when absent ([`SAMPLE_DEFAULTS`]: one pseudo-bulk sample per donor × condition × cell type),
+/// `row` and `col` come from the well name (`B07` → row `B`, col 7; none for a defaulted well),
+/// `library_id` is the plate, `dose_uM`/`timepoint_hr` are NaN, `control` False, the ids and
+/// SMILES empty.
+pub const REQUIRED_OBS_COLUMNS: [&str; 4] = ["obs_id", "cell_type", "sm_name", "donor_id"];
+const REQUIRED_INDICES: [usize; 4] = [0, 8, 10, 7];
+/// (column, the column whose value it takes when the study has none): plate_name ← donor_id,
+/// well ← sm_name (indices into [`OBS_COLUMNS`]).
+const SAMPLE_DEFAULTS: [(usize, usize); 2] = [(2, 7), (3, 10)];
+
+/// One log line naming the sample columns the study lacks and what they default to.
+fn announce_defaults(path: &Path, map: &ColumnMap, present: impl Fn(usize) -> bool) {
+    let defaulted: Vec<String> = SAMPLE_DEFAULTS
+        .iter()
+        .filter(|(k, _)| !present(*k))
+        .map(|&(k, from)| {
+            let what = if OBS_COLUMNS[from] == "donor_id" { "the donor" } else { "the condition" };
+            format!("no `{}` column, so {} = {what} (`{}`)", OBS_COLUMNS[k], OBS_COLUMNS[k], map.name(OBS_COLUMNS[from]))
+        })
+        .collect();
+    if !defaulted.is_empty() {
+        log::info!("{}: {}: one pseudo-bulk sample per donor × condition × cell type", path.display(), defaulted.join("; "));
+    }
+}
 /// The row of a well whose name has no plate-row letters (a study without plate rows): one
 /// level, so limma's design drops the term.
 pub const NO_ROW: &str = "none";

@@ -24,7 +24,7 @@ mod csr;
 mod encoding;
 mod write;
 
-pub use write::{DenseAnnData, ObsColumn, UnsValue};
+pub use write::{CountsAnnData, DenseAnnData, ObsColumn, UnsValue};
 
 use crate::counts::CountMatrix;
 use crate::error::Result;
