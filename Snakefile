@@ -5,6 +5,7 @@
 #                                                                     -> log-likelihood score
 #                             split -> sizes (forests) -> generate (runs) -> limma -> routes
 #   another model's generated cells (.h5ad, config external) -> pseudobulk -> limma -> route
+#   a trained model + new targets (config predict) -> sizes -> generate -> limma (snakemake predict)
 #                             pseudobulk of two halves of every sample -> limma -> noise ceiling
 #
 #   scripts/demo                  # set up and run this workflow on the demo simulation
@@ -53,12 +54,15 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/generate_common.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/external.smk"
+include: "workflow/rules/predict_common.smk"
+include: "workflow/rules/predict.smk"
 include: "workflow/rules/sweep_common.smk"
 include: "workflow/rules/sweep.smk"
 
 
 localrules:
     all,
+    predict,
 
 
 rule all:

@@ -7,7 +7,8 @@ use perturbgen::atomic::OutputSet;
 use perturbgen::io::id_map::IdMap;
 use perturbgen::io::sizes::SizeTable;
 use perturbgen::pseudobulk::PseudoBulk;
-use perturbgen_models::generate::{generate, CellSink, GenerateParams, Reference};
+use perturbgen_models::generate::GenerateParams;
+use perturbgen_models::generated_de::GenerationRun;
 use perturbgen_models::loglik::LoadedModel;
 use std::path::PathBuf;
 
@@ -65,48 +66,32 @@ fn run(args: Args) -> Result<()> {
     let threads = args.common.threads();
     let limma = args.limma.config(&args.params, threads)?;
     let targets = IdMap::read(&args.targets)?;
-    let mut sizes = SizeTable::read(&args.sizes)?;
-    if params.reference == Reference::Real {
-        // The target cell types' control wells stay real: only the target groups are generated.
-        sizes.rows.retain(|r| !r.observed);
-    } else if !sizes.rows.iter().any(|r| r.observed) {
-        anyhow::bail!("{}: generate.reference generated and generated_controls need the target cell types' control wells in the size table (pgen-sizes --negative-control)", args.sizes.display());
-    }
+    let sizes = SizeTable::read(&args.sizes)?;
     let real = PseudoBulk::read(&args.pseudobulk)?;
     let device = perturbgen_models::device(&args.device)?;
     let model = LoadedModel::load(&args.model, &device)?;
-    if real.genes != model.meta.genes {
-        anyhow::bail!("{}: genes differ from the model's ({} vs {})", args.pseudobulk.display(), real.genes.len(), model.meta.genes.len());
+    let generated = GenerationRun {
+        model: &model,
+        sizes,
+        sizes_path: &args.sizes,
+        real: &real,
+        real_path: &args.pseudobulk,
+        targets: &targets,
+        params: &params,
+        limma: &limma,
+        run: args.run,
+        keep_cells: args.out_cells.is_some(),
+        threads,
     }
-    let n_cells: f64 = sizes.rows.iter().map(|r| r.n_cells.round()).sum();
-    log::info!("{:?} model: {} groups, {n_cells} cells, emit {:?}, run {}", model.meta.config.model, sizes.rows.len(), params.emit, args.run);
-    let bar = perturbgen::progress::bar(sizes.rows.len() as u64, "generating");
-    let start = std::time::Instant::now();
-    let seed = params.seed.wrapping_add(args.run);
-    let mut cells = perturbgen::cells::Cells { obs: Default::default(), counts: perturbgen::counts::CountMatrix::new(real.genes.clone()) };
-    let prefix = format!("generated-run{}", args.run);
-    let sink = args.out_cells.is_some().then(|| CellSink { cells: &mut cells, prefix: &prefix });
-    let generated = perturbgen::threads::with_threads(threads, || generate(&model, &sizes, params.emit, seed, &args.sizes, sink, &|| bar.inc(1)))??;
-    bar.finish_and_clear();
-    log::info!("generated {n_cells} cells × {} genes in {:.1} s", real.genes.len(), start.elapsed().as_secs_f64());
-    let table = match params.reference {
-        Reference::Real => perturbgen::limma::de_with_predicted(&real, &generated, &targets, &limma, &args.pseudobulk)?,
-        // Everything limma sees of a target cell type is generated (the other cell types' real
-        // samples are not used: limma runs per cell type).
-        Reference::Generated => {
-            let none = PseudoBulk { genes: real.genes.clone(), ..Default::default() };
-            perturbgen::limma::de_with_predicted(&none, &generated, &targets, &limma, &args.pseudobulk)?
-        }
-        Reference::GeneratedControls => perturbgen::limma::de_against_predicted_controls(&real, &generated, &targets, &limma, &args.pseudobulk)?,
-    };
+    .run()?;
     let mut out = OutputSet::new();
     if let Some(path) = &args.out_pseudobulk {
-        generated.write(&out.stage(path)?)?;
+        generated.pseudobulk.write(&out.stage(path)?)?;
     }
-    if let (Some(counts), Some(obs)) = (&args.out_cells, &args.out_cells_obs) {
+    if let (Some(counts), Some(obs), Some(cells)) = (&args.out_cells, &args.out_cells_obs, &generated.cells) {
         cells.write(&out.stage(counts)?, &out.stage(obs)?)?;
     }
-    table.write(&out.stage(&args.out)?)?;
+    generated.table.write(&out.stage(&args.out)?)?;
     out.commit()?;
     Ok(())
 }

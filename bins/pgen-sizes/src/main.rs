@@ -5,8 +5,8 @@ use clap::Parser;
 use perturbgen::atomic::OutputSet;
 use perturbgen::cells::Cells;
 use perturbgen::io::id_map::IdMap;
-use perturbgen::io::sizes::SizeTable;
-use perturbgen_regress::sizes::{fit_sizes, n_work_units, plot_fit, target_groups, SizesParams};
+use perturbgen_regress::sizes::{plot_fit, SizesParams};
+use perturbgen_regress::target_sizes::target_sizes;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -49,24 +49,10 @@ fn run(args: Args) -> Result<()> {
     let config = args.params.checked::<SizesParams>()?;
     let targets = IdMap::read(&args.targets)?;
     let cells = Cells::read(&args.counts, &args.obs)?;
-    let measured = SizeTable::observed(&cells, config.params.scale, &args.exclude);
-    let groups = target_groups(&measured, &targets, &args.targets)?;
-    log::info!("{} measured compound wells; {} target groups for {} target pairs", measured.rows.len(), groups.len(), targets.rows.len());
-    let bar = perturbgen::progress::bar(n_work_units(&config) as u64, "size forests");
-    let fit = perturbgen::threads::with_threads(args.common.threads(), || fit_sizes(&measured, &groups, &config, &|| bar.inc(1)))??;
-    bar.finish_and_clear();
-    log::info!("held-out R²: cells {:.3}, scale {:.3} ({} training groups)", fit.r2_cells, fit.r2_scale, fit.n_train_groups);
-    let mut table = fit.predicted.clone();
-    if let Some(nc) = &args.negative_control {
-        let target_cts: std::collections::BTreeSet<&str> = targets.rows.iter().map(|r| r.cell_type.as_str()).collect();
-        let controls = SizeTable::observed(&cells, config.params.scale, &[]);
-        let rows: Vec<_> = controls.rows.into_iter().filter(|r| r.key.sm_name == *nc && target_cts.contains(r.key.cell_type.as_str())).collect();
-        log::info!("{} measured `{nc}` wells of the target cell types added (observed)", rows.len());
-        table.rows.extend(rows);
-    }
+    let sizes = target_sizes(&cells, &targets, &args.targets, &args.exclude, args.negative_control.as_deref(), &config, args.common.threads())?;
     let mut out = OutputSet::new();
-    table.write(&out.stage(&args.out)?)?;
-    plot_fit(&out.stage(&args.plot)?, &fit, config.params.scale)?;
+    sizes.table.write(&out.stage(&args.out)?)?;
+    plot_fit(&out.stage(&args.plot)?, &sizes.fit, config.params.scale)?;
     out.commit()?;
     Ok(())
 }

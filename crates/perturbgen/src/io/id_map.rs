@@ -17,17 +17,38 @@ pub struct IdMap {
 
 impl IdMap {
     pub fn read(path: &Path) -> Result<Self> {
+        Self::read_rows(path, true)
+    }
+
+    /// Target pairs to predict (`pgen-predict --targets`): an id_map, or just the pairs
+    /// (columns cell_type,sm_name), whose ids are then their rows' order (0, 1, …).
+    pub fn read_pairs(path: &Path) -> Result<Self> {
+        Self::read_rows(path, false)
+    }
+
+    fn read_rows(path: &Path, require_id: bool) -> Result<Self> {
         let mut reader = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
-        let idx = header_indices(path, &headers, &["id", "cell_type", "sm_name"], "columns id,cell_type,sm_name")?;
+        let has_id = require_id || headers.iter().any(|h| h == "id");
+        let idx = if has_id {
+            header_indices(path, &headers, &["id", "cell_type", "sm_name"], "columns id,cell_type,sm_name")?
+        } else {
+            let mut idx = header_indices(path, &headers, &["cell_type", "sm_name"], "columns cell_type,sm_name (and optionally id)")?;
+            idx.insert(0, usize::MAX);
+            idx
+        };
         let (ii, ic, is) = (idx[0], idx[1], idx[2]);
         let mut rows = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (r, record) in reader.records().enumerate() {
             let record = record.map_err(|e| csv_error(path, e))?;
             let row = r as u64 + 1;
-            let raw = record.get(ii).unwrap_or("");
-            let id = raw.trim().parse::<i64>().map_err(|_| Error::bad_value(path, row, "id", "an integer id", format!("`{raw}`")))?;
+            let id = if has_id {
+                let raw = record.get(ii).unwrap_or("");
+                raw.trim().parse::<i64>().map_err(|_| Error::bad_value(path, row, "id", "an integer id", format!("`{raw}`")))?
+            } else {
+                r as i64
+            };
             if !seen.insert(id) {
                 return Err(Error::bad_value(path, row, "id", "unique ids", format!("{id} again")));
             }
