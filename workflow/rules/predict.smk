@@ -2,8 +2,9 @@
 # predict`; docs/predict.md). pgen-predict makes the same library calls as the sizes and generate
 # jobs, on the run's own training cells, pseudo-bulk and settings, for the pairs of
 # predict.targets: nothing upstream reruns (the split, filter and models stay as they are).
-# Outputs: results/predict/<targets file name>/<model>/run<k>.parquet (+ _sizes.csv,
-# _pseudobulk.parquet) for k < generate.n_runs, and prediction.parquet, the runs combined.
+# Outputs: results/predict/<targets file name>/<model>/run<k>.parquet (signed −log10 P) and
+# run<k>.h5ad (with limma's logFC, P.Value, adj.P.Val as layers), run<k>_sizes.csv and
+# run<k>_pseudobulk.parquet for k < generate.n_runs, and prediction.parquet, the runs combined.
 
 rule predict:
     """Every model's prediction for the pairs of predict.targets."""
@@ -25,6 +26,7 @@ if PREDICT_TARGETS is not None:
             exe=binary("pgen-predict"),
         output:
             prediction=f"{PREDICT_DIR}/{{targets}}/{{model}}/run{{run}}.parquet",
+            h5ad=f"{PREDICT_DIR}/{{targets}}/{{model}}/run{{run}}.h5ad",
             sizes=f"{PREDICT_DIR}/{{targets}}/{{model}}/run{{run}}_sizes.csv",
             pseudobulk=f"{PREDICT_DIR}/{{targets}}/{{model}}/run{{run}}_pseudobulk.parquet",
             **({"cells": f"{PREDICT_DIR}/{{targets}}/{{model}}/run{{run}}_cells.parquet", "cells_obs": f"{PREDICT_DIR}/{{targets}}/{{model}}/run{{run}}_cells_obs.parquet"} if config["generate"]["write_cells"] else {}),
@@ -49,7 +51,7 @@ if PREDICT_TARGETS is not None:
             "{input.exe} --model {params.model_dir} --targets {input.targets}"
             " --counts {input.counts} --obs {input.obs} --pseudobulk {input.pseudobulk}"
             " --run {wildcards.run} --device {params.device} {params.args} --script {input.script}"
-            " --threads {threads} --out {output.prediction} --out-sizes {output.sizes}"
+            " --threads {threads} --out {output.prediction} --out-h5ad {output.h5ad} --out-sizes {output.sizes}"
             " --out-pseudobulk {output.pseudobulk} > {log} 2>&1"
 
     rule predict_combined:

@@ -91,7 +91,7 @@ fn run(args: Args) -> Result<()> {
     if let (Some(counts), Some(obs), Some(cells)) = (&args.out_cells, &args.out_cells_obs, &generated.cells) {
         cells.write(&out.stage(counts)?, &out.stage(obs)?)?;
     }
-    generated.table.write(&out.stage(&args.out)?)?;
+    generated.stats.table().write(&out.stage(&args.out)?)?;
     out.commit()?;
     Ok(())
 }

@@ -49,6 +49,11 @@ struct Args {
     /// DE prediction for the targets (de_train layout: signed −log10 P per gene).
     #[arg(long)]
     out: PathBuf,
+    /// Also write the prediction as AnnData: X = the --out values, layers logFC, AveExpr, t,
+    /// P.Value, adj.P.Val (limma's), obs = the pairs, var = the genes, uns/route = the model's
+    /// folder name.
+    #[arg(long)]
+    out_h5ad: Option<PathBuf>,
     /// Also write the target groups' size table (pgen-sizes layout).
     #[arg(long)]
     out_sizes: Option<PathBuf>,
@@ -126,14 +131,20 @@ fn run(args: Args) -> Result<()> {
         threads,
     }
     .run()?;
+    let mut stats = generated.stats;
+    stats.route = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let table = stats.table();
+    if let Some(path) = &args.out_h5ad {
+        stats.write_h5ad(&out.stage(path)?)?;
+    }
     if let Some(path) = &args.out_pseudobulk {
         generated.pseudobulk.write(&out.stage(path)?)?;
     }
     if let (Some(counts), Some(obs), Some(cells)) = (&args.out_cells, &args.out_cells_obs, &generated.cells) {
         cells.write(&out.stage(counts)?, &out.stage(obs)?)?;
     }
-    generated.table.write(&out.stage(&args.out)?)?;
+    table.write(&out.stage(&args.out)?)?;
     out.commit()?;
-    log::info!("{}: {} pairs × {} genes", args.out.display(), generated.table.n_rows(), generated.table.genes.len());
+    log::info!("{}: {} pairs × {} genes", args.out.display(), table.n_rows(), table.genes.len());
     Ok(())
 }

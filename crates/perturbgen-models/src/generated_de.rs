@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::generate::{generate, CellSink, GenerateParams, Reference};
 use crate::loglik::LoadedModel;
 use perturbgen::cells::Cells;
-use perturbgen::io::de_table::DeTable;
+use perturbgen::io::de_stats::DeStats;
 use perturbgen::io::id_map::IdMap;
 use perturbgen::io::sizes::SizeTable;
 use perturbgen::limma::LimmaConfig;
@@ -31,10 +31,11 @@ pub struct GenerationRun<'a> {
     pub threads: usize,
 }
 
-/// What a generation run gives: the targets' DE, the generated groups' pseudo-bulk and, when
-/// asked for, the generated cells.
+/// What a generation run gives: the targets' DE (limma's statistics; `stats.table()` is the
+/// signed −log10 P table), the generated groups' pseudo-bulk and, when asked for, the
+/// generated cells.
 pub struct GeneratedDe {
-    pub table: DeTable,
+    pub stats: DeStats,
     pub pseudobulk: PseudoBulk,
     pub cells: Option<Cells>,
 }
@@ -65,16 +66,16 @@ impl GenerationRun<'_> {
         let generated = perturbgen::threads::with_threads(threads, || generate(model, &sizes, params.emit, seed, sizes_path, sink, &|| bar.inc(1)))??;
         bar.finish_and_clear();
         log::info!("generated {n_cells} cells × {} genes in {:.1} s", real.genes.len(), start.elapsed().as_secs_f64());
-        let table = match params.reference {
-            Reference::Real => perturbgen::limma::de_with_predicted(real, &generated, targets, limma, real_path)?,
+        let stats = match params.reference {
+            Reference::Real => perturbgen::limma::de_stats_with_predicted(real, &generated, targets, limma, real_path)?,
             // Everything limma sees of a target cell type is generated (the other cell types' real
             // samples are not used: limma runs per cell type).
             Reference::Generated => {
                 let none = PseudoBulk { genes: real.genes.clone(), ..Default::default() };
-                perturbgen::limma::de_with_predicted(&none, &generated, targets, limma, real_path)?
+                perturbgen::limma::de_stats_with_predicted(&none, &generated, targets, limma, real_path)?
             }
-            Reference::GeneratedControls => perturbgen::limma::de_against_predicted_controls(real, &generated, targets, limma, real_path)?,
+            Reference::GeneratedControls => perturbgen::limma::de_stats_against_predicted_controls(real, &generated, targets, limma, real_path)?,
         };
-        Ok(GeneratedDe { table, pseudobulk: generated, cells: keep_cells.then_some(cells) })
+        Ok(GeneratedDe { stats, pseudobulk: generated, cells: keep_cells.then_some(cells) })
     }
 }

@@ -146,6 +146,11 @@ fn exchange_folder() -> Result<tempfile::TempDir> {
 /// cell type, limma on its `real` samples together with the `predicted` ones, the targets'
 /// contrasts against the real negative-control samples; one table in id_map order.
 pub fn de_with_predicted(real: &PseudoBulk, predicted: &PseudoBulk, targets: &IdMap, config: &LimmaConfig, real_path: &Path) -> Result<DeTable> {
+    de_stats_with_predicted(real, predicted, targets, config, real_path).map(|s| s.table())
+}
+
+/// [`de_with_predicted`] with every statistic limma gives per gene (rows in the same order).
+pub fn de_stats_with_predicted(real: &PseudoBulk, predicted: &PseudoBulk, targets: &IdMap, config: &LimmaConfig, real_path: &Path) -> Result<DeStats> {
     let mut combined = real.clone();
     combined.keys.extend(predicted.keys.iter().cloned());
     combined.n_cells.extend(&predicted.n_cells);
@@ -153,10 +158,10 @@ pub fn de_with_predicted(real: &PseudoBulk, predicted: &PseudoBulk, targets: &Id
     let cell_types: std::collections::BTreeSet<&str> = targets.rows.iter().map(|r| r.cell_type.as_str()).collect();
     let mut tables = Vec::new();
     for ct in cell_types {
-        let table = run_limma(&combined, ct, config, Some(targets), real_path)?;
-        tables.push((table, PathBuf::from(format!("limma:{ct}"))));
+        let stats = run_limma_stats(&combined, ct, config, Some(targets), real_path)?;
+        tables.push((stats, PathBuf::from(format!("limma:{ct}"))));
     }
-    crate::baseline::merge_tables(tables)
+    DeStats::merge(tables)
 }
 
 /// The name the real negative-control samples take in [`de_against_predicted_controls`].
@@ -172,6 +177,11 @@ pub fn measured_control_name(negative_control: &str) -> String {
 /// while the residual variance still comes from the real samples (noise-free predictions alone
 /// would make limma certain of every difference).
 pub fn de_against_predicted_controls(real: &PseudoBulk, predicted: &PseudoBulk, targets: &IdMap, config: &LimmaConfig, real_path: &Path) -> Result<DeTable> {
+    de_stats_against_predicted_controls(real, predicted, targets, config, real_path).map(|s| s.table())
+}
+
+/// [`de_against_predicted_controls`] with every statistic limma gives per gene.
+pub fn de_stats_against_predicted_controls(real: &PseudoBulk, predicted: &PseudoBulk, targets: &IdMap, config: &LimmaConfig, real_path: &Path) -> Result<DeStats> {
     let nc = &config.negative_control;
     for ct in targets.rows.iter().map(|r| r.cell_type.as_str()) {
         if !predicted.keys.iter().any(|k| k.cell_type == ct && k.sm_name == *nc) {
@@ -183,7 +193,7 @@ pub fn de_against_predicted_controls(real: &PseudoBulk, predicted: &PseudoBulk, 
     for k in renamed.keys.iter_mut().filter(|k| k.sm_name == *nc) {
         k.sm_name.clone_from(&measured);
     }
-    de_with_predicted(&renamed, predicted, targets, config, real_path)
+    de_stats_with_predicted(&renamed, predicted, targets, config, real_path)
 }
 
 fn write_exchange(pb: &PseudoBulk, dir: &Path) -> Result<()> {

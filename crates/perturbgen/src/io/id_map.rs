@@ -74,3 +74,29 @@ impl IdMap {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn pairs_without_ids_take_their_row_order_and_an_id_map_keeps_its_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairs = IdMap::read_pairs(&write(dir.path(), "p.csv", "sm_name,cell_type\nA,NK cells\nB,B cells\n")).unwrap();
+        let got: Vec<_> = pairs.rows.iter().map(|r| (r.id, r.cell_type.as_str(), r.sm_name.as_str())).collect();
+        assert_eq!(got, [(0, "NK cells", "A"), (1, "B cells", "B")]);
+        let with_ids = IdMap::read_pairs(&write(dir.path(), "i.csv", "id,cell_type,sm_name\n7,NK cells,A\n")).unwrap();
+        assert_eq!(with_ids.rows[0].id, 7);
+        // An id_map proper still needs its ids.
+        let e = IdMap::read(&write(dir.path(), "n.csv", "cell_type,sm_name\nNK cells,A\n")).unwrap_err().to_string();
+        assert!(e.contains("missing required column `id`"), "{e}");
+        let e = IdMap::read_pairs(&write(dir.path(), "e.csv", "cell_type,compound\nNK cells,A\n")).unwrap_err().to_string();
+        assert!(e.contains("`sm_name`") && e.contains("cell_type,sm_name (and optionally id)"), "{e}");
+    }
+}
