@@ -178,3 +178,18 @@ def test_the_predict_target_needs_its_targets(wf):
                           cwd=wf, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "config: predict.targets: no such file `nowhere.csv`" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_the_kaggle_id_map_is_read_and_its_unknown_compounds_named(wf, tmp_path):
+    """The competition's id_map.csv (../shared/kaggle-layout) is a valid targets file; against
+    the demo's model its first row's compound is one the model never saw."""
+    from conftest import LAYOUT_DIR
+    id_map = LAYOUT_DIR / "id_map.csv"
+    if not id_map.is_file():
+        pytest.skip(f"{LAYOUT_DIR} not found (CI provides ../shared beside the repository)")
+    first = pd.read_csv(id_map).iloc[0]
+    proc = subprocess.run([str(c) for c in predict_cmd(wf, id_map, tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {id_map}: row 1, column `sm_name`") and f"`{first.sm_name}`" in line, line
+    assert not (tmp_path / "out").exists()
