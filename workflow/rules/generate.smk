@@ -38,6 +38,9 @@ if MODELS:
             sizes=lambda wildcards: at(f"{GENERATE_DIR}/sizes.csv", owner(wildcards.variant, ["sizes"])),
             pseudobulk=rules.pseudobulk_train.output[0],
             targets=rules.split.output.targets,
+            # The model's cells: generate.source controls starts from the target cell types' controls.
+            cells_counts=rules.filter.output.counts,
+            cells_obs=rules.filter.output.obs,
             script=LIMMA_SCRIPT,
             exe=binary("pgen-generate"),
         output:
@@ -64,8 +67,45 @@ if MODELS:
         shell:
             "{input.exe} --model {params.model_dir} --sizes {input.sizes}"
             " --pseudobulk {input.pseudobulk} --targets {input.targets} --run {wildcards.run}"
+            " --cells-counts {input.cells_counts} --cells-obs {input.cells_obs}"
             " --device {params.device} {params.args} --script {input.script}"
             " --threads {threads} --out {output.prediction} --out-pseudobulk {output.pseudobulk} {params.cells} > {log} 2>&1"
+
+    rule probe:
+        """Does the model carry a compound's effect to a cell type it never saw treated with it?
+        The model's log fold change for each target pair (the cell type's own controls decoded
+        with the target's covariates) against the truth, next to the other cell types' mean."""
+        input:
+            unpack(trained_model),
+            sizes=lambda wildcards: at(f"{GENERATE_DIR}/sizes.csv", owner(wildcards.variant, ["sizes"])),
+            cells_counts=rules.filter.output.counts,
+            cells_obs=rules.filter.output.obs,
+            truth=rules.de_truth_h5ad.output[0],
+            train=rules.de_train_h5ad.output[0],
+            exe=binary("pgen-probe"),
+        output:
+            f"{STAGE['scores']}/probe/{{model}}.csv",
+        params:
+            model_dir=lambda wildcards, input: os.path.dirname(input.model),
+            negative_control=lambda wildcards: shlex.quote(cfg_of(wildcards)["de"]["negative_control"]),
+            seed=lambda wildcards: cfg_of(wildcards)["generate"]["seed"],
+            device=lambda wildcards: cfg_of(wildcards)["train"]["device"],
+        wildcard_constraints:
+            model="|".join(MODELS),
+        threads: rule_threads("generate")
+        resources:
+            **rule_resources("generate", 8000, 60),
+        log:
+            "logs{variant}/probe/{model}.log",
+        benchmark:
+            "benchmarks{variant}/probe/{model}.tsv"
+        conda:
+            "../../envs/perturbgen.yaml"
+        shell:
+            "{input.exe} --model {params.model_dir} --cells-counts {input.cells_counts} --cells-obs {input.cells_obs}"
+            " --sizes {input.sizes} --truth {input.truth} --train {input.train}"
+            " --negative-control {params.negative_control} --seed {params.seed} --device {params.device}"
+            " --threads {threads} --out {output} > {log} 2>&1"
 
     rule generated_route:
         """Route <model>: one generation run (run 0), as the write-up did."""

@@ -21,7 +21,7 @@ def generate_params(wildcards):
     and the `de` section its limma runs with."""
     cfg = cfg_of(wildcards)
     g = cfg["generate"]
-    own = section_params("generate", emit=g["emit"], seed=g["seed"], reference=g["reference"], write_cells=g["write_cells"])
+    own = section_params("generate", emit=g["emit"], seed=g["seed"], reference=g["reference"], source=g["source"], write_cells=g["write_cells"])
     return shlex.join([*shlex.split(own), *section_flags(LIMMA_KEYS, cfg)])
 
 

@@ -22,6 +22,9 @@ if PREDICT_TARGETS is not None:
             counts=rules.split.output.train_counts,
             obs=rules.split.output.train_obs,
             pseudobulk=rules.pseudobulk_train.output[0],
+            # The model's cells: generate.source controls starts from the target cell types' controls.
+            cells_counts=rules.filter.output.counts,
+            cells_obs=rules.filter.output.obs,
             script=LIMMA_SCRIPT,
             exe=binary("pgen-predict"),
         output:
@@ -50,6 +53,7 @@ if PREDICT_TARGETS is not None:
         shell:
             "{input.exe} --model {params.model_dir} --targets {input.targets}"
             " --counts {input.counts} --obs {input.obs} --pseudobulk {input.pseudobulk}"
+            " --cells-counts {input.cells_counts} --cells-obs {input.cells_obs}"
             " --run {wildcards.run} --device {params.device} {params.args} --script {input.script}"
             " --threads {threads} --out {output.prediction} --out-h5ad {output.h5ad} --out-sizes {output.sizes}"
             " --out-pseudobulk {output.pseudobulk} > {log} 2>&1"

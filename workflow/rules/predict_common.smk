@@ -46,7 +46,7 @@ def predict_inputs(wildcards):
 
 def predict_args(wildcards, output):
     """pgen-predict's settings: what the sizes and generate jobs of the main run read."""
-    sections = ["sizes", "generate.emit", "generate.seed", "generate.reference", "generate.write_cells", *LIMMA_KEYS, "filter.drop_compounds"]
+    sections = ["sizes", "generate.emit", "generate.seed", "generate.reference", "generate.source", "generate.write_cells", *LIMMA_KEYS, "filter.drop_compounds"]
     cells = ["--out-cells", output.cells, "--out-cells-obs", output.cells_obs] if "cells" in output.keys() else []
     return shlex.join([*section_flags(sections, config), *cells])
 

@@ -15,7 +15,7 @@ class Route:
 
 
 MODEL_SECTIONS = ("train.common", "train.device", "train.precision", "train.{model}")  # rule train_model
-GENERATE_JOB_SECTIONS = (*MODEL_SECTIONS, "sizes", *LIMMA_KEYS, "generate.emit", "generate.seed", "generate.reference", "generate.write_cells")  # rule generate
+GENERATE_JOB_SECTIONS = (*MODEL_SECTIONS, "sizes", *LIMMA_KEYS, "generate.emit", "generate.seed", "generate.reference", "generate.source", "generate.write_cells")  # rule generate
 BASELINES = ("zero", "global_mean", "mean_cell_type", "mean_compound")  # pgen-baseline's kinds (crate::baseline::BASELINES)
 ROUTE_REGISTRY = {
     **{name: Route(inner=True) for name in BASELINES},  # workflow/rules/score.smk

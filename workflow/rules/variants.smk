@@ -55,11 +55,17 @@ def cfg_of(wildcards):
 
 def owner(variant, sections):
     """The variant whose folder holds a stage depending on the dotted config `sections`: the
-    sweep row's own if the row's values differ from the main config's in one of them, else the
-    main run's ("": the row shares that stage)."""
-    if variant and any(SWEEP_MODULE.lookup(VARIANTS[variant], s) != SWEEP_MODULE.lookup(config, s) for s in sections):
-        return variant
-    return ""
+    main run's ("") when the sweep row's values equal the main config's in all of them, else
+    the first sweep row (in file order, over every sweep) with the same values in all of them —
+    the row itself unless an earlier row already runs that stage with these settings (rows that
+    differ only in later stages share one model, one set of generation runs, …)."""
+    if not variant:
+        return ""
+    values = [SWEEP_MODULE.lookup(VARIANTS[variant], s) for s in sections]
+    for other, cfg in VARIANTS.items():
+        if [SWEEP_MODULE.lookup(cfg, s) for s in sections] == values:
+            return other
+    return variant
 
 
 def route_owner(variant, route):

@@ -126,6 +126,7 @@ mod tests {
             ("train: {models: [gan]}\n", "train.models"),
             ("xgb: {params: {etaa: 1}}\n", "xgb.params.etaa: not an XGBoost 1.6 parameter"),
             ("sizes: {n_trees: 0}\n", "sizes.n_trees: must be at least 1"),
+            ("sizes: {relative_to_controls: sometimes}\n", "sizes.relative_to_controls"),
             ("generate: {n_runs: 0}\n", "generate.n_runs: must be at least 1"),
             ("generate: {emit: noise}\n", "generate.emit"),
             ("de: {design: \"~0+Rpert+nonexistent\"}\n", "de.design: `~0+Rpert+nonexistent`: `nonexistent` is not a sample column"),

@@ -27,6 +27,13 @@ struct Args {
     /// Target pairs (id_map layout).
     #[arg(long)]
     targets: PathBuf,
+    /// The cells the model was trained and validated on (counts, long table), for
+    /// `generate.source: controls`: the target cell types' negative-control cells ...
+    #[arg(long, requires = "cells_obs")]
+    cells_counts: Option<PathBuf>,
+    /// ... and their obs table.
+    #[arg(long, requires = "cells_counts")]
+    cells_obs: Option<PathBuf>,
     /// Replicate run: draws with seed `generate.seed` + run.
     #[arg(long, default_value_t = 0)]
     run: u64,
@@ -77,6 +84,7 @@ fn run(args: Args) -> Result<()> {
         real: &real,
         real_path: &args.pseudobulk,
         targets: &targets,
+        model_cells: args.cells_counts.as_deref().zip(args.cells_obs.as_deref()),
         params: &params,
         limma: &limma,
         run: args.run,

@@ -37,6 +37,14 @@ struct Args {
     counts: PathBuf,
     #[arg(long)]
     obs: PathBuf,
+    /// The cells the model was trained and validated on (the workflow's results/filter/
+    /// counts.parquet + obs.parquet), for `generate.source: controls`: the target cell types'
+    /// negative-control cells ...
+    #[arg(long, requires = "cells_obs")]
+    cells_counts: Option<PathBuf>,
+    /// ... and their obs table.
+    #[arg(long, requires = "cells_counts")]
+    cells_obs: Option<PathBuf>,
     /// The real training pseudo-bulk (results/pseudobulk/train.parquet): the generated samples join it.
     #[arg(long)]
     pseudobulk: PathBuf,
@@ -124,6 +132,7 @@ fn run(args: Args) -> Result<()> {
         real: &real,
         real_path: &args.pseudobulk,
         targets: &targets,
+        model_cells: args.cells_counts.as_deref().zip(args.cells_obs.as_deref()),
         params: &generate_params,
         limma: &limma,
         run: args.run,

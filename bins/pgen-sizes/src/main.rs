@@ -23,8 +23,9 @@ struct Args {
     /// Compounds whose wells are not compound wells (repeat): the negative and positive controls.
     #[arg(long = "exclude-compound")]
     exclude: Vec<String>,
-    /// The negative control: the target cell types' measured wells of it are added to the table
-    /// as observed rows (for `generate.reference: generated`, which generates them too).
+    /// The negative control: every cell type's wells of it are the baselines of
+    /// `sizes.relative_to_controls` (required then), and the target cell types' ones are added
+    /// to the table as observed rows (for `generate.reference: generated`, which generates them too).
     #[arg(long)]
     negative_control: Option<String>,
     /// The predicted target groups (CSV: group metadata, n_cells, scale).

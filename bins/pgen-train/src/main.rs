@@ -72,11 +72,18 @@ fn run(args: Args) -> Result<()> {
     let matmul = model::bf16::resolve_for(plan.precision, &device)?;
     let cells = Cells::read(&args.counts, &args.obs)?;
     let split = model::data::split_validation(cells, &args.validation)?;
-    let covariates = Covariates::fit(&split.train.obs, &config.covariates)?;
+    let covariates = Covariates::fit(&split.train.obs, &config.covariates)?.with_effects(&split.train.obs, &config.effects)?;
     let train_ids = split.train.obs.obs_id.clone();
     let val_ids = split.val.obs.obs_id.clone();
     let genes = split.train.counts.genes.clone();
-    log::info!("{} training and {} validation cells × {} genes; {} covariate columns", train_ids.len(), val_ids.len(), genes.len(), covariates.width());
+    log::info!(
+        "{} training and {} validation cells × {} genes; {} covariate columns, {} additive effect levels",
+        train_ids.len(),
+        val_ids.len(),
+        genes.len(),
+        covariates.width(),
+        covariates.n_effect_levels()
+    );
     let train_data = ModelData::new(split.train, config.scale, &covariates, &args.obs)?;
     let val_data = ModelData::new(split.val, config.scale, &covariates, &args.obs)?;
     let threads = args.common.threads();

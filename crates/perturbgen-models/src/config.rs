@@ -74,6 +74,11 @@ pub struct TrainConfig {
     pub encoder_hidden: Vec<usize>,
     /// Obs columns one-hot encoded into the conditioning vector.
     pub covariates: Vec<String>,
+    /// Obs columns whose levels each add a learned per-gene term to the decoder's output
+    /// logits, shared by every cell type ([`crate::network::Network::decode`]); not in the
+    /// MLP's input. Empty: the write-up's decoder (everything concatenated into the MLP).
+    #[serde(default)]
+    pub effects: Vec<String>,
     pub scale: Scale,
     /// NB mean m = M · link(decoder output).
     pub link: Link,
@@ -114,6 +119,7 @@ impl TrainConfig {
             decoder_hidden: vec![256, 1024],
             encoder_hidden: vec![1024, 256],
             covariates: vec!["cell_type".into(), "plate_name".into(), "well".into()],
+            effects: Vec::new(),
             scale: Scale::Max,
             link: Scale::Max.default_link(),
             dispersion: Dispersion::Exp,
@@ -160,6 +166,10 @@ pub struct ModelParams {
     pub encoder_hidden: Option<Vec<usize>>,
     /// Obs columns one-hot encoded into the conditioning vector [cell_type, plate_name, well].
     pub covariates: Option<Vec<String>>,
+    /// Obs columns whose levels each add a learned per-gene term to the decoder's output
+    /// logits, the same in every cell type (e.g. [sm_name]: a compound's effect carried to a
+    /// cell type never seen treated with it); a column here is not also a covariate [[]].
+    pub effects: Option<Vec<String>>,
     /// M of the NB mean M·link(decoder): the cell's max, sum or mean count [max].
     pub scale: Option<Scale>,
     /// The NB mean's link, m = M·sigmoid(x) or M·softplus(x) [sigmoid with scale max, softplus
@@ -224,7 +234,7 @@ impl ModelParams {
             ($($f:ident),*) => { ModelParams { $($f: self.$f.or_else(|| base.$f.clone())),* } };
         }
         merge!(
-            latent_dim, decoder_hidden, encoder_hidden, covariates, scale, link, dispersion, dispersion_init, batch_size, max_epochs,
+            latent_dim, decoder_hidden, encoder_hidden, covariates, effects, scale, link, dispersion, dispersion_init, batch_size, max_epochs,
             min_epochs, patience, seed, decoder_lr, decoder_betas, latent_lr, latent_betas, mixture_lr, mixture_betas, components,
             softball_radius, softball_sharpness, sd_init, logprec_prior_sd, dirichlet_alpha, mixture_prior_weight, encoder_input,
             kl_warmup, checkpoint_every
@@ -245,6 +255,7 @@ impl ModelParams {
         set!(decoder_hidden = self.decoder_hidden);
         set!(encoder_hidden = self.encoder_hidden);
         set!(covariates = self.covariates);
+        set!(effects = self.effects);
         set!(scale = self.scale);
         c.link = self.link.unwrap_or(c.scale.default_link());
         set!(dispersion = self.dispersion);
@@ -315,6 +326,15 @@ impl ModelParams {
             ensure(COVARIATE_COLUMNS.contains(&name.as_str()), s, "covariates", || {
                 format!("unknown covariate `{name}` (choose from {})", COVARIATE_COLUMNS.join(", "))
             })?;
+        }
+        for (i, name) in c.effects.iter().enumerate() {
+            ensure(COVARIATE_COLUMNS.contains(&name.as_str()), s, "effects", || {
+                format!("unknown obs column `{name}` (choose from {})", COVARIATE_COLUMNS.join(", "))
+            })?;
+            ensure(!c.covariates.contains(name), s, "effects", || {
+                format!("`{name}` is also in covariates: a column enters the decoder either one-hot into its input or as an additive effect")
+            })?;
+            ensure(!c.effects[..i].contains(name), s, "effects", || format!("`{name}` is given twice"))?;
         }
         Ok(c)
     }

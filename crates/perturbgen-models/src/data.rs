@@ -57,63 +57,132 @@ impl Scale {
     }
 }
 
-/// The one-hot encoding of the chosen obs columns, with the levels seen in training.
+/// The one-hot encoding of the chosen obs columns, with the levels seen in training; and the
+/// additive-effect columns (`train.effects`), each level an index into the decoder's per-gene
+/// effect table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Covariates {
     pub columns: Vec<(String, Vec<String>)>,
+    /// Additive-effect columns and their levels (absent in checkpoints written before effects).
+    #[serde(default)]
+    pub effects: Vec<(String, Vec<String>)>,
+}
+
+/// Levels of each column as they occur in `obs`, sorted (so that the encoding does not depend
+/// on the cells' order).
+fn fit_levels(obs: &ObsTable, columns: &[String], key: &str) -> Result<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    for name in columns {
+        let column = obs_column(obs, name).ok_or_else(|| Error::param(key, format!("unknown obs column `{name}` (choose from {})", COVARIATE_COLUMNS.join(", "))))?;
+        let mut used: Vec<bool> = vec![false; column.levels().len()];
+        for &c in column.codes() {
+            used[c as usize] = true;
+        }
+        let mut levels: Vec<String> = column.levels().iter().zip(&used).filter(|(_, &u)| u).map(|(l, _)| l.clone()).collect();
+        levels.sort();
+        out.push((name.clone(), levels));
+    }
+    Ok(out)
+}
+
+/// Per cell, the level of every column as an offset into the columns' concatenated levels. A
+/// level not seen in training is an error naming the cell and column.
+fn encode_levels(columns: &[(String, Vec<String>)], obs: &ObsTable, path: &Path) -> Result<Vec<Vec<u32>>> {
+    let mut per_cell = vec![Vec::with_capacity(columns.len()); obs.len()];
+    let mut offset = 0u32;
+    for (name, levels) in columns {
+        let column = obs_column(obs, name).ok_or_else(|| Error::param("train.covariates", format!("unknown covariate `{name}`")))?;
+        let index: std::collections::HashMap<&str, u32> = levels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
+        let map: Vec<Option<u32>> = column.levels().iter().map(|l| index.get(l.as_str()).copied()).collect();
+        for (i, cell) in per_cell.iter_mut().enumerate() {
+            match map[column.code(i) as usize] {
+                Some(j) => cell.push(offset + j),
+                None => {
+                    return Err(perturbgen::Error::BadValue {
+                        path: path.to_path_buf(),
+                        row: i as u64 + 1,
+                        column: name.clone(),
+                        expected: format!("one of the {} categories the model was trained on", levels.len()),
+                        found: format!("`{}` (cell {})", column.get(i), obs.obs_id[i]),
+                    }
+                    .into())
+                }
+            }
+        }
+        offset += levels.len() as u32;
+    }
+    Ok(per_cell)
 }
 
 impl Covariates {
     /// Levels of each column as they occur in `obs` (sorted, so the encoding does not depend
-    /// on the cells' order).
+    /// on the cells' order); no additive effects ([`Covariates::with_effects`]).
     pub fn fit(obs: &ObsTable, columns: &[String]) -> Result<Self> {
-        let mut out = Vec::new();
-        for name in columns {
-            let column = obs_column(obs, name).ok_or_else(|| {
-                Error::param("train.covariates", format!("unknown covariate `{name}` (choose from {})", COVARIATE_COLUMNS.join(", ")))
-            })?;
-            let mut used: Vec<bool> = vec![false; column.levels().len()];
-            for &c in column.codes() {
-                used[c as usize] = true;
-            }
-            let mut levels: Vec<String> = column.levels().iter().zip(&used).filter(|(_, &u)| u).map(|(l, _)| l.clone()).collect();
-            levels.sort();
-            out.push((name.clone(), levels));
-        }
-        Ok(Self { columns: out })
+        Ok(Self { columns: fit_levels(obs, columns, "train.covariates")?, effects: Vec::new() })
+    }
+
+    /// The same with the additive-effect columns `effects` and their levels in `obs`.
+    pub fn with_effects(self, obs: &ObsTable, effects: &[String]) -> Result<Self> {
+        Ok(Self { effects: fit_levels(obs, effects, "train.effects")?, ..self })
     }
 
     pub fn width(&self) -> usize {
         self.columns.iter().map(|(_, l)| l.len()).sum()
     }
 
+    /// Rows of the decoder's effect table: every effect column's levels.
+    pub fn n_effect_levels(&self) -> usize {
+        self.effects.iter().map(|(_, l)| l.len()).sum()
+    }
+
     /// Per cell, the active column of every covariate (offsets into the one-hot vector).
     /// A category not seen in training is an error naming the cell and column.
     pub fn encode(&self, obs: &ObsTable, path: &Path) -> Result<Vec<Vec<u32>>> {
-        let mut per_cell = vec![Vec::with_capacity(self.columns.len()); obs.len()];
-        let mut offset = 0u32;
-        for (name, levels) in &self.columns {
-            let column = obs_column(obs, name).ok_or_else(|| Error::param("train.covariates", format!("unknown covariate `{name}`")))?;
-            let index: std::collections::HashMap<&str, u32> = levels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
-            let map: Vec<Option<u32>> = column.levels().iter().map(|l| index.get(l.as_str()).copied()).collect();
-            for (i, cell) in per_cell.iter_mut().enumerate() {
-                match map[column.code(i) as usize] {
-                    Some(j) => cell.push(offset + j),
-                    None => {
-                        return Err(perturbgen::Error::BadValue {
-                            path: path.to_path_buf(),
-                            row: i as u64 + 1,
-                            column: name.clone(),
-                            expected: format!("one of the {} categories the model was trained on", levels.len()),
-                            found: format!("`{}` (cell {})", column.get(i), obs.obs_id[i]),
-                        }
-                        .into())
-                    }
-                }
+        encode_levels(&self.columns, obs, path)
+    }
+
+    /// Per cell, the effect-table row of every effect column.
+    pub fn encode_effects(&self, obs: &ObsTable, path: &Path) -> Result<Vec<Vec<u32>>> {
+        encode_levels(&self.effects, obs, path)
+    }
+
+    /// The one-hot vector and effect rows of a group of cells given by its column values
+    /// (`value(name)`), for generation; `Err(column, value)` names a level the model never saw
+    /// (`value` None: the column is missing).
+    pub fn encode_group<'a>(&self, value: impl Fn(&str) -> Option<&'a str>) -> std::result::Result<(Vec<f32>, Vec<u32>), (String, Option<String>, usize)> {
+        let find = |columns: &[(String, Vec<String>)]| -> std::result::Result<Vec<u32>, (String, Option<String>, usize)> {
+            let mut offset = 0u32;
+            let mut out = Vec::with_capacity(columns.len());
+            for (name, levels) in columns {
+                let v = value(name).ok_or_else(|| (name.clone(), None, levels.len()))?;
+                let j = levels.iter().position(|l| l == v).ok_or_else(|| (name.clone(), Some(v.to_string()), levels.len()))?;
+                out.push(offset + j as u32);
+                offset += levels.len() as u32;
             }
-            offset += levels.len() as u32;
+            Ok(out)
+        };
+        let mut onehot = vec![0f32; self.width()];
+        for j in find(&self.columns)? {
+            onehot[j as usize] = 1.0;
         }
-        Ok(per_cell)
+        Ok((onehot, find(&self.effects)?))
+    }
+}
+
+/// What the decoder is conditioned on for a batch of cells: the one-hot covariates [B, C] and,
+/// with additive effects, each cell's effect-table rows [B, E] (u32).
+pub struct Conditioning {
+    pub onehot: Tensor,
+    pub effects: Option<Tensor>,
+}
+
+impl Conditioning {
+    /// `rows` cells, each with its one-hot vector (`onehot`, row-major [rows, width]) and effect
+    /// rows (`effects`, row-major [rows, E]; E = 0 without effects).
+    pub fn from_vecs(onehot: Vec<f32>, width: usize, effects: Vec<u32>, n_effects: usize, rows: usize, device: &Device) -> candle_core::Result<Self> {
+        let onehot = Tensor::from_vec(onehot, (rows, width), device)?;
+        let effects = if n_effects == 0 { None } else { Some(Tensor::from_vec(effects, (rows, n_effects), device)?) };
+        Ok(Self { onehot, effects })
     }
 }
 
@@ -124,13 +193,17 @@ pub struct ModelData {
     pub scale: Vec<f32>,
     pub onehot: Vec<Vec<u32>>,
     pub n_covariates: usize,
+    /// Per cell, its effect-table rows (empty vectors without `train.effects`).
+    pub effects: Vec<Vec<u32>>,
+    pub n_effects: usize,
 }
 
 impl ModelData {
     pub fn new(cells: Cells, scale: Scale, covariates: &Covariates, obs_path: &Path) -> Result<Self> {
         let onehot = covariates.encode(&cells.obs, obs_path)?;
+        let effects = covariates.encode_effects(&cells.obs, obs_path)?;
         let scale = scale.of(&cells);
-        Ok(Self { cells, scale, onehot, n_covariates: covariates.width() })
+        Ok(Self { cells, scale, onehot, n_covariates: covariates.width(), effects, n_effects: covariates.effects.len() })
     }
 
     pub fn len(&self) -> usize {
@@ -170,6 +243,12 @@ impl ModelData {
             }
         }
         Ok(Tensor::from_vec(v, (rows.len(), w), device)?)
+    }
+
+    /// The decoder's conditioning for `rows`: one-hot covariates and effect rows.
+    pub fn conditioning(&self, rows: &[usize], device: &Device) -> Result<Conditioning> {
+        let effects: Vec<u32> = rows.iter().flat_map(|&r| self.effects[r].iter().copied()).collect();
+        Ok(Conditioning { onehot: self.onehot(rows, device)?, effects: (self.n_effects > 0).then(|| Tensor::from_vec(effects, (rows.len(), self.n_effects), device)).transpose()? })
     }
 }
 

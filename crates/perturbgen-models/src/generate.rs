@@ -6,6 +6,7 @@
 //! Deterministic: every group draws from its own seeded stream, so the
 //! result does not depend on the thread count.
 use super::config::ModelKind;
+use super::data::Conditioning;
 use super::loglik::LoadedModel;
 use crate::error::{Error, Result};
 use candle_core::Tensor;
@@ -50,6 +51,12 @@ pub struct GenerateParams {
     /// `generated_controls`, the same generated control wells as the contrasts' reference but
     /// with the real samples kept in the fit, so that the residual variance is the real one.
     pub reference: Reference,
+    /// Where the generated cells' latents come from: `prior`, draws from the model's prior (the
+    /// write-up); `controls`, the target cell type's own negative-control cells (same plate,
+    /// else donor, else all), so that the cells differ from their controls only by the
+    /// covariates they are decoded with (with `reference: generated*` the control wells are
+    /// decoded from the same cells: a paired contrast).
+    pub source: crate::counterfactual::Source,
     /// Also write every run's generated cells (the workflow's
     /// `generate/<model>/run<k>_cells.parquet` + `run<k>_cells_obs.parquet`; `pgen-generate
     /// --out-cells`); needs `emit: sample` (NB means are not counts). Main config only.
@@ -68,7 +75,7 @@ pub enum Reference {
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        Self { emit: Emit::Mean, n_runs: 5, combine: perturbgen::blend::Combine::Mean, seed: 0, reference: Reference::Real, write_cells: false }
+        Self { emit: Emit::Mean, n_runs: 5, combine: perturbgen::blend::Combine::Mean, seed: 0, reference: Reference::Real, source: crate::counterfactual::Source::Prior, write_cells: false }
     }
 }
 
@@ -88,21 +95,13 @@ impl perturbgen::params::ParamGuard for GenerateParams {
 /// Cells decoded per batch.
 const BATCH: usize = 1024;
 
-/// The one-hot covariate vector of a group (a level the model never saw is an error naming the
-/// row of the size table: the model cannot condition on it).
-fn group_onehot(model: &LoadedModel, key: &GroupKey, row: usize, sizes_path: &Path) -> Result<Vec<f32>> {
-    let cov = &model.meta.covariates;
-    let mut v = vec![0f32; cov.width()];
-    let mut offset = 0;
-    for (name, levels) in &cov.columns {
-        let value = key.column(name).ok_or_else(|| Error::invalid(sizes_path, format!("the model conditions on `{name}`, which a size table does not hold")))?;
-        let j = levels.iter().position(|l| l == value).ok_or_else(|| {
-            Error::Core(perturbgen::Error::bad_value(sizes_path, row as u64 + 1, name, format!("one of the {} levels the model was trained on", levels.len()), format!("`{value}`")))
-        })?;
-        v[offset + j] = 1.0;
-        offset += levels.len();
-    }
-    Ok(v)
+/// The decoder's conditioning of a group (one-hot covariates, effect rows); a level the model
+/// never saw is an error naming the row of the size table: the model cannot condition on it.
+fn group_conditioning(model: &LoadedModel, key: &GroupKey, row: usize, sizes_path: &Path) -> Result<(Vec<f32>, Vec<u32>)> {
+    model.meta.covariates.encode_group(|name| key.column(name)).map_err(|(name, value, n_levels)| match value {
+        None => Error::invalid(sizes_path, format!("the model conditions on `{name}`, which a size table does not hold")),
+        Some(value) => Error::Core(perturbgen::Error::bad_value(sizes_path, row as u64 + 1, &name, format!("one of the {n_levels} levels the model was trained on"), format!("`{value}`"))),
+    })
 }
 
 fn group_seed(seed: u64, group: usize) -> u64 {
@@ -114,7 +113,7 @@ fn group_seed(seed: u64, group: usize) -> u64 {
 }
 
 /// Latents for `n` cells from the model's prior.
-fn draw_latents(model: &LoadedModel, n: usize, rng: &mut ChaCha8Rng) -> Result<Vec<f32>> {
+pub fn draw_prior(model: &LoadedModel, n: usize, rng: &mut ChaCha8Rng) -> Result<Vec<f32>> {
     let d = model.meta.config.latent_dim;
     Ok(match model.meta.config.model {
         ModelKind::Dgd => {
@@ -161,7 +160,9 @@ impl CellSink<'_> {
 }
 
 /// Generates every group of `sizes` and returns their pseudo-bulk (size-table order); with a
-/// `sink` (only with `emit: sample`) also every generated cell. `progress` is called once per group.
+/// `sink` (only with `emit: sample`) also every generated cell. The latents are drawn from the
+/// prior, or with `pools` (`generate.source: controls`) taken from each row's pool.
+/// `progress` is called once per group.
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     model: &LoadedModel,
@@ -169,6 +170,7 @@ pub fn generate(
     emit: Emit,
     seed: u64,
     sizes_path: &Path,
+    pools: Option<&crate::counterfactual::LatentPools>,
     mut sink: Option<CellSink<'_>>,
     progress: &(dyn Fn() + Sync),
 ) -> Result<PseudoBulk> {
@@ -183,14 +185,17 @@ pub fn generate(
     let mut pb = PseudoBulk { genes, ..Default::default() };
     for (row, group) in sizes.rows.iter().enumerate() {
         let n = group.n_cells.round().max(1.0) as usize;
-        let c = group_onehot(model, &group.key, row, sizes_path)?;
+        let (onehot, effects) = group_conditioning(model, &group.key, row, sizes_path)?;
         let mut rng = ChaCha8Rng::seed_from_u64(group_seed(seed, row));
-        let z = draw_latents(model, n, &mut rng)?;
+        let z = match pools {
+            Some(pools) => pools.take(row, n),
+            None => draw_prior(model, n, &mut rng)?,
+        };
         let mut sum = vec![0f64; g];
         for start in (0..n).step_by(BATCH) {
             let b = BATCH.min(n - start);
             let zt = Tensor::from_vec(z[start * d..(start + b) * d].to_vec(), (b, d), device)?;
-            let ct = Tensor::from_vec(c.repeat(b), (b, c.len()), device)?;
+            let ct = Conditioning::from_vecs(onehot.repeat(b), onehot.len(), effects.repeat(b), effects.len(), b, device)?;
             let mt = Tensor::from_vec(vec![group.scale as f32; b], b, device)?;
             let means = model.net.nb_means(&zt, &ct, &mt)?.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             match emit {

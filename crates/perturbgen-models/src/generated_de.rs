@@ -2,6 +2,7 @@
 //! into pseudo-bulk samples, and the targets' DE from limma with the chosen reference. What
 //! `pgen-generate` runs for the workflow's targets and `pgen-predict` for new ones (the same
 //! code, so the same bytes).
+use crate::counterfactual::{control_pools, Source};
 use crate::error::{Error, Result};
 use crate::generate::{generate, CellSink, GenerateParams, Reference};
 use crate::loglik::LoadedModel;
@@ -22,6 +23,9 @@ pub struct GenerationRun<'a> {
     pub real: &'a PseudoBulk,
     pub real_path: &'a Path,
     pub targets: &'a IdMap,
+    /// The cells the model was trained and validated on (counts, obs), for `generate.source:
+    /// controls`: the target cell types' negative-control cells.
+    pub model_cells: Option<(&'a Path, &'a Path)>,
     pub params: &'a GenerateParams,
     pub limma: &'a LimmaConfig,
     /// Replicate run: draws with seed `params.seed` + run.
@@ -42,7 +46,7 @@ pub struct GeneratedDe {
 
 impl GenerationRun<'_> {
     pub fn run(self) -> Result<GeneratedDe> {
-        let GenerationRun { model, mut sizes, sizes_path, real, real_path, targets, params, limma, run, keep_cells, threads } = self;
+        let GenerationRun { model, mut sizes, sizes_path, real, real_path, targets, model_cells, params, limma, run, keep_cells, threads } = self;
         if params.reference == Reference::Real {
             // The target cell types' control wells stay real: only the target groups are generated.
             sizes.rows.retain(|r| !r.observed);
@@ -62,8 +66,22 @@ impl GenerationRun<'_> {
         let seed = params.seed.wrapping_add(run);
         let mut cells = Cells { obs: Default::default(), counts: perturbgen::counts::CountMatrix::new(real.genes.clone()) };
         let prefix = format!("generated-run{run}");
+        let pools = match params.source {
+            Source::Prior => None,
+            Source::Controls => {
+                let Some((counts, obs)) = model_cells else {
+                    return Err(Error::param("generate.source", "controls needs the model's cells (--cells-counts, --cells-obs)"));
+                };
+                let cells = Cells::read(counts, obs)?;
+                let pools = perturbgen::threads::with_threads(threads, || control_pools(model, cells, &sizes, &limma.negative_control, seed, (counts, obs, sizes_path)))??;
+                for (row, key) in pools.keys.iter().enumerate().filter(|(row, _)| !sizes.rows[*row].observed) {
+                    log::info!("{} / {}: latents of {} {} control cells ({})", sizes.rows[row].key.cell_type, sizes.rows[row].key.sm_name, pools.latents[row].len() / pools.dim, key.cell_type, key.scope);
+                }
+                Some(pools)
+            }
+        };
         let sink = keep_cells.then(|| CellSink { cells: &mut cells, prefix: &prefix });
-        let generated = perturbgen::threads::with_threads(threads, || generate(model, &sizes, params.emit, seed, sizes_path, sink, &|| bar.inc(1)))??;
+        let generated = perturbgen::threads::with_threads(threads, || generate(model, &sizes, params.emit, seed, sizes_path, pools.as_ref(), sink, &|| bar.inc(1)))??;
         bar.finish_and_clear();
         log::info!("generated {n_cells} cells × {} genes in {:.1} s", real.genes.len(), start.elapsed().as_secs_f64());
         let stats = match params.reference {

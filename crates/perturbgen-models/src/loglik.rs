@@ -20,6 +20,9 @@ use std::sync::Arc;
 pub struct LoadedModel {
     pub net: Network,
     pub meta: checkpoint::CheckpointMeta,
+    /// DGD: the training and validation cells' latents of the saved epoch (`meta.train_ids`
+    /// then `meta.val_ids`, row-major × latent_dim); empty for the VAE.
+    pub cell_latents: Vec<f32>,
 }
 
 impl LoadedModel {
@@ -29,7 +32,17 @@ impl LoadedModel {
         let net = Network::new(meta.config.clone(), meta.covariates.clone(), meta.genes.clone(), device)?;
         let (st_path, _) = checkpoint::paths(dir, "model");
         net.load(&tensors).map_err(|e| Error::invalid(&st_path, e.to_string()))?;
-        Ok(Self { net, meta })
+        let mut cell_latents = Vec::new();
+        if meta.config.model == ModelKind::Dgd {
+            for name in ["latent.train", "latent.val"] {
+                cell_latents.extend(checkpoint::tensor(&tensors, name, &st_path)?.flatten_all()?.to_vec1::<f32>()?);
+            }
+            let want = (meta.train_ids.len() + meta.val_ids.len()) * meta.config.latent_dim;
+            if cell_latents.len() != want {
+                return Err(Error::invalid(&st_path, format!("{} latent values for {} cells × {} dimensions", cell_latents.len(), want / meta.config.latent_dim.max(1), meta.config.latent_dim)));
+            }
+        }
+        Ok(Self { net, meta, cell_latents })
     }
 
     /// Prepares cells for this model: same genes in the same order, known covariate levels.
@@ -58,7 +71,7 @@ impl LoadedModel {
         for rows in all.chunks(cfg.batch_size) {
             let zs: Vec<f32> = rows.iter().flat_map(|&r| z[r * d..(r + 1) * d].iter().copied()).collect();
             let zt = Tensor::from_vec(zs, (rows.len(), d), device)?;
-            let logits = self.net.decode(&zt, &data.onehot(rows, device)?)?;
+            let logits = self.net.decode(&zt, &data.conditioning(rows, device)?)?;
             let nll = self.net.nll(&logits, Arc::new(data.batch(rows)), false)?;
             out.extend(nll.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?.into_iter().map(|v| -v));
         }

@@ -2,7 +2,7 @@
 //! the per-gene dispersions, and either the DGD's mixture prior or the VAE's encoder.
 use super::bf16::MatmulPrecision;
 use super::config::{EncoderInput, ModelKind, TrainConfig};
-use super::data::{Covariates, ModelData};
+use super::data::{Conditioning, Covariates, ModelData};
 use super::gmm::Gmm;
 use super::nb_loss::{nb_nll, Link, SparseBatch};
 use super::nn::Mlp;
@@ -16,6 +16,9 @@ pub struct Network {
     pub genes: Vec<String>,
     /// concat(z, c) → hidden… → G logits.
     pub decoder: Mlp,
+    /// `train.effects`: a per-gene term for every level of every effect column
+    /// [levels, G], added to the decoder's logits (zero at initialisation).
+    pub effect: Option<Var>,
     /// Per-gene dispersion parameter θ (r = exp θ or exp θ + 1).
     pub theta: Var,
     pub gmm: Option<Gmm>,
@@ -33,6 +36,8 @@ impl Network {
         let sizes: Vec<usize> = std::iter::once(d + c).chain(config.decoder_hidden.iter().copied()).chain(std::iter::once(g)).collect();
         let decoder = Mlp::new(&sizes, config.seed, device)?;
         let theta = Var::from_vec(vec![config.dispersion.theta(config.dispersion_init) as f32; g], g, device)?;
+        let n_effect_levels = covariates.n_effect_levels();
+        let effect = if n_effect_levels > 0 { Some(Var::zeros((n_effect_levels, g), candle_core::DType::F32, device)?) } else { None };
         let (gmm, encoder) = match config.model {
             ModelKind::Dgd => (Some(Gmm::new(config.gmm.clone(), d, config.seed.wrapping_add(2), device)?), None),
             ModelKind::Nbvae => {
@@ -40,12 +45,15 @@ impl Network {
                 (None, Some(Mlp::new(&sizes, config.seed.wrapping_add(1), device)?))
             }
         };
-        Ok(Self { config, covariates, genes, decoder, theta, gmm, encoder, device: device.clone(), matmul: MatmulPrecision::F32 })
+        Ok(Self { config, covariates, genes, decoder, effect, theta, gmm, encoder, device: device.clone(), matmul: MatmulPrecision::F32 })
     }
 
     /// Decoder, dispersions and (VAE) encoder: the variables of the main optimiser.
     pub fn network_vars(&self) -> Vec<(String, Var)> {
         let mut vars = self.decoder.vars("decoder");
+        if let Some(effect) = &self.effect {
+            vars.push(("effect".into(), effect.clone()));
+        }
         vars.push(("theta".into(), self.theta.clone()));
         if let Some(enc) = &self.encoder {
             vars.extend(enc.vars("encoder"));
@@ -63,13 +71,26 @@ impl Network {
         v
     }
 
-    pub fn decode(&self, z: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
-        self.decoder.forward_in(&Tensor::cat(&[z, c], 1)?, self.matmul)
+    /// The decoder's logits [B, G]: MLP(concat(z, one-hot covariates)), plus, with
+    /// `train.effects`, each cell's rows of the effect table. The effect of a level is the same
+    /// in every cell type, so a compound's effect learned in some cell types reaches a cell type
+    /// never seen treated with it; in the MLP's input (the write-up) every cell type × well
+    /// combination is free to differ, and an unseen one is extrapolated.
+    pub fn decode(&self, z: &Tensor, c: &Conditioning) -> candle_core::Result<Tensor> {
+        let mut logits = self.decoder.forward_in(&Tensor::cat(&[z, &c.onehot], 1)?, self.matmul)?;
+        if let (Some(effect), Some(ids)) = (&self.effect, &c.effects) {
+            for k in 0..ids.dim(1)? {
+                let rows = effect.as_tensor().index_select(&ids.narrow(1, k, 1)?.squeeze(1)?.contiguous()?, 0)?;
+                let rows = rows.to_dtype(logits.dtype())?;
+                logits = (logits + rows)?;
+            }
+        }
+        Ok(logits)
     }
 
     /// The NB means m = M · link(decoder(concat(z, c))) [B, G], with `scale` the per-cell M
     /// ([B] or [B, 1]) and the link the model was trained with.
-    pub fn nb_means(&self, z: &Tensor, c: &Tensor, scale: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn nb_means(&self, z: &Tensor, c: &Conditioning, scale: &Tensor) -> candle_core::Result<Tensor> {
         let x = self.decode(z, c)?;
         let b = x.dim(0)?;
         let linked = match self.config.link {
@@ -115,7 +136,7 @@ impl Network {
     pub fn dgd_batch(&self, data: &ModelData, rows: &[usize], z: Vec<f32>, mixture_prior_weight: Option<f64>) -> candle_core::Result<DgdBatch> {
         let gmm = self.gmm.as_ref().ok_or_else(|| candle_core::Error::Msg("this model has no mixture prior (VAE)".into()))?;
         let z = Var::from_vec(z, (rows.len(), self.config.latent_dim), &self.device)?;
-        let logits = self.decode(z.as_tensor(), &data.onehot(rows, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?)?;
+        let logits = self.decode(z.as_tensor(), &data.conditioning(rows, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?)?;
         let nll = self.nll(&logits, Arc::new(data.batch(rows)), true)?;
         let (nll_sum, lpz_sum) = (nll.sum_all()?, gmm.log_prob(z.as_tensor())?.sum_all()?);
         let mut loss = (&nll_sum - &lpz_sum)?;

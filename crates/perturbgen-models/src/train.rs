@@ -272,8 +272,8 @@ impl Trainer {
         for (b, rows) in order.chunks(cfg.batch_size).enumerate() {
             let batch = Arc::new(data.batch(rows));
             let x = self.net.encoder_input(&batch)?;
-            let c = data.onehot(rows, &self.net.device)?;
-            let (mu, logvar) = self.net.encode(&x, &c)?;
+            let c = data.conditioning(rows, &self.net.device)?;
+            let (mu, logvar) = self.net.encode(&x, &c.onehot)?;
             let kl = ((mu.sqr()? + logvar.exp()?)? - 1.0)?.sub(&logvar)?.sum(1)?.affine(0.5, 0.0)?;
             let z = match train {
                 Some((_, epoch)) => {

@@ -24,3 +24,54 @@ fn latent_gradient_does_not_depend_on_the_batch_it_is_in() {
         assert!((a[i] - b[i]).abs() <= 1e-5 * a[i].abs().max(1e-3), "latent gradient {i}: full batch {}, batch of 5 {}", a[i], b[i]);
     }
 }
+
+/// `train.effects`: each cell's logits are the MLP's plus its level's row of the effect table
+/// (the same row whatever the cell type), and the table is trained with the decoder.
+#[test]
+fn an_effect_adds_its_row_of_the_table_to_the_logits() {
+    use perturbgen_models::config::ModelParams;
+    let cells = toy_cells();
+    let config = ModelParams {
+        decoder_hidden: Some(vec![16, 32]),
+        latent_dim: Some(3),
+        batch_size: Some(64),
+        covariates: Some(vec!["cell_type".into()]),
+        effects: Some(vec!["plate_name".into()]),
+        ..Default::default()
+    }
+    .check(ModelKind::Dgd)
+    .unwrap();
+    let covariates = Covariates::fit(&cells.obs, &config.covariates).unwrap().with_effects(&cells.obs, &config.effects).unwrap();
+    assert_eq!(covariates.effects, vec![("plate_name".to_string(), vec!["p1".to_string(), "p2".into(), "p3".into()])]);
+    let data = ModelData::new(cells.clone(), config.scale, &covariates, std::path::Path::new("toy")).unwrap();
+    let net = perturbgen_models::network::Network::new(config.clone(), covariates, cells.counts.genes.clone(), &Device::Cpu).unwrap();
+    let rows: Vec<usize> = (0..12).collect();
+    let z = candle_core::Tensor::from_vec((0..12 * 3).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect::<Vec<f32>>(), (12, 3), &Device::Cpu).unwrap();
+    let cond = data.conditioning(&rows, &Device::Cpu).unwrap();
+    let before = net.decode(&z, &cond).unwrap().to_vec2::<f32>().unwrap();
+    // Row p of the table = (p + 1) · (gene index) / 100.
+    let table: Vec<f32> = (0..3).flat_map(|p| (0..30).map(move |g| (p + 1) as f32 * g as f32 / 100.0)).collect();
+    net.effect.as_ref().unwrap().set(&candle_core::Tensor::from_vec(table, (3, 30), &Device::Cpu).unwrap()).unwrap();
+    let after = net.decode(&z, &cond).unwrap().to_vec2::<f32>().unwrap();
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        let plate = i % 3; // toy cell i is on plate p{i % 3 + 1}
+        for g in 0..30 {
+            let want = (plate + 1) as f32 * g as f32 / 100.0;
+            assert!((a[g] - b[g] - want).abs() < 1e-5, "cell {i} gene {g}: added {}, expected {want}", a[g] - b[g]);
+        }
+    }
+    let z = vec![0.05f32; 12 * 3];
+    let batch = net.dgd_batch(&data, &rows, z, None).unwrap();
+    let grad = batch.grads.get(net.effect.as_ref().unwrap().as_tensor()).expect("the effect table gets a gradient");
+    assert!(grad.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+}
+
+/// A column is either in the decoder's input or an additive effect, never both.
+#[test]
+fn an_effect_that_is_also_a_covariate_is_refused() {
+    use perturbgen_models::config::ModelParams;
+    let err = ModelParams { covariates: Some(vec!["cell_type".into(), "sm_name".into()]), effects: Some(vec!["sm_name".into()]), ..Default::default() }.check(ModelKind::Dgd).unwrap_err();
+    assert!(err.to_string().contains("train.effects") && err.to_string().contains("sm_name"), "{err}");
+    let err = ModelParams { effects: Some(vec!["compound".into()]), ..Default::default() }.check(ModelKind::Dgd).unwrap_err();
+    assert!(err.to_string().contains("unknown obs column `compound`"), "{err}");
+}
