@@ -93,7 +93,7 @@ def all_targets():
     """Final outputs: the ingest QC, the training DE table (unless Kaggle's own is used; also as
     .h5ad), each route's submission and its prediction as .h5ad, the scores table, the noise ceiling, the truth as .h5ad and
     the figures per target when the targets have a truth, the models' plots, and each sweep's
-    table and plot."""
+    table and plot, and with predict.targets their predictions."""
     targets = list(INGEST_FILES.values()) + [de_train_path()]
     if not config["de"]["use_existing_de_train"]:
         targets += [f"{STAGE['de']}/de_train.h5ad"]
@@ -118,6 +118,7 @@ def all_targets():
                 targets += [at(f"{GENERATE_DIR}/{model}/run{k}_cells{part}") for part in (".parquet", "_obs.parquet", ".h5ad")]
     for name in SWEEPS:
         targets += [f"results/sweeps/{name}/sweep.csv", f"results/sweeps/{name}/sweep.png"]
+    targets += predict_outputs()  # with predict.targets (workflow/rules/predict.smk)
     return targets
 
 

@@ -6,6 +6,7 @@ use perturbgen::params::external::ExternalParams;
 use perturbgen::params::filter::FilterParams;
 use perturbgen::params::input::InputParams;
 use perturbgen::params::leaderboard::LeaderboardParams;
+use perturbgen::params::predict::PredictParams;
 use perturbgen::params::simulate::SimulateParams;
 use perturbgen::params::split::SplitParams;
 use perturbgen::params::ParamGuard;
@@ -50,6 +51,8 @@ pub struct Sections {
     ceiling: CeilingParams,
     /// Another model's generated cells scored as a route (pgen-external).
     external: ExternalParams,
+    /// Trained models applied to new targets (pgen-predict, the `predict` target).
+    predict: PredictParams,
 }
 
 /// The schema as written to `workflow/schemas/stages.schema.json` (pretty, newline-terminated).
@@ -81,6 +84,7 @@ pub fn check_all(config: &Path) -> anyhow::Result<()> {
     check::<LeaderboardParams>(config)?;
     check::<CeilingParams>(config)?;
     check::<ExternalParams>(config)?;
+    check::<PredictParams>(config)?;
     Ok(())
 }
 
@@ -143,6 +147,8 @@ mod tests {
             ("external: {counts: obsm/x}\n", "external.counts: `obsm/x`: expected X, raw or layers/<name>"),
             ("external: {obs: {batch: plate}}\n", "external.obs.batch: not a pipeline column"),
             ("external: {cell: x.h5ad}\n", "unknown field `cell`"),
+            ("predict: {target: pairs.csv}\n", "unknown field `target`"),
+            ("predict: {model: \"\"}\n", "predict.model: an empty path"),
         ];
         for (i, (text, expected)) in cases.iter().enumerate() {
             let p = dir.path().join(format!("c{i}.yaml"));

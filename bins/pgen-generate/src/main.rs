@@ -9,8 +9,8 @@ use perturbgen::io::h5ad::{ObsColumn, UnsValue};
 use perturbgen::io::id_map::IdMap;
 use perturbgen::io::sizes::SizeTable;
 use perturbgen::pseudobulk::PseudoBulk;
-use perturbgen_models::counterfactual::{control_pools, Source};
-use perturbgen_models::generate::{generate, CellSink, GenerateParams, Reference};
+use perturbgen_models::generate::GenerateParams;
+use perturbgen_models::generated_de::GenerationRun;
 use perturbgen_models::loglik::LoadedModel;
 use std::path::PathBuf;
 
@@ -83,76 +83,46 @@ fn run(args: Args) -> Result<()> {
     let threads = args.common.threads();
     let limma = args.limma.config(&args.params, threads)?;
     let targets = IdMap::read(&args.targets)?;
-    let mut sizes = SizeTable::read(&args.sizes)?;
-    if params.reference == Reference::Real {
-        // The target cell types' control wells stay real: only the target groups are generated.
-        sizes.rows.retain(|r| !r.observed);
-    } else if !sizes.rows.iter().any(|r| r.observed) {
-        anyhow::bail!("{}: generate.reference generated and generated_controls need the target cell types' control wells in the size table (pgen-sizes --negative-control)", args.sizes.display());
-    }
+    let sizes = SizeTable::read(&args.sizes)?;
     let real = PseudoBulk::read(&args.pseudobulk)?;
     let device = perturbgen_models::device(&args.device)?;
     let model = LoadedModel::load(&args.model, &device)?;
-    if real.genes != model.meta.genes {
-        anyhow::bail!("{}: genes differ from the model's ({} vs {})", args.pseudobulk.display(), real.genes.len(), model.meta.genes.len());
+    let mut generated = GenerationRun {
+        model: &model,
+        sizes,
+        sizes_path: &args.sizes,
+        real: &real,
+        real_path: &args.pseudobulk,
+        targets: &targets,
+        model_cells: args.cells_counts.as_deref().zip(args.cells_obs.as_deref()),
+        params: &params,
+        limma: &limma,
+        run: args.run,
+        keep_cells: args.out_cells.is_some() || args.out_cells_h5ad.is_some(),
+        threads,
     }
-    let n_cells: f64 = sizes.rows.iter().map(|r| r.n_cells.round()).sum();
-    log::info!("{:?} model: {} groups, {n_cells} cells, emit {:?}, run {}", model.meta.config.model, sizes.rows.len(), params.emit, args.run);
-    let bar = perturbgen::progress::bar(sizes.rows.len() as u64, "generating");
-    let start = std::time::Instant::now();
-    let seed = params.seed.wrapping_add(args.run);
-    let mut cells = perturbgen::cells::Cells { obs: Default::default(), counts: perturbgen::counts::CountMatrix::new(real.genes.clone()) };
-    let prefix = format!("generated-run{}", args.run);
-    let pools = match params.source {
-        Source::Prior => None,
-        Source::Controls => {
-            let (Some(counts), Some(obs)) = (&args.cells_counts, &args.cells_obs) else {
-                anyhow::bail!("generate.source: controls needs the model's cells (--cells-counts, --cells-obs)");
-            };
-            let model_cells = perturbgen::cells::Cells::read(counts, obs)?;
-            let pools = perturbgen::threads::with_threads(threads, || control_pools(&model, model_cells, &sizes, &limma.negative_control, seed, (counts, obs, &args.sizes)))??;
-            for (row, key) in pools.keys.iter().enumerate().filter(|(row, _)| !sizes.rows[*row].observed) {
-                log::info!("{} / {}: latents of {} {} control cells ({})", sizes.rows[row].key.cell_type, sizes.rows[row].key.sm_name, pools.latents[row].len() / pools.dim, key.cell_type, key.scope);
-            }
-            Some(pools)
-        }
-    };
-    let sink = (args.out_cells.is_some() || args.out_cells_h5ad.is_some()).then(|| CellSink { cells: &mut cells, prefix: &prefix });
-    let generated = perturbgen::threads::with_threads(threads, || generate(&model, &sizes, params.emit, seed, &args.sizes, pools.as_ref(), sink, &|| bar.inc(1)))??;
-    bar.finish_and_clear();
-    log::info!("generated {n_cells} cells × {} genes in {:.1} s", real.genes.len(), start.elapsed().as_secs_f64());
-    let mut stats = match params.reference {
-        Reference::Real => perturbgen::limma::de_with_predicted(&real, &generated, &targets, &limma, &args.pseudobulk)?,
-        // Everything limma sees of a target cell type is generated (the other cell types' real
-        // samples are not used: limma runs per cell type).
-        Reference::Generated => {
-            let none = PseudoBulk { genes: real.genes.clone(), ..Default::default() };
-            perturbgen::limma::de_with_predicted(&none, &generated, &targets, &limma, &args.pseudobulk)?
-        }
-        Reference::GeneratedControls => perturbgen::limma::de_against_predicted_controls(&real, &generated, &targets, &limma, &args.pseudobulk)?,
-    };
-    stats.route = model.meta.config.model.name().to_string();
-    let table = stats.table();
+    .run()?;
+    generated.stats.route = model.meta.config.model.name().to_string();
     let mut out = OutputSet::new();
     if let Some(path) = &args.out_pseudobulk {
-        generated.write(&out.stage(path)?)?;
+        generated.pseudobulk.write(&out.stage(path)?)?;
     }
-    if let (Some(counts), Some(obs)) = (&args.out_cells, &args.out_cells_obs) {
+    if let (Some(counts), Some(obs), Some(cells)) = (&args.out_cells, &args.out_cells_obs, &generated.cells) {
         cells.write(&out.stage(counts)?, &out.stage(obs)?)?;
     }
-    if let Some(path) = &args.out_cells_h5ad {
+    if let (Some(path), Some(cells)) = (&args.out_cells_h5ad, &generated.cells) {
         let run = vec![("run".to_string(), ObsColumn::Int(vec![args.run as i64; cells.len()]))];
         let uns = vec![
-            ("model".to_string(), UnsValue::String(stats.route.clone())),
+            ("model".to_string(), UnsValue::String(generated.stats.route.clone())),
             ("run".to_string(), UnsValue::String(args.run.to_string())),
-            ("seed".to_string(), UnsValue::String(seed.to_string())),
+            ("seed".to_string(), UnsValue::String(params.seed.wrapping_add(args.run).to_string())),
         ];
-        write_cells_h5ad(&cells, run, uns, &out.stage(path)?)?;
+        write_cells_h5ad(cells, run, uns, &out.stage(path)?)?;
     }
     if let Some(path) = &args.out_de_h5ad {
-        stats.write_h5ad(&out.stage(path)?)?;
+        generated.stats.write_h5ad(&out.stage(path)?)?;
     }
-    table.write(&out.stage(&args.out)?)?;
+    generated.stats.table().write(&out.stage(&args.out)?)?;
     out.commit()?;
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod features;
 pub mod forest;
 pub mod sizes;
+pub mod target_sizes;
 pub mod xgb;
 pub mod xgboost;
 

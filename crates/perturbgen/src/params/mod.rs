@@ -31,6 +31,7 @@ pub mod external;
 pub mod filter;
 pub mod input;
 pub mod leaderboard;
+pub mod predict;
 pub mod simulate;
 pub mod split;
 
