@@ -55,8 +55,8 @@ def deep_merge(a, b):
 def wf(tmp_path_factory):
     d = tmp_path_factory.mktemp("predict") / "wf"
     d.mkdir()
-    shutil.copy2(REPO / "Snakefile", d / "Snakefile")
-    shutil.copy2(REPO / "config.yaml", d / "config.yaml")
+    # workflow/Snakefile is found from the folder; the shipped config sits beside the others here.
+    shutil.copy2(REPO / "config" / "config.yaml", d / "config.yaml")
     for sub in ["workflow", "scripts", "envs"]:
         shutil.copytree(REPO / sub, d / sub, ignore=shutil.ignore_patterns("__pycache__"))
     (d / "small.yaml").write_text(SMALL)
