@@ -38,6 +38,8 @@ def test_the_probe_has_a_row_per_target_and_the_other_cell_types_mean_as_numpy_c
                 want = np.corrcoef(other, got_truth)[0, 1]
                 assert abs(getattr(r, column) - want) < 1e-9, (model, r.cell_type, r.sm_name, column, getattr(r, column), want)
             assert r.control_cells > 0
+        png = (res / "scores" / "probe" / f"{model}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000
         for column in ("logfc_model_controls", "logfc_model_prior", "signed_p_model_controls", "signed_p_model_prior"):
             assert rows[column].between(-1, 1).all(), column
             assert abs(mean[column] - rows[column].mean()) < 1e-12

@@ -87,7 +87,8 @@ if MODELS:
             train=rules.de_train_h5ad.output[0],
             exe=binary("pgen-probe"),
         output:
-            f"{STAGE['scores']}/probe/{{model}}.csv",
+            table=f"{STAGE['scores']}/probe/{{model}}.csv",
+            plot=report(f"{STAGE['scores']}/probe/{{model}}.png", category="generation", caption="../report/probe.rst"),
         params:
             model_dir=lambda wildcards, input: os.path.dirname(input.model),
             negative_control=lambda wildcards: shlex.quote(cfg_of(wildcards)["de"]["negative_control"]),
@@ -108,7 +109,7 @@ if MODELS:
             "{input.exe} --model {params.model_dir} --cells-counts {input.cells_counts} --cells-obs {input.cells_obs}"
             " --sizes {input.sizes} --truth {input.truth} --train {input.train}"
             " --negative-control {params.negative_control} --seed {params.seed} --device {params.device}"
-            " --threads {threads} --out {output} > {log} 2>&1"
+            " --threads {threads} --out {output.table} --plot {output.plot} > {log} 2>&1"
 
     rule generated_route:
         """Route <model>: one generation run (run 0), as the write-up did."""

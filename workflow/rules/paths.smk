@@ -109,7 +109,7 @@ def all_targets():
     for model in config["train"]["models"]:
         targets += [at(f"{STAGE['scores']}/loglik/{model}.csv"), at(f"{STAGE['models']}/{model}/latent.png")]
         if has_truth():
-            targets += [at(f"{STAGE['scores']}/replicates/{model}.png"), at(f"{STAGE['scores']}/probe/{model}.csv")]
+            targets += [at(f"{STAGE['scores']}/replicates/{model}.png"), at(f"{STAGE['scores']}/probe/{model}.csv"), at(f"{STAGE['scores']}/probe/{model}.png")]
     if config["train"]["models"]:
         targets += [at(f"{GENERATE_DIR}/sizes.png")]
     if config["train"]["models"] and config["generate"]["write_cells"]:

@@ -10,7 +10,7 @@ use perturbgen::io::de_stats::DeStats;
 use perturbgen::io::sizes::SizeTable;
 use perturbgen_models::counterfactual::control_pools;
 use perturbgen_models::loglik::LoadedModel;
-use perturbgen_models::probe::{probe, PROBE_COLUMNS};
+use perturbgen_models::probe::{plot_probe, probe, PROBE_COLUMNS};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -48,6 +48,9 @@ struct Args {
     /// The probe table (CSV: one row per target pair, then `ALL,MEAN`).
     #[arg(long)]
     out: PathBuf,
+    /// Also draw it (PNG: per pair, the correlations as bars).
+    #[arg(long)]
+    plot: Option<PathBuf>,
     #[command(flatten)]
     common: perturbgen_cli::CommonArgs,
 }
@@ -98,6 +101,9 @@ fn run(args: Args) -> Result<()> {
     text.push('\n');
     let mut out = OutputSet::new();
     std::fs::write(out.stage(&args.out)?, text)?;
+    if let Some(path) = &args.plot {
+        plot_probe(&out.stage(path)?, &rows, &model.meta.config.model.name())?;
+    }
     out.commit()?;
     Ok(())
 }

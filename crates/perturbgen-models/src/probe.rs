@@ -132,3 +132,43 @@ pub fn probe(model: &LoadedModel, sizes: &SizeTable, pools: &LatentPools, truth:
     }
     Ok(out)
 }
+
+/// The probe as a picture: per target pair, three bars per panel — the model's LFC from the
+/// cell type's own controls, from prior draws, and the other cell types' mean — their Pearson
+/// correlation with the truth's logFC (left) and signed −log10 p (right).
+pub fn plot_probe(path: &Path, rows: &[ProbeRow], model: &str) -> Result<()> {
+    use plotters::prelude::*;
+    const KINDS: [(&str, RGBColor); 3] = [("model, own controls", RGBColor(31, 119, 180)), ("model, prior draws", RGBColor(158, 202, 225)), ("other cell types' mean", RGBColor(150, 150, 150))];
+    let height = 160 + 70 * rows.len() as u32;
+    Ok(perturbgen::plot::draw_png(path, (1300, height), |root| {
+        let panels = root.split_evenly((1, 2));
+        type Get = fn(&ProbeRow) -> [f64; 3];
+        let series: [(&str, Get); 2] = [
+            ("against the truth's logFC", |r| [r.logfc_model_controls, r.logfc_model_prior, r.logfc_mean_other]),
+            ("against the truth's signed −log10 p", |r| [r.signed_p_model_controls, r.signed_p_model_prior, r.signed_p_mean_other]),
+        ];
+        let n = rows.len() as f64;
+        for (area, (title, get)) in panels.iter().zip(series) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("{model}: Pearson {title}"), ("sans-serif", 17))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(10)
+                .build_cartesian_2d(-1.0..1.0, -0.5..n - 0.5)
+                .map_err(|e| e.to_string())?;
+            chart.configure_mesh().x_desc("Pearson correlation").disable_y_mesh().y_labels(0).draw().map_err(|e| e.to_string())?;
+            for (k, (label, colour)) in KINDS.iter().enumerate() {
+                let bars = rows.iter().enumerate().map(|(i, r)| {
+                    let y = i as f64 - 0.3 + 0.2 * k as f64;
+                    Rectangle::new([(0.0, y - 0.09), (get(r)[k], y + 0.09)], colour.filled())
+                });
+                chart.draw_series(bars).map_err(|e| e.to_string())?.label(*label).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+            }
+            chart
+                .draw_series(rows.iter().enumerate().map(|(i, r)| Text::new(format!("{} / {}", r.cell_type, r.sm_name), (-0.98, i as f64 + 0.42), ("sans-serif", 14).into_font())))
+                .map_err(|e| e.to_string())?;
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::LowerLeft).draw().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })?)
+}
