@@ -294,6 +294,7 @@ SWEEP_CASES = {
     "duplicate-rows": ("name\txgb.eta\na\t0.1\na\t0.2\n", "rows named ['a'] more than once"),
     "bad-row-name": ("name\txgb.eta\na/b\t0.1\n", "folder name `a/b`"),
     "write-cells-per-row": ("generate.write_cells\ntrue\n", "column `generate.write_cells`: which files a generation job writes"),
+    "inner-holdout-per-row": ("generate.inner_holdout\ntrue\n", "column `generate.inner_holdout`: whether the models are trained for the inner hold-out"),
     "unknown-route-in-blend": ("name\tblend.blends.mine.routes\nb\t[xgb, nope]\n", "blend.blends.mine.routes: ['nope'] are not routes"),
     # Issue 23: rows that cannot name a folder (two sweeps' `..` rows wrote the same one), a
     # column given twice (pandas renamed it `xgb.eta.1`).

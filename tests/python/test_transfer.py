@@ -138,3 +138,65 @@ def test_shipped_generation_beats_the_baselines_and_the_write_ups_on_the_study_p
     sweep = pd.read_csv(d / "results" / "sweeps" / "w" / "sweep.csv").set_index("row")
     probe = pd.read_csv(d / "results" / "scores" / "probe" / "dgd.csv").set_index(["cell_type", "sm_name"])
     assert probe.loc[("ALL", "MEAN"), "logfc_model_controls"] > sweep.loc["writeup", "probe_dgd"] + 0.05, (probe, sweep.probe_dgd)
+
+
+INNER = """\
+simulate: {preset: study, seed: 3}
+cell_types: [CD14+ Monocytes, B cells, CD4 T cells, NK cells, CD8 T cells]
+train:
+  models: [dgd]
+  common: {max_epochs: 3, min_epochs: 1, patience: 1, batch_size: 512, decoder_hidden: [32, 64], checkpoint_every: 1}
+generate: {n_runs: 2, inner_holdout: true}
+forest: {n_trees: 20}
+sizes: {n_trees: 20}
+ceiling: {enabled: false}
+split:
+  mode: holdout
+  holdout: {pairs: ["B cells|Stimulus-1"]}
+filter:
+  drop_compounds: []
+de:
+  design: "~0+Rpert+donor_id"
+"""
+
+
+def test_generative_inner_holdout_trains_without_the_inner_pairs_and_chooses_the_clip_on_them(tmp_path):
+    """generate.inner_holdout: the inner hold-out's pairs (drawn from de_train) are left out of a
+    second model's cells, of the size forests and of limma's real samples; the generative routes
+    get inner runs of those pairs, and each route's clip is the one with the lowest MRRMSE on
+    them (recomputed here with numpy)."""
+    from test_study import workflow_copy
+    from test_de_stage import SNAKEMAKE
+    d = workflow_copy(tmp_path, [])
+    (d / "study.yaml").write_text(INNER)
+    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config" / "config.yaml", d / "study.yaml",
+         "--config", f"bin_dir={REPO / 'target' / 'release'}"], cwd=d)
+    res = d / "results"
+    pairs = pd.read_csv(res / "inner" / "targets.csv")
+    assert len(pairs) >= 1
+    obs = pd.read_parquet(res / "split" / "train_obs.parquet").astype({"cell_type": str, "sm_name": str})
+    in_pairs = obs.set_index(["cell_type", "sm_name"]).index.isin(list(zip(pairs.cell_type, pairs.sm_name)))
+    removed = pd.read_csv(res / "inner" / "filter" / "removed.csv")
+    for p in pairs.itertuples():
+        row = removed[removed.sm_name == f"{p.cell_type}|{p.sm_name}"]
+        assert list(row.reason) == ["inner hold-out pair"]
+        assert int(row.cells.iloc[0]) == int(((obs.cell_type == p.cell_type) & (obs.sm_name == p.sm_name)).sum())
+    import json
+    meta = json.loads((res / "inner" / "models" / "dgd" / "model.json").read_text())
+    trained = set(meta["train_ids"]) | set(meta["val_ids"])
+    assert trained and not trained & set(obs.obs_id[in_pairs].astype(str)), "the inner model saw an inner pair's cells"
+    assert len(trained) == int((~in_pairs).sum())
+    assert "real samples of the target pairs left out of limma's fit" in (d / "logs" / "generate_inner" / "dgd" / "run0.log").read_text()
+    assert "measured groups of the target pairs left out of the size forests" in (d / "logs" / "sizes_inner.log").read_text()
+    truth = pd.read_parquet(res / "inner" / "truth.parquet")
+    genes = [c for c in truth.columns if c not in ("cell_type", "sm_name", "sm_lincs_id", "SMILES", "control")]
+    for route in ("dgd", "dgd_avg"):
+        inner = pd.read_parquet(res / "inner" / "predictions" / f"{route}.parquet")
+        assert list(zip(inner.cell_type.astype(str), inner.sm_name.astype(str))) == list(zip(truth.cell_type.astype(str), truth.sm_name.astype(str)))
+        t, p = truth[genes].to_numpy(float), inner[genes].to_numpy(float)
+        by_clip = {}
+        for clip in (None, 4.0, 2.0):  # config leaderboard.clip
+            q = p if clip is None else np.clip(p, -clip, clip)
+            by_clip[clip] = np.sqrt(((q - t) ** 2).mean(axis=1)).mean()
+        chosen = (res / "scores" / "clip" / f"{route}.txt").read_text().strip()
+        assert by_clip[None if chosen == "none" else float(chosen)] == pytest.approx(min(by_clip.values()), rel=1e-9), (route, chosen, by_clip)

@@ -56,3 +56,16 @@ def replicate_args(wildcards, input, output):
     if "table" not in output.keys():
         return ""
     return shlex.join(["--truth", input.truth, "--out-table", output.table, "--plot", output.plot, "--title", f"{wildcards.model}: replicate generation runs"])
+
+
+def trained_inner_model(wildcards):
+    """generate.inner_holdout: the model trained without the inner pairs' cells, from the run
+    owning the main model (the inner hold-out's pairs are the same in every run)."""
+    d = at(f"{INNER_MODEL_DIR}/{wildcards.model}", model_owner(wildcards.variant, wildcards.model))
+    return {"model": f"{d}/model.safetensors", "meta": f"{d}/model.json"}
+
+
+def inner_generation_runs(wildcards, n):
+    """Runs 0…n-1 of the inner hold-out's generation, from the run owning them."""
+    sections = [s.replace("{model}", wildcards.model) for s in GENERATE_JOB_SECTIONS]
+    return [at(f"{INNER_GENERATE_DIR}/{wildcards.model}/run{k}.parquet", owner(wildcards.variant, sections)) for k in range(n)]

@@ -44,6 +44,8 @@ STAGE = {
 MODEL_DIR = STAGE["models"]
 TARGET_FIGURES = f"{STAGE['scores']}/targets"  # one PNG per target pair (workflow/rules/figures.smk)
 GENERATE_DIR = f"{RUN}/generate"
+INNER_MODEL_DIR = f"{RUN}/inner/models"  # generate.inner_holdout (workflow/rules/generate_inner.smk)
+INNER_GENERATE_DIR = f"{RUN}/inner/generate"
 INNER = "results/inner"  # the inner hold-out's pairs (shared); its predictions per run:
 INNER_PREDICTIONS = f"{RUN}/inner/predictions"
 

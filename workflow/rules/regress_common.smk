@@ -5,9 +5,10 @@ def blend_spec(cfg, name):
     spec = cfg["blend"]["blends"][name]
 
     if spec.get("weights") is None:
-        missing = [r for r in spec["routes"] if r not in INNER_ROUTES]
+        inner = inner_routes(cfg)
+        missing = [r for r in spec["routes"] if r not in inner]
         if missing:
-            raise ValueError(f"blend {name}: weights can only be fitted over {INNER_ROUTES}; give weights for {missing}")
+            raise ValueError(f"blend {name}: weights can only be fitted over {inner}; give weights for {missing}")
     elif len(spec.get("weights")) != len(spec["routes"]):
         raise ValueError(f"blend {name}: {len(spec['weights'])} weights for {len(spec['routes'])} routes")
     return spec

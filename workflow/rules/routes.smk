@@ -25,7 +25,6 @@ ROUTE_REGISTRY = {
     "{model}_avg": Route(sections=[*GENERATE_JOB_SECTIONS, "generate"], values=True),  # generate.smk: the runs combined
     "{external}": Route(sections=JOB_SECTIONS["external"], values=True),  # workflow/rules/external.smk: another model's cells
 }
-INNER_ROUTES = [r for r, spec in ROUTE_REGISTRY.items() if spec.inner and "{" not in r]
 # Names a route cannot take: other outputs of results/predictions, scores/ and submission/.
 RESERVED_NAMES = ("submission", "leaderboard", "scores", "inner", "ceiling")
 # The leaderboard settings a route's clip, score and submission depend on (beside its own).
@@ -38,7 +37,9 @@ def base_routes(cfg):
     for m in cfg["train"]["models"]:
         for name, spec in ROUTE_REGISTRY.items():
             if "{model}" in name:
-                routes[name.replace("{model}", m)] = Route([s.replace("{model}", m) for s in spec.sections], spec.inner, spec.values)
+                # generate.inner_holdout (main config only) gives them inner-hold-out runs.
+                inner = spec.inner or config["generate"]["inner_holdout"]
+                routes[name.replace("{model}", m)] = Route([s.replace("{model}", m) for s in spec.sections], inner, spec.values)
     if cfg["external"]["cells"] is not None:
         external = cfg["external"]["name"]
         if external in routes or external in RESERVED_NAMES:
@@ -64,15 +65,22 @@ def blends_of(cfg):
     return names
 
 
+def inner_routes(cfg):
+    """The base routes of `cfg` with an inner-hold-out run (the generative ones only with
+    generate.inner_holdout)."""
+    return [r for r, spec in base_routes(cfg).items() if spec.inner]
+
+
 def inner_blends_of(cfg):
     """The blends of `cfg` whose routes all have an inner-hold-out run: the blend gets one too
     (its members' inner runs blended with its weights), on which its clip is chosen."""
-    return [b for b in blends_of(cfg) if all(r in INNER_ROUTES for r in cfg["blend"]["blends"][b]["routes"])]
+    inner = inner_routes(cfg)
+    return [b for b in blends_of(cfg) if all(r in inner for r in cfg["blend"]["blends"][b]["routes"])]
 
 
 def has_inner_run(cfg, route):
     """Whether `route` has an inner-hold-out prediction (its clip is chosen on it)."""
-    return route in INNER_ROUTES or route in inner_blends_of(cfg)
+    return route in inner_routes(cfg) or route in inner_blends_of(cfg)
 
 
 def routes_of(cfg):
@@ -103,9 +111,10 @@ def route_error(cfg):
     try:
         for name in blends_of(cfg):
             spec = cfg["blend"]["blends"][name]
-            fitted_over = [r for r in spec["routes"] if r not in INNER_ROUTES]
+            inner = inner_routes(cfg)
+            fitted_over = [r for r in spec["routes"] if r not in inner]
             if spec.get("weights") is None and fitted_over:
-                return f"blend.blends.{name}.weights: null (fitted) works over {INNER_ROUTES} only; give weights for {fitted_over}"
+                return f"blend.blends.{name}.weights: null (fitted) works over {inner} only; give weights for {fitted_over}"
         leaderboard_route(cfg)
     except (WorkflowError, ValueError) as e:
         return str(e).removeprefix("config: ")

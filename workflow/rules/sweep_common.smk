@@ -9,7 +9,7 @@ def sweep_inputs(wildcards):
     for row in SWEEPS[wildcards.sweep]:
         v = sweep_variant(wildcards.sweep, row)
         files[f"scores~{row}"] = at(f"{STAGE['scores']}/scores.csv", v)
-        for route in INNER_ROUTES:
+        for route in inner_routes(VARIANTS[v]):
             if route in ROUTES_OF[v]:
                 files[f"inner~{row}~{route}"] = at(f"{INNER_PREDICTIONS}/{route}.parquet", route_owner(v, route))
         for m in VARIANTS[v]["train"]["models"]:

@@ -33,6 +33,10 @@ struct Args {
     ids: Option<PathBuf>,
     #[arg(long, requires = "ids")]
     out_ids: Option<PathBuf>,
+    /// Also leave out the cells of these (cell type, compound) pairs (an id_map or
+    /// `cell_type,sm_name` CSV): the generative inner hold-out's models must not see its pairs.
+    #[arg(long)]
+    drop_pairs: Option<PathBuf>,
     #[command(flatten)]
     common: perturbgen_cli::CommonArgs,
 }
@@ -48,7 +52,13 @@ fn run(args: Args) -> Result<()> {
         let de = args.params.section::<DeParams>()?;
         let config = FilterConfig::new(filter, de.negative_control);
         let cells = Cells::read(&args.counts, &args.obs)?;
-        let (keep, removed) = filter_cells(&cells.obs, &config)?;
+        let (mut keep, mut removed) = filter_cells(&cells.obs, &config)?;
+        if let Some(path) = &args.drop_pairs {
+            let pairs = perturbgen::io::id_map::IdMap::read_pairs(path)?;
+            let (kept, dropped) = perturbgen::filter::drop_pairs(&cells.obs, keep, &pairs);
+            keep = kept;
+            removed.extend(dropped);
+        }
         for r in &removed {
             log::info!("removed {} ({} cells): {}", r.sm_name, r.cells, r.reason);
         }

@@ -57,6 +57,11 @@ pub struct GenerateParams {
     /// covariates they are decoded with (with `reference: generated*` the control wells are
     /// decoded from the same cells: a paired contrast).
     pub source: crate::counterfactual::Source,
+    /// Also train every model once more without the cells of the inner hold-out's pairs (the
+    /// pairs blends fit their weights on) and generate those pairs, so that the generative
+    /// routes get inner-hold-out runs: their clips, and fitted blends over them, are then chosen
+    /// on measured pairs rather than given. Doubles the training. Main config only.
+    pub inner_holdout: bool,
     /// Also write every run's generated cells (the workflow's
     /// `generate/<model>/run<k>_cells.parquet` + `run<k>_cells_obs.parquet`, and
     /// `run<k>_cells.h5ad` as AnnData; `pgen-generate --out-cells`, `--out-cells-h5ad`); needs
@@ -83,6 +88,7 @@ impl Default for GenerateParams {
             seed: 0,
             reference: Reference::GeneratedControls,
             source: crate::counterfactual::Source::Controls,
+            inner_holdout: false,
             write_cells: false,
         }
     }

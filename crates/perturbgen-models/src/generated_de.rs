@@ -56,6 +56,19 @@ impl GenerationRun<'_> {
                 "generate.reference generated and generated_controls need the target cell types' control wells in the size table (pgen-sizes --negative-control)",
             ));
         }
+        // The target pairs' own samples, where the real pseudo-bulk has them (the generative
+        // inner hold-out's pairs are measured), leave limma's fit: the targets are predicted,
+        // not looked up. (The workflow's targets have none: the split took their cells.)
+        let pairs: std::collections::BTreeSet<(&str, &str)> = targets.rows.iter().map(|r| (r.cell_type.as_str(), r.sm_name.as_str())).collect();
+        let kept: Vec<usize> = (0..real.n_samples()).filter(|&i| !pairs.contains(&(real.keys[i].cell_type.as_str(), real.keys[i].sm_name.as_str()))).collect();
+        let without_targets;
+        let real = if kept.len() < real.n_samples() {
+            log::info!("{} real samples of the target pairs left out of limma's fit", real.n_samples() - kept.len());
+            without_targets = real.take(&kept);
+            &without_targets
+        } else {
+            real
+        };
         if real.genes != model.meta.genes {
             return Err(Error::invalid(real_path, format!("genes differ from the model's ({} vs {})", real.genes.len(), model.meta.genes.len())));
         }

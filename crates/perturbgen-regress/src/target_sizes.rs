@@ -25,7 +25,15 @@ pub struct TargetSizes {
 /// in errors), on `threads` threads, with a progress bar.
 pub fn target_sizes(cells: &Cells, targets: &IdMap, targets_path: &Path, exclude: &[String], negative_control: Option<&str>, config: &SizesConfig, threads: usize) -> Result<TargetSizes> {
     let mode = SizeMode::of(&config.params);
-    let measured = SizeTable::observed(cells, config.params.scale, exclude);
+    let mut measured = SizeTable::observed(cells, config.params.scale, exclude);
+    // The target pairs' own groups, where the cells have them (the generative inner hold-out's
+    // pairs are measured), leave the forests' training: their sizes are predicted, not looked up.
+    let pairs: BTreeSet<(&str, &str)> = targets.rows.iter().map(|r| (r.cell_type.as_str(), r.sm_name.as_str())).collect();
+    let before = measured.rows.len();
+    measured.rows.retain(|r| !pairs.contains(&(r.key.cell_type.as_str(), r.key.sm_name.as_str())));
+    if measured.rows.len() < before {
+        log::info!("{} measured groups of the target pairs left out of the size forests", before - measured.rows.len());
+    }
     let groups = target_groups(&measured, targets, targets_path)?;
     log::info!("{} measured compound wells; {} target groups for {} target pairs", measured.rows.len(), groups.len(), targets.rows.len());
     let every_group = SizeTable::observed(cells, config.params.scale, &[]);

@@ -91,6 +91,30 @@ pub fn filter_cells(obs: &ObsTable, config: &FilterConfig) -> crate::Result<(Vec
 }
 
 /// Writes the removals as CSV (sm_name, reason, cells).
+/// `keep` without the cells of the (cell type, compound) `pairs`, and one [`Removal`] per pair
+/// (compound `cell type|compound`, reason "inner hold-out pair"), in the pairs' order.
+pub fn drop_pairs(obs: &ObsTable, keep: Vec<usize>, pairs: &crate::io::id_map::IdMap) -> (Vec<usize>, Vec<Removal>) {
+    let index: std::collections::HashMap<(&str, &str), usize> = pairs.rows.iter().enumerate().map(|(i, r)| ((r.cell_type.as_str(), r.sm_name.as_str()), i)).collect();
+    let mut dropped = vec![0usize; pairs.rows.len()];
+    let kept = keep
+        .into_iter()
+        .filter(|&i| match index.get(&(obs.cell_type.get(i), obs.sm_name.get(i))) {
+            Some(&p) => {
+                dropped[p] += 1;
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let removals = pairs
+        .rows
+        .iter()
+        .zip(dropped)
+        .map(|(r, cells)| Removal { sm_name: format!("{}|{}", r.cell_type, r.sm_name), reason: "inner hold-out pair".into(), cells })
+        .collect();
+    (kept, removals)
+}
+
 pub fn write_removals(path: &std::path::Path, removed: &[Removal]) -> crate::Result<()> {
     crate::atomic::write_atomic(path, |w| {
         let mut out = csv::Writer::from_writer(w);

@@ -126,6 +126,11 @@ impl PseudoBulk {
     /// The samples of one cell type.
     pub fn cell_type(&self, cell_type: &str) -> PseudoBulk {
         let rows: Vec<usize> = (0..self.n_samples()).filter(|&i| self.keys[i].cell_type == cell_type).collect();
+        self.take(&rows)
+    }
+
+    /// The samples `rows`, in that order.
+    pub fn take(&self, rows: &[usize]) -> PseudoBulk {
         PseudoBulk {
             keys: rows.iter().map(|&i| self.keys[i].clone()).collect(),
             n_cells: rows.iter().map(|&i| self.n_cells[i]).collect(),

@@ -1,0 +1,108 @@
+# Stage: the generative inner hold-out (generate.inner_holdout). Every model is trained once more
+# without the cells of the inner hold-out's pairs (results/inner/targets.csv: measured pairs drawn
+# from de_train, on which blends fit their weights), and those pairs' sizes and cells are predicted
+# and generated like the targets'. The generative routes then have inner-hold-out runs
+# (results{variant}/inner/predictions/<route>.parquet): their clips, and fitted blends over them,
+# are chosen on measured pairs rather than on the targets.
+
+if MODELS and config["generate"]["inner_holdout"]:
+
+    use rule filter as filter_inner with:
+        input:
+            counts=rules.split.output.train_counts,
+            obs=rules.split.output.train_obs,
+            validation=rules.split.output.validation,
+            pairs=rules.inner_split.output.targets,
+            checked=ancient(rules.check_config.output[0]),
+            exe=binary("pgen-filter"),
+        output:
+            counts=f"{INNER}/filter/counts.parquet",
+            obs=f"{INNER}/filter/obs.parquet",
+            removed=f"{INNER}/filter/removed.csv",
+            validation=f"{INNER}/filter/validation_ids.txt",
+        params:
+            args=lambda wildcards, input: job_params("filter") + " --drop-pairs " + shlex.quote(input.pairs),
+        log:
+            "logs/filter_inner.log",
+        benchmark:
+            "benchmarks/filter_inner.tsv"
+
+    use rule train_model as train_model_inner with:
+        input:
+            counts=rules.filter_inner.output.counts,
+            obs=rules.filter_inner.output.obs,
+            validation=rules.filter_inner.output.validation,
+            exe=binary("pgen-train"),
+        output:
+            model=f"{INNER_MODEL_DIR}/{{model}}/model.safetensors",
+            meta=f"{INNER_MODEL_DIR}/{{model}}/model.json",
+            history=f"{INNER_MODEL_DIR}/{{model}}/history.csv",
+            loss=f"{INNER_MODEL_DIR}/{{model}}/loss.png",
+            latent=f"{INNER_MODEL_DIR}/{{model}}/latent.png",
+        params:
+            args=train_params,
+            out_dir=lambda wildcards: at(f"{INNER_MODEL_DIR}/{wildcards.model}", wildcards.variant),
+        log:
+            "logs{variant}/train_inner/{model}.log",
+        benchmark:
+            "benchmarks{variant}/train_inner/{model}.tsv"
+
+    use rule sizes as sizes_inner with:
+        input:
+            counts=rules.split.output.train_counts,
+            obs=rules.split.output.train_obs,
+            targets=rules.inner_split.output.targets,
+            exe=binary("pgen-sizes"),
+        output:
+            table=f"{INNER_GENERATE_DIR}/sizes.csv",
+            plot=f"{INNER_GENERATE_DIR}/sizes.png",
+        log:
+            "logs{variant}/sizes_inner.log",
+        benchmark:
+            "benchmarks{variant}/sizes_inner.tsv"
+
+    use rule generate as generate_inner with:
+        input:
+            unpack(trained_inner_model),
+            sizes=lambda wildcards: at(f"{INNER_GENERATE_DIR}/sizes.csv", owner(wildcards.variant, ["sizes"])),
+            pseudobulk=rules.pseudobulk_train.output[0],
+            targets=rules.inner_split.output.targets,
+            cells_counts=rules.filter_inner.output.counts,
+            cells_obs=rules.filter_inner.output.obs,
+            script=LIMMA_SCRIPT,
+            exe=binary("pgen-generate"),
+        output:
+            prediction=f"{INNER_GENERATE_DIR}/{{model}}/run{{run}}.parquet",
+            pseudobulk=f"{INNER_GENERATE_DIR}/{{model}}/run{{run}}_pseudobulk.parquet",
+            de=temp(f"{INNER_GENERATE_DIR}/{{model}}/run{{run}}_de.h5ad"),
+        params:
+            args=generate_params,
+            cells="",
+            model_dir=lambda wildcards, input: os.path.dirname(input.model),
+            device=lambda wildcards: cfg_of(wildcards)["train"]["device"],
+        log:
+            "logs{variant}/generate_inner/{model}/run{run}.log",
+        benchmark:
+            "benchmarks{variant}/generate_inner/{model}/run{run}.tsv"
+
+    use rule generated_route as generated_route_inner with:
+        input:
+            runs=lambda wildcards: inner_generation_runs(wildcards, 1),
+            exe=binary("pgen-blend"),
+        output:
+            prediction=f"{INNER_PREDICTIONS}/{{model}}.parquet",
+        log:
+            "logs{variant}/generated_route_inner/{model}.log",
+        benchmark:
+            "benchmarks{variant}/generated_route_inner/{model}.tsv"
+
+    use rule generated_route as averaged_route_inner with:
+        input:
+            runs=lambda wildcards: inner_generation_runs(wildcards, cfg_of(wildcards)["generate"]["n_runs"]),
+            exe=binary("pgen-blend"),
+        output:
+            prediction=f"{INNER_PREDICTIONS}/{{model}}_avg.parquet",
+        log:
+            "logs{variant}/averaged_route_inner/{model}.log",
+        benchmark:
+            "benchmarks{variant}/averaged_route_inner/{model}.tsv"
