@@ -21,7 +21,7 @@ if MODELS and config["generate"]["inner_holdout"]:
             removed=f"{INNER}/filter/removed.csv",
             validation=f"{INNER}/filter/validation_ids.txt",
         params:
-            args=lambda wildcards, input: job_params("filter") + " --drop-pairs " + shlex.quote(input.pairs),
+            args=lambda wildcards, input: f"{job_params('filter')} --drop-pairs {shlex.quote(input.pairs)}",
         log:
             "logs/filter_inner.log",
         benchmark:
