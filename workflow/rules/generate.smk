@@ -46,8 +46,9 @@ if MODELS:
         output:
             prediction=f"{GENERATE_DIR}/{{model}}/run{{run}}.parquet",
             pseudobulk=f"{GENERATE_DIR}/{{model}}/run{{run}}_pseudobulk.parquet",
-            # limma's statistics of the run, for its route's .h5ad (workflow/rules/anndata.smk).
-            de=temp(f"{GENERATE_DIR}/{{model}}/run{{run}}_de.h5ad"),
+            # limma's statistics of the run, for its route's .h5ad (workflow/rules/anndata.smk); kept, not
+            # temp(): a route rebuilt later (e.g. generate.combine changed) must not regenerate run 0.
+            de=f"{GENERATE_DIR}/{{model}}/run{{run}}_de.h5ad",
             **generated_cells_outputs(),
         params:
             args=generate_params,

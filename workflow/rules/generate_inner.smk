@@ -74,7 +74,7 @@ if MODELS and config["generate"]["inner_holdout"]:
         output:
             prediction=f"{INNER_GENERATE_DIR}/{{model}}/run{{run}}.parquet",
             pseudobulk=f"{INNER_GENERATE_DIR}/{{model}}/run{{run}}_pseudobulk.parquet",
-            de=temp(f"{INNER_GENERATE_DIR}/{{model}}/run{{run}}_de.h5ad"),
+            de=f"{INNER_GENERATE_DIR}/{{model}}/run{{run}}_de.h5ad",
         params:
             args=generate_params,
             cells="",

@@ -39,7 +39,8 @@ struct Args {
     obs: PathBuf,
     /// The cells the model was trained and validated on (the workflow's results/filter/
     /// counts.parquet + obs.parquet), for `generate.source: controls`: the target cell types'
-    /// negative-control cells ...
+    /// negative-control cells; without them, those of `--counts`/`--obs` (the filter keeps
+    /// every negative-control cell, so the latents are the same) ...
     #[arg(long, requires = "cells_obs")]
     cells_counts: Option<PathBuf>,
     /// ... and their obs table.
@@ -132,7 +133,7 @@ fn run(args: Args) -> Result<()> {
         real: &real,
         real_path: &args.pseudobulk,
         targets: &targets,
-        model_cells: args.cells_counts.as_deref().zip(args.cells_obs.as_deref()),
+        model_cells: Some(args.cells_counts.as_deref().zip(args.cells_obs.as_deref()).unwrap_or((&args.counts, &args.obs))),
         params: &generate_params,
         limma: &limma,
         run: args.run,
