@@ -112,7 +112,7 @@ const BATCH: usize = 1024;
 
 /// The decoder's conditioning of a group (one-hot covariates, effect rows); a level the model
 /// never saw is an error naming the row of the size table: the model cannot condition on it.
-fn group_conditioning(model: &LoadedModel, key: &GroupKey, row: usize, sizes_path: &Path) -> Result<(Vec<f32>, Vec<u32>)> {
+pub(crate) fn group_conditioning(model: &LoadedModel, key: &GroupKey, row: usize, sizes_path: &Path) -> Result<(Vec<f32>, Vec<u32>)> {
     model.meta.covariates.encode_group(|name| key.column(name)).map_err(|(name, value, n_levels)| match value {
         None => Error::invalid(sizes_path, format!("the model conditions on `{name}`, which a size table does not hold")),
         Some(value) => Error::Core(perturbgen::Error::bad_value(sizes_path, row as u64 + 1, &name, format!("one of the {n_levels} levels the model was trained on"), format!("`{value}`"))),

@@ -78,12 +78,7 @@ pub fn probe(model: &LoadedModel, sizes: &SizeTable, pools: &LatentPools, truth:
     if truth.genes != model.meta.genes || train.genes != model.meta.genes {
         return Err(Error::invalid(sizes_path, "the truth's or de_train's genes differ from the model's"));
     }
-    let conditioning = |row: usize| -> Result<(Vec<f32>, Vec<u32>)> {
-        let key = &sizes.rows[row].key;
-        model.meta.covariates.encode_group(|name| key.column(name)).map_err(|(name, value, _)| {
-            Error::invalid(sizes_path, format!("row {}: the model cannot condition on `{name}` = {value:?}", row + 1))
-        })
-    };
+    let conditioning = |row: usize| super::generate::group_conditioning(model, &sizes.rows[row].key, row, sizes_path);
     let (truth_values, train_values) = (truth.table().values, train.table().values);
     let mut pairs: Vec<(String, String)> = sizes.rows.iter().filter(|r| !r.observed).map(|r| (r.key.cell_type.clone(), r.key.sm_name.clone())).collect();
     pairs.sort();
