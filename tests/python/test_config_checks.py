@@ -73,6 +73,7 @@ SCHEMA_CASES = {
     "write-cells-of-nb-means": (["generate={write_cells: true, emit: mean}"], "generate.write_cells", "needs `emit: sample`"),
     "effect-also-a-covariate": (["train={common: {effects: [plate_name]}}"], "train.effects", "`plate_name` is also in covariates"),
     "unknown-generation-source": (["generate={source: posterior}"], "generate.source", "controls"),
+    "auto-without-the-inner-holdout": (["generate={emit: auto, inner_holdout: false}"], "generate.emit", "needs `generate.inner_holdout: true`"),
     "unknown-forest-reference": (["forest={reference: generated}"], "forest.reference", "predicted_controls"),
 }
 

@@ -200,3 +200,39 @@ def test_generative_inner_holdout_trains_without_the_inner_pairs_and_chooses_the
             by_clip[clip] = np.sqrt(((q - t) ** 2).mean(axis=1)).mean()
         chosen = (res / "scores" / "clip" / f"{route}.txt").read_text().strip()
         assert by_clip[None if chosen == "none" else float(chosen)] == pytest.approx(min(by_clip.values()), rel=1e-9), (route, chosen, by_clip)
+
+
+def test_auto_generation_settings_are_the_candidate_best_on_the_inner_holdout(tmp_path):
+    """generate.source and emit `auto`: each of their four combinations generates the inner
+    hold-out's pairs with the model trained without them; the pick is the candidate with the
+    lowest MRRMSE at its best clip (recomputed here with numpy from the candidates' predictions),
+    and the inner and outer generation then run with it: the inner run 0 equals the chosen
+    candidate's prediction (same model, seed and settings), not the others'."""
+    import json
+    from test_study import workflow_copy
+    from test_de_stage import SNAKEMAKE
+    d = workflow_copy(tmp_path, [])
+    (d / "study.yaml").write_text(INNER.replace("generate: {n_runs: 2, inner_holdout: true}", "generate: {n_runs: 1, inner_holdout: true, source: auto, emit: auto}"))
+    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config" / "config.yaml", d / "study.yaml",
+         "--config", f"bin_dir={REPO / 'target' / 'release'}"], cwd=d)
+    res = d / "results"
+    table = pd.read_csv(res / "scores" / "calibration" / "dgd.csv")
+    assert list(table.candidate) == ["prior.generated_controls.mean", "prior.generated_controls.sample",
+                                     "controls.generated_controls.mean", "controls.generated_controls.sample"]
+    truth = pd.read_parquet(res / "inner" / "truth.parquet")
+    genes = [c for c in truth.columns if c not in ("cell_type", "sm_name", "sm_lincs_id", "SMILES", "control")]
+    t = truth[genes].to_numpy(float)
+    best = {}
+    for c in table.candidate:
+        p = pd.read_parquet(res / "inner" / "generate" / "dgd" / "candidates" / c / "run0.parquet")[genes].to_numpy(float)
+        best[c] = min(np.sqrt(((q - t) ** 2).mean(axis=1)).mean() for q in (p, np.clip(p, -4, 4), np.clip(p, -2, 2)))
+    assert table.set_index("candidate").mrrmse.to_dict() == pytest.approx(best, rel=1e-9)
+    chosen = min(best, key=best.get)
+    assert table.set_index("candidate").chosen.to_dict() == {c: c == chosen for c in best}
+    source, reference, emit = chosen.split(".")
+    assert json.loads((res / "inner" / "generate" / "dgd" / "calibration.json").read_text()) == {"source": source, "reference": reference, "emit": emit}
+    inner_run = pd.read_parquet(res / "inner" / "generate" / "dgd" / "run0.parquet")
+    for c in best:
+        candidate = pd.read_parquet(res / "inner" / "generate" / "dgd" / "candidates" / c / "run0.parquet")
+        assert inner_run.equals(candidate) == (c == chosen), c
+    assert f"generate.source, generate.emit: auto → the inner hold-out's pick {chosen}" in (d / "logs" / "generate" / "dgd" / "run0.log").read_text()

@@ -1,6 +1,7 @@
 # The workflow configuration: loaded, validated against the schema and the Rust parameter types
 # (pgen-config check), and which sections each job receives. Included by common.smk.
 import importlib.util
+import itertools
 import json
 import os
 import re

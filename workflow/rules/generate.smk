@@ -35,6 +35,8 @@ if MODELS:
     rule generate:
         input:
             unpack(trained_model),
+            # generate settings set to auto: the inner hold-out's pick (generate_inner.smk).
+            unpack(calibration_input),
             sizes=lambda wildcards: at(f"{GENERATE_DIR}/sizes.csv", owner(wildcards.variant, ["sizes"])),
             pseudobulk=rules.pseudobulk_train.output[0],
             targets=rules.split.output.targets,
@@ -43,6 +45,7 @@ if MODELS:
             cells_obs=rules.filter.output.obs,
             script=LIMMA_SCRIPT,
             exe=binary("pgen-generate"),
+            # generate settings set to auto: the inner hold-out's pick (generate_inner.smk).
         output:
             prediction=f"{GENERATE_DIR}/{{model}}/run{{run}}.parquet",
             pseudobulk=f"{GENERATE_DIR}/{{model}}/run{{run}}_pseudobulk.parquet",
@@ -52,6 +55,7 @@ if MODELS:
             **generated_cells_outputs(),
         params:
             args=generate_params,
+            calibration=calibration_flag,
             cells=generated_cells_args,
             model_dir=lambda wildcards, input: os.path.dirname(input.model),
             device=lambda wildcards: cfg_of(wildcards)["train"]["device"],
@@ -71,7 +75,7 @@ if MODELS:
             "{input.exe} --model {params.model_dir} --sizes {input.sizes}"
             " --pseudobulk {input.pseudobulk} --targets {input.targets} --run {wildcards.run}"
             " --cells-counts {input.cells_counts} --cells-obs {input.cells_obs}"
-            " --device {params.device} {params.args} --script {input.script}"
+            " --device {params.device} {params.args} {params.calibration} --script {input.script}"
             " --threads {threads} --out {output.prediction} --out-pseudobulk {output.pseudobulk}"
             " --out-de-h5ad {output.de} {params.cells} > {log} 2>&1"
 
@@ -81,6 +85,8 @@ if MODELS:
         with the target's covariates) against the truth, next to the other cell types' mean."""
         input:
             unpack(trained_model),
+            # generate settings set to auto: the inner hold-out's pick (generate_inner.smk).
+            unpack(calibration_input),
             sizes=lambda wildcards: at(f"{GENERATE_DIR}/sizes.csv", owner(wildcards.variant, ["sizes"])),
             cells_counts=rules.filter.output.counts,
             cells_obs=rules.filter.output.obs,

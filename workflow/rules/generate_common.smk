@@ -18,11 +18,66 @@ def generation_runs(wildcards, n):
 
 def generate_params(wildcards):
     """pgen-generate's own keys of `generate` (n_runs and combine are the runs' combination's)
-    and the `de` section its limma runs with."""
+    and the `de` section its limma runs with; inner_holdout only where a setting is `auto` (it
+    needs it), so that toggling the inner hold-out reruns no generation of fixed settings."""
     cfg = cfg_of(wildcards)
     g = cfg["generate"]
-    own = section_params("generate", emit=g["emit"], seed=g["seed"], reference=g["reference"], source=g["source"], write_cells=g["write_cells"])
+    auto = {"inner_holdout": True} if auto_settings(cfg) else {}
+    own = section_params("generate", emit=g["emit"], seed=g["seed"], reference=g["reference"], source=g["source"], write_cells=g["write_cells"], **auto)
     return shlex.join([*shlex.split(own), *section_flags(LIMMA_KEYS, cfg)])
+
+
+# generate.source, reference and emit set to `auto` are chosen on the generative inner hold-out:
+# every combination of their values generates the inner pairs (run 0's seed) and pgen-calibrate
+# picks the best by leaderboard.metric, each at its best clip (perturbgen_models::calibration,
+# whose Calibration::candidates lists them in this order).
+CALIBRATION_VALUES = {"source": ("prior", "controls"), "reference": ("real", "generated", "generated_controls"), "emit": ("mean", "sample")}
+# What the pick depends on besides the generation's own settings.
+CALIBRATION_SECTIONS = ("leaderboard.metric", "leaderboard.clip")
+
+
+def auto_settings(cfg):
+    """The generate settings of `cfg` set to `auto`."""
+    return [k for k in CALIBRATION_VALUES if cfg["generate"][k] == "auto"]
+
+
+def calibration_candidates(cfg):
+    """`<source>.<reference>.<emit>` of every candidate: the auto settings' values, the others as set."""
+    g = cfg["generate"]
+    return [".".join(c) for c in itertools.product(*(CALIBRATION_VALUES[k] if g[k] == "auto" else (g[k],) for k in CALIBRATION_VALUES))]
+
+
+def calibration_owner(variant, model):
+    return owner(variant, [*(s.replace("{model}", model) for s in GENERATE_JOB_SECTIONS), *CALIBRATION_SECTIONS])
+
+
+def calibration_input(wildcards):
+    """The inner hold-out's pick for the model, where a generate setting is `auto` (from the run
+    owning it)."""
+    if not auto_settings(cfg_of(wildcards)):
+        return {}
+    v = calibration_owner(wildcards.variant, wildcards.model)
+    return {"calibration": at(f"{INNER_GENERATE_DIR}/{wildcards.model}/calibration.json", v)}
+
+
+def calibration_flag(wildcards, input):
+    return f"--calibration {shlex.quote(input.calibration)}" if "calibration" in input.keys() else ""
+
+
+def candidate_generate_params(wildcards):
+    """generate_params with the candidate's source, reference and emit."""
+    cfg = cfg_of(wildcards)
+    g = cfg["generate"]
+    source, reference, emit = wildcards.candidate.split(".")
+    own = section_params("generate", emit=emit, seed=g["seed"], reference=reference, source=source, write_cells=False)
+    return shlex.join([*shlex.split(own), *section_flags(LIMMA_KEYS, cfg)])
+
+
+def calibration_args(wildcards, input):
+    cfg = cfg_of(wildcards)
+    candidates = [f"--candidate={c}={p}" for c, p in zip(calibration_candidates(cfg), input.candidates)]
+    clips = ",".join("none" if c is None else repr(float(c)) for c in cfg["leaderboard"]["clip"])
+    return shlex.join([*candidates, "--clips", clips, "--metric", cfg["leaderboard"]["metric"]])
 
 
 def generated_cells_outputs():

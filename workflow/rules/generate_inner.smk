@@ -64,6 +64,7 @@ if MODELS and config["generate"]["inner_holdout"]:
     use rule generate as generate_inner with:
         input:
             unpack(trained_inner_model),
+            unpack(calibration_input),
             sizes=lambda wildcards: at(f"{INNER_GENERATE_DIR}/sizes.csv", owner(wildcards.variant, ["sizes"])),
             pseudobulk=rules.pseudobulk_train.output[0],
             targets=rules.inner_split.output.targets,
@@ -77,6 +78,7 @@ if MODELS and config["generate"]["inner_holdout"]:
             de=f"{INNER_GENERATE_DIR}/{{model}}/run{{run}}_de.h5ad",
         params:
             args=generate_params,
+            calibration=calibration_flag,
             cells="",
             model_dir=lambda wildcards, input: os.path.dirname(input.model),
             device=lambda wildcards: cfg_of(wildcards)["train"]["device"],
@@ -106,3 +108,60 @@ if MODELS and config["generate"]["inner_holdout"]:
             "logs{variant}/averaged_route_inner/{model}.log",
         benchmark:
             "benchmarks{variant}/averaged_route_inner/{model}.tsv"
+
+    # generate settings set to auto: each candidate generates the inner pairs once (run 0's
+    # seed), and pgen-calibrate picks the best against their measured DE.
+    use rule generate as generate_candidate_inner with:
+        input:
+            unpack(trained_inner_model),
+            sizes=lambda wildcards: at(f"{INNER_GENERATE_DIR}/sizes.csv", owner(wildcards.variant, ["sizes"])),
+            pseudobulk=rules.pseudobulk_train.output[0],
+            targets=rules.inner_split.output.targets,
+            cells_counts=rules.filter_inner.output.counts,
+            cells_obs=rules.filter_inner.output.obs,
+            script=LIMMA_SCRIPT,
+            exe=binary("pgen-generate"),
+        output:
+            prediction=f"{INNER_GENERATE_DIR}/{{model}}/candidates/{{candidate}}/run{{run}}.parquet",
+            pseudobulk=temp(f"{INNER_GENERATE_DIR}/{{model}}/candidates/{{candidate}}/run{{run}}_pseudobulk.parquet"),
+            de=temp(f"{INNER_GENERATE_DIR}/{{model}}/candidates/{{candidate}}/run{{run}}_de.h5ad"),
+        params:
+            args=candidate_generate_params,
+            calibration="",
+            cells="",
+            model_dir=lambda wildcards, input: os.path.dirname(input.model),
+            device=lambda wildcards: cfg_of(wildcards)["train"]["device"],
+        wildcard_constraints:
+            model="|".join(MODELS),
+            candidate=r"[a-z_]+\.[a-z_]+\.[a-z_]+",
+            run="0",
+        log:
+            "logs{variant}/generate_candidate_inner/{model}/{candidate}/run{run}.log",
+        benchmark:
+            "benchmarks{variant}/generate_candidate_inner/{model}/{candidate}/run{run}.tsv"
+
+    rule calibration:
+        """The generate settings set to auto, chosen on the inner hold-out (pgen-calibrate)."""
+        input:
+            candidates=lambda wildcards: [f"{at(INNER_GENERATE_DIR, wildcards.variant)}/{wildcards.model}/candidates/{c}/run0.parquet" for c in calibration_candidates(cfg_of(wildcards))],
+            truth=f"{INNER}/truth.parquet",
+            exe=binary("pgen-calibrate"),
+        output:
+            pick=f"{INNER_GENERATE_DIR}/{{model}}/calibration.json",
+            table=f"{STAGE['scores']}/calibration/{{model}}.csv",
+        params:
+            args=calibration_args,
+        wildcard_constraints:
+            model="|".join(MODELS),
+        threads: 1
+        resources:
+            **rule_resources("score"),
+        log:
+            "logs{variant}/calibration/{model}.log",
+        benchmark:
+            "benchmarks{variant}/calibration/{model}.tsv"
+        conda:
+            "../../envs/perturbgen.yaml"
+        shell:
+            "{input.exe} {params.args} --truth {input.truth}"
+            " --out {output.pick} --out-table {output.table} > {log} 2>&1"

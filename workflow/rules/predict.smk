@@ -27,6 +27,8 @@ if PREDICT_TARGETS is not None:
             cells_obs=rules.filter.output.obs,
             script=LIMMA_SCRIPT,
             exe=binary("pgen-predict"),
+            # generate settings set to auto: the inner hold-out's pick for the workflow's model.
+            **predict_calibration_input(),
         output:
             prediction=f"{PREDICT_DIR}/{{targets}}/{{model}}/run{{run}}.parquet",
             h5ad=f"{PREDICT_DIR}/{{targets}}/{{model}}/run{{run}}.h5ad",
@@ -35,6 +37,7 @@ if PREDICT_TARGETS is not None:
             **({"cells": f"{PREDICT_DIR}/{{targets}}/{{model}}/run{{run}}_cells.parquet", "cells_obs": f"{PREDICT_DIR}/{{targets}}/{{model}}/run{{run}}_cells_obs.parquet"} if config["generate"]["write_cells"] else {}),
         params:
             args=predict_args,
+            calibration=calibration_flag,
             model_dir=lambda wildcards, input: os.path.dirname(input.model),
             device=config["train"]["device"],
         wildcard_constraints:
@@ -54,7 +57,7 @@ if PREDICT_TARGETS is not None:
             "{input.exe} --model {params.model_dir} --targets {input.targets}"
             " --counts {input.counts} --obs {input.obs} --pseudobulk {input.pseudobulk}"
             " --cells-counts {input.cells_counts} --cells-obs {input.cells_obs}"
-            " --run {wildcards.run} --device {params.device} {params.args} --script {input.script}"
+            " --run {wildcards.run} --device {params.device} {params.args} {params.calibration} --script {input.script}"
             " --threads {threads} --out {output.prediction} --out-h5ad {output.h5ad} --out-sizes {output.sizes}"
             " --out-pseudobulk {output.pseudobulk} > {log} 2>&1"
 

@@ -44,9 +44,20 @@ def predict_inputs(wildcards):
     return predict_outputs()
 
 
+def predict_calibration_input():
+    """With generate settings set to `auto`, the main run's inner-hold-out pick for each of the
+    workflow's own models (a model given as predict.model has none: pgen-predict then says the
+    setting needs one)."""
+    if not auto_settings(config) or config["predict"]["model"] is not None:
+        return {}
+    return {"calibration": at(f"{INNER_GENERATE_DIR}/{{model}}/calibration.json")}
+
+
 def predict_args(wildcards, output):
     """pgen-predict's settings: what the sizes and generate jobs of the main run read."""
     sections = ["sizes", "generate.emit", "generate.seed", "generate.reference", "generate.source", "generate.write_cells", *LIMMA_KEYS, "filter.drop_compounds"]
+    if auto_settings(config):
+        sections.append("generate.inner_holdout")
     cells = ["--out-cells", output.cells, "--out-cells-obs", output.cells_obs] if "cells" in output.keys() else []
     return shlex.join([*section_flags(sections, config), *cells])
 

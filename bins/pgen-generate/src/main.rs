@@ -9,6 +9,7 @@ use perturbgen::io::h5ad::{ObsColumn, UnsValue};
 use perturbgen::io::id_map::IdMap;
 use perturbgen::io::sizes::SizeTable;
 use perturbgen::pseudobulk::PseudoBulk;
+use perturbgen_models::calibration::Calibration;
 use perturbgen_models::generate::GenerateParams;
 use perturbgen_models::generated_de::GenerationRun;
 use perturbgen_models::loglik::LoadedModel;
@@ -36,6 +37,10 @@ struct Args {
     /// ... and their obs table.
     #[arg(long, requires = "cells_counts")]
     cells_obs: Option<PathBuf>,
+    /// The generative inner hold-out's pick of the settings set to `auto` (pgen-calibrate --out;
+    /// the workflow's results/inner/generate/<model>/calibration.json). Needed where one is.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
     /// Replicate run: draws with seed `generate.seed` + run.
     #[arg(long, default_value_t = 0)]
     run: u64,
@@ -79,7 +84,10 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    let params = args.params.checked::<GenerateParams>()?;
+    let mut params = args.params.checked::<GenerateParams>()?;
+    if let Some(path) = &args.calibration {
+        params = Calibration::read(path)?.apply(&params);
+    }
     let threads = args.common.threads();
     let limma = args.limma.config(&args.params, threads)?;
     let targets = IdMap::read(&args.targets)?;

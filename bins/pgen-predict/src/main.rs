@@ -13,6 +13,7 @@ use perturbgen::params::de::DeParams;
 use perturbgen::params::filter::FilterParams;
 use perturbgen::params::predict::PredictParams;
 use perturbgen::pseudobulk::PseudoBulk;
+use perturbgen_models::calibration::Calibration;
 use perturbgen_models::generate::GenerateParams;
 use perturbgen_models::generated_de::GenerationRun;
 use perturbgen_models::loglik::LoadedModel;
@@ -49,6 +50,10 @@ struct Args {
     /// The real training pseudo-bulk (results/pseudobulk/train.parquet): the generated samples join it.
     #[arg(long)]
     pseudobulk: PathBuf,
+    /// The generative inner hold-out's pick of the settings set to `auto` (pgen-calibrate --out;
+    /// the workflow's results/inner/generate/<model>/calibration.json). Needed where one is.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
     /// Replicate run: draws with seed `generate.seed` + run.
     #[arg(long, default_value_t = 0)]
     run: u64,
@@ -97,7 +102,10 @@ fn run(args: Args) -> Result<()> {
     let model_dir = args.model.or(predict.model).ok_or_else(|| anyhow::anyhow!("no model: give --model or predict.model"))?;
     let targets_path = args.targets.or(predict.targets).ok_or_else(|| anyhow::anyhow!("no targets: give --targets or predict.targets"))?;
     let sizes_config = args.params.section::<SizesParams>()?;
-    let generate_params = args.params.section::<GenerateParams>()?;
+    let mut generate_params = args.params.section::<GenerateParams>()?;
+    if let Some(path) = &args.calibration {
+        generate_params = Calibration::read(path)?.apply(&generate_params);
+    }
     let threads = args.common.threads();
     let limma = args.limma.config(&args.params, threads)?;
     // The wells that are not compound wells, as the workflow's sizes job has them: the negative

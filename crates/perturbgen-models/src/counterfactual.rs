@@ -29,6 +29,8 @@ pub enum Source {
     /// group's covariates.
     #[default]
     Controls,
+    /// Chosen on the generative inner hold-out, as [`crate::generate::Emit::Auto`].
+    Auto,
 }
 
 /// The control cells a group's latents are taken from: its cell type's negative-control cells

@@ -29,6 +29,9 @@ pub enum Emit {
     /// An NB(m, r) draw per gene (Gamma–Poisson), with the model's per-gene dispersion r.
     #[default]
     Sample,
+    /// Chosen on the generative inner hold-out (needs `inner_holdout: true`): each value is
+    /// tried there and the best by `leaderboard.metric` is used (`pgen-calibrate`).
+    Auto,
 }
 
 /// The generation route (config section `generate`; `pgen-generate`, and the workflow's runs).
@@ -77,6 +80,8 @@ pub enum Reference {
     Generated,
     #[default]
     GeneratedControls,
+    /// Chosen on the generative inner hold-out, as [`Emit::Auto`].
+    Auto,
 }
 
 impl Default for GenerateParams {
@@ -103,7 +108,41 @@ impl perturbgen::params::ParamGuard for GenerateParams {
         perturbgen::params::ensure(!self.write_cells || self.emit == Emit::Sample, Self::SECTION, "write_cells", || {
             "needs `emit: sample`: generated NB means are not counts".into()
         })?;
+        for key in self.auto_keys() {
+            perturbgen::params::ensure(self.inner_holdout, Self::SECTION, key, || {
+                "auto is chosen on the generative inner hold-out: needs `generate.inner_holdout: true`".into()
+            })?;
+        }
         Ok(self)
+    }
+}
+
+impl GenerateParams {
+    /// The settings set to `auto` (chosen on the generative inner hold-out), by key.
+    pub fn auto_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.source == crate::counterfactual::Source::Auto {
+            keys.push("source");
+        }
+        if self.reference == Reference::Auto {
+            keys.push("reference");
+        }
+        if self.emit == Emit::Auto {
+            keys.push("emit");
+        }
+        keys
+    }
+
+    /// Errors naming the first setting still `auto`: generation needs the inner hold-out's pick
+    /// (`--calibration`, [`crate::calibration::Calibration::apply`]).
+    pub fn ensure_resolved(&self) -> Result<()> {
+        match self.auto_keys().first() {
+            None => Ok(()),
+            Some(key) => Err(Error::Core(perturbgen::Error::param(
+                &format!("generate.{key}"),
+                "auto is chosen on the generative inner hold-out: pass its pick (--calibration, the workflow's results/inner/generate/<model>/calibration.json)",
+            ))),
+        }
     }
 }
 
@@ -189,6 +228,9 @@ pub fn generate(
     mut sink: Option<CellSink<'_>>,
     progress: &(dyn Fn() + Sync),
 ) -> Result<PseudoBulk> {
+    if emit == Emit::Auto {
+        return Err(Error::Core(perturbgen::Error::param("generate.emit", "auto is chosen on the generative inner hold-out: pass its pick (--calibration)")));
+    }
     if sink.is_some() && emit != Emit::Sample {
         return Err(Error::Core(perturbgen::Error::param("generate.emit", "generated NB means are not counts: writing the generated cells needs `emit: sample`")));
     }
@@ -219,8 +261,8 @@ pub fn generate(
                         sum.iter_mut().zip(cell).for_each(|(s, &m)| *s += m as f64);
                     }
                 }
-                Emit::Sample => {
-                    // One stream per (group, cell): the draws do not depend on the thread count.
+                Emit::Sample | Emit::Auto => {
+                    // (Auto was refused above.) One stream per (group, cell): the draws do not depend on the thread count.
                     let base = rand::RngCore::next_u64(&mut rng);
                     let cells: Vec<Vec<f64>> = means
                         .par_chunks(g)

@@ -47,6 +47,7 @@ pub struct GeneratedDe {
 impl GenerationRun<'_> {
     pub fn run(self) -> Result<GeneratedDe> {
         let GenerationRun { model, mut sizes, sizes_path, real, real_path, targets, model_cells, params, limma, run, keep_cells, threads } = self;
+        params.ensure_resolved()?;
         if params.reference == Reference::Real {
             // The target cell types' control wells stay real: only the target groups are generated.
             sizes.rows.retain(|r| !r.observed);
@@ -80,7 +81,7 @@ impl GenerationRun<'_> {
         let mut cells = Cells { obs: Default::default(), counts: perturbgen::counts::CountMatrix::new(real.genes.clone()) };
         let prefix = format!("generated-run{run}");
         let pools = match params.source {
-            Source::Prior => None,
+            Source::Prior | Source::Auto => None, // (auto refused above)
             Source::Controls => {
                 let Some((counts, obs)) = model_cells else {
                     return Err(Error::param("generate.source", "controls needs the model's cells (--cells-counts, --cells-obs)"));
@@ -105,7 +106,7 @@ impl GenerationRun<'_> {
                 let none = PseudoBulk { genes: real.genes.clone(), ..Default::default() };
                 perturbgen::limma::de_with_predicted(&none, &generated, targets, limma, real_path)?
             }
-            Reference::GeneratedControls => perturbgen::limma::de_against_predicted_controls(real, &generated, targets, limma, real_path)?,
+            Reference::GeneratedControls | Reference::Auto => perturbgen::limma::de_against_predicted_controls(real, &generated, targets, limma, real_path)?, // (auto refused above)
         };
         Ok(GeneratedDe { stats, pseudobulk: generated, cells: keep_cells.then_some(cells) })
     }

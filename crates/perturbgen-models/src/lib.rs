@@ -2,6 +2,7 @@
 //! NB-VAE in candle, trained on counts with a negative-binomial likelihood.
 pub mod adam;
 pub mod bf16;
+pub mod calibration;
 pub mod error;
 mod fast_math;
 pub mod checkpoint;
