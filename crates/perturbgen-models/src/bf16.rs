@@ -221,10 +221,18 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[u16], a_trans: bool, b: &[u16], b
 }
 
 /// y = x·W + b as one op whose products take bf16 inputs (see the module doc).
-#[derive(Default)]
 struct LinearBf16 {
     /// x and W in bf16 from the forward pass, for the backward one.
     saved: Mutex<Option<(Vec<u16>, Vec<u16>)>>,
+    /// Whether the backward pass computes dL/dx: not for data no gradient flows to (the
+    /// NB-VAE encoder's counts), where dY·Wᵀ would be a third product of the layer's size.
+    input_grad: bool,
+}
+
+impl LinearBf16 {
+    fn new(input_grad: bool) -> Self {
+        Self { saved: Mutex::new(None), input_grad }
+    }
 }
 
 impl CustomOp3 for LinearBf16 {
@@ -257,17 +265,26 @@ impl CustomOp3 for LinearBf16 {
             None => (tensor_bf16(x, "x")?, tensor_bf16(w, "weight")?), // a second backward pass
         };
         let (dyb, db) = with_cpu_f32(dy, "output gradient", |dy| to_bf16_with_column_sums(dy, n))?;
-        let dx = gemm(m, n, k, &dyb, false, &wb, true, None)?; // dY[m,n] · Wᵀ (W stored [k,n])
-        let dw = gemm(k, m, n, &xb, true, &dyb, false, None)?; // Xᵀ (x stored [m,k]) · dY[m,n]
         let device = x.device();
+        let dx = match self.input_grad {
+            true => Some(Tensor::from_vec(gemm(m, n, k, &dyb, false, &wb, true, None)?, (m, k), device)?), // dY[m,n] · Wᵀ (W stored [k,n])
+            false => None,
+        };
+        let dw = gemm(k, m, n, &xb, true, &dyb, false, None)?; // Xᵀ (x stored [m,k]) · dY[m,n]
         let db = Tensor::from_vec(db, n, device)?;
-        Ok((Some(Tensor::from_vec(dx, (m, k), device)?), Some(Tensor::from_vec(dw, (k, n), device)?), Some(db)))
+        Ok((dx, Some(Tensor::from_vec(dw, (k, n), device)?), Some(db)))
     }
 }
 
 /// y = x·W + b (x [B, in], W [in, out], b [out], f32) with the products in bf16 / f32 accumulate.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearBf16::default())
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearBf16::new(true))
+}
+
+/// [`linear`] for an input no gradient flows to (data): the backward pass computes the weight
+/// and bias gradients only (two products instead of three).
+pub fn linear_of_data(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearBf16::new(false))
 }
 
 /// y = x·W + b through candle's own BF16 tensors: the inputs cast to bf16, candle's matmul (on

@@ -123,7 +123,8 @@ impl Network {
     /// VAE encoder: (μ, log σ²), each [B, D]; `x` from [`Network::encoder_input`].
     pub fn encode(&self, x: &Tensor, c: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let enc = self.encoder.as_ref().ok_or_else(|| candle_core::Error::Msg("this model has no encoder (DGD)".into()))?;
-        let h = enc.forward(&Tensor::cat(&[x, c], 1)?)?;
+        // The counts are data: no gradient to them (two products per layer instead of three).
+        let h = enc.forward_of_data(&Tensor::cat(&[x, c], 1)?, self.matmul)?;
         let d = self.config.latent_dim;
         Ok((h.narrow(D::Minus1, 0, d)?, h.narrow(D::Minus1, d, d)?))
     }

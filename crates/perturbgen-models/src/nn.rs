@@ -25,6 +25,19 @@ impl Linear {
         x.matmul(self.weight.as_tensor())?.broadcast_add(self.bias.as_tensor())
     }
 
+    /// [`Linear::forward_in`] for an input no gradient flows to (data, e.g. the NB-VAE
+    /// encoder's counts): the backward pass computes dW and db only. candle's matmul backward
+    /// always computes dX too, which for the encoder's [B, G] input is a third product of the
+    /// layer's full size (G × 1,024 per cell), hence our own op.
+    pub fn forward_of_data(&self, x: &Tensor, precision: MatmulPrecision) -> candle_core::Result<Tensor> {
+        match precision {
+            MatmulPrecision::Bf16 if x.device().is_cpu() => crate::bf16::linear_of_data(x, self.weight.as_tensor(), self.bias.as_tensor()),
+            MatmulPrecision::Bf16 => crate::bf16::linear_via_tensors(x, self.weight.as_tensor(), self.bias.as_tensor()),
+            MatmulPrecision::F32 if x.device().is_cpu() => x.contiguous()?.apply_op3(&self.weight.as_tensor().contiguous()?, &self.bias.as_tensor().contiguous()?, LinearF32OfData),
+            MatmulPrecision::F32 => self.forward(x),
+        }
+    }
+
     /// [`Linear::forward`] with the products in `precision` (f32: the same ops as `forward`).
     pub fn forward_in(&self, x: &Tensor, precision: MatmulPrecision) -> candle_core::Result<Tensor> {
         match precision {
@@ -64,6 +77,19 @@ impl Mlp {
         Ok(h)
     }
 
+    /// [`Mlp::forward_in`] of data (no gradient to its input: [`Linear::forward_of_data`] for
+    /// the first layer).
+    pub fn forward_of_data(&self, x: &Tensor, precision: MatmulPrecision) -> candle_core::Result<Tensor> {
+        let mut h = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = if i == 0 { layer.forward_of_data(&h, precision)? } else { layer.forward_in(&h, precision)? };
+            if i + 1 < self.layers.len() {
+                h = h.relu()?;
+            }
+        }
+        Ok(h)
+    }
+
     /// Named variables (`<prefix>.<layer>.weight|bias`), for optimisers and checkpoints.
     pub fn vars(&self, prefix: &str) -> Vec<(String, Var)> {
         self.layers
@@ -71,5 +97,40 @@ impl Mlp {
             .enumerate()
             .flat_map(|(i, l)| [(format!("{prefix}.{i}.weight"), l.weight.clone()), (format!("{prefix}.{i}.bias"), l.bias.clone())])
             .collect()
+    }
+}
+
+/// y = x·W + b in f32 for data x: candle's own products, without dX in the backward pass.
+struct LinearF32OfData;
+
+impl candle_core::CustomOp3 for LinearF32OfData {
+    fn name(&self) -> &'static str {
+        "linear_f32_of_data"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+        s3: &candle_core::CpuStorage,
+        l3: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let view = |s: &candle_core::CpuStorage, l: &candle_core::Layout| -> candle_core::Result<Tensor> {
+            match (s, l.contiguous_offsets()) {
+                (candle_core::CpuStorage::F32(v), Some((a, b))) => Tensor::from_slice(&v[a..b], l.shape(), &Device::Cpu),
+                _ => candle_core::bail!("linear_f32_of_data: inputs must be contiguous f32"),
+            }
+        };
+        let y = view(s1, l1)?.matmul(&view(s2, l2)?)?.broadcast_add(&view(s3, l3)?)?;
+        let shape = y.shape().clone();
+        Ok((candle_core::CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))
+    }
+
+    fn bwd(&self, x: &Tensor, _w: &Tensor, _b: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dw = x.t()?.matmul(dy)?;
+        let db = dy.sum(0)?;
+        Ok((None, Some(dw), Some(db)))
     }
 }

@@ -237,3 +237,59 @@ fn bf16_conversion_with_column_sums_matches_f64_sums() {
         assert!((sums[j] as f64 - want).abs() < 1e-5, "column {j}: {} vs {want}", sums[j]);
     }
 }
+
+/// y = x·W + b and its loss' gradients in f64, by hand: the reference for the data-input ops.
+fn linear_f64_reference(x: &[f32], w: &[f32], b: &[f32], t: &[f32], m: usize, k: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+    // loss = Σ (y − t)²: dy = 2 (y − t); dW = xᵀ dy; db = Σ_rows dy.
+    let mut dy = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let y: f64 = (0..k).map(|l| x[i * k + l] as f64 * w[l * n + j] as f64).sum::<f64>() + b[j] as f64;
+            dy[i * n + j] = 2.0 * (y - t[i * n + j] as f64);
+        }
+    }
+    let mut dw = vec![0f64; k * n];
+    for l in 0..k {
+        for j in 0..n {
+            dw[l * n + j] = (0..m).map(|i| x[i * k + l] as f64 * dy[i * n + j]).sum();
+        }
+    }
+    let db = (0..n).map(|j| (0..m).map(|i| dy[i * n + j]).sum()).collect();
+    (dw, db)
+}
+
+fn rel_f64(got: &Tensor, want: &[f64]) -> f64 {
+    let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let d: f64 = got.iter().zip(want).map(|(&a, &b)| (a as f64 - b).powi(2)).sum();
+    (d / want.iter().map(|b| b * b).sum::<f64>()).sqrt()
+}
+
+#[test]
+fn data_input_layer_gives_weight_gradients_of_f64_and_none_to_its_input() {
+    // The NB-VAE encoder's first layer (Linear::forward_of_data): the counts get no gradient
+    // (no dY·Wᵀ product), dW and db match an f64 reference: to f32 accuracy in f32, to bf16
+    // accuracy in bf16 (where oneDNN has a bf16 kernel).
+    let _turn = op_counter();
+    let dev = Device::Cpu;
+    let (m, k, n) = (40, 157, 33);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let mlp = Mlp::new(&[k, n], 7, &dev).unwrap();
+    let layer = &mlp.layers[0];
+    let xs = random(m * k, 1.0, &mut rng);
+    let ts = random(m * n, 1.0, &mut rng);
+    let x = Var::from_vec(xs.clone(), (m, k), &dev).unwrap();
+    let target = Tensor::from_vec(ts.clone(), (m, n), &dev).unwrap();
+    let flat = |v: &Var| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let (dw_ref, db_ref) = linear_f64_reference(&xs, &flat(&layer.weight), &flat(&layer.bias), &ts, m, k, n);
+    let mut precisions = vec![(MatmulPrecision::F32, 1e-5)];
+    if bf16_available() {
+        precisions.push((MatmulPrecision::Bf16, 1e-2));
+    }
+    for (precision, tolerance) in precisions {
+        let y = mlp.forward_of_data(x.as_tensor(), precision).unwrap();
+        let g = (y - &target).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(x.as_tensor()).is_none(), "{precision:?}: the data got a gradient");
+        let (ew, eb) = (rel_f64(g.get(layer.weight.as_tensor()).unwrap(), &dw_ref), rel_f64(g.get(layer.bias.as_tensor()).unwrap(), &db_ref));
+        assert!(ew < tolerance && eb < tolerance, "{precision:?}: dW {ew}, db {eb} relative to f64");
+    }
+}
