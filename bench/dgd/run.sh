@@ -3,7 +3,7 @@
 # identical model and loss) on the same cells, at the real sizes ([5 + 108, 256, 1024, 18211],
 # batch 1024, 2 threads). Run from the repository root, on demand (not part of CI):
 #
-#     bash bench/dgd/run.sh          # REPS=3 STEPS=10 THREADS=2 BATCH=1024 VARIANTS=1
+#     bash bench/dgd/run.sh          # REPS=3 STEPS=10 THREADS=2 BATCH=1024 VARIANTS=1 COMPILE_FORWARD=1
 #
 # Needs target/release/pgen-{simulate,ingest,train} (cargo build --release) and python3 with
 # venv; PyTorch goes into its own venv bench/out/torch-venv (made once: pip install torch numpy
@@ -18,6 +18,7 @@ THREADS=${THREADS:-2}
 BATCH=${BATCH:-1024}
 CELLS=${CELLS:-30000}
 VARIANTS=${VARIANTS:-1}          # also time torch with a trivial loss and with fused Adam (once each)
+COMPILE_FORWARD=${COMPILE_FORWARD:-1}  # also torch.compile the whole forward pass (decoder included), besides the loss and mixture
 BF16=${BF16:-auto}               # also time pgen-train with precision: bf16 (auto: where the CPU has AMX/AVX512-BF16 and libdnnl.so.2 is there; 1; 0)
 QUIET_WAIT=${QUIET_WAIT:-900}    # longest wait (s) for an idle machine before each timed run ...
 QUIET_TOTAL=${QUIET_TOTAL:-900}  # ... and in all (then the runs go ahead, flagged in the table)
@@ -126,11 +127,23 @@ for i in $(seq 1 "$REPS"); do
         timed "$OUT/runs/torch-autocast/run$i" "${TORCH[@]}" --autocast
         echo "== repetition $i of $REPS: PyTorch, bf16 autocast, pgen-train's malloc settings"
         timed "$OUT/runs/torch-autocast-malloc/run$i" "${MALLOC[@]}" "${TORCH[@]}" --autocast
+        echo "== repetition $i of $REPS: PyTorch, torch.compile (loss, mixture) + bf16 autocast + malloc settings"
+        timed "$OUT/runs/torch-compile-autocast-malloc/run$i" "${MALLOC[@]}" "${TORCH[@]}" --autocast --compile loss
+        if [[ $COMPILE_FORWARD == 1 ]]; then
+            echo "== repetition $i of $REPS: PyTorch, torch.compile (whole forward) + bf16 autocast + malloc settings"
+            timed "$OUT/runs/torch-compile-forward-autocast-malloc/run$i" "${MALLOC[@]}" "${TORCH[@]}" --autocast --compile forward
+        fi
     fi
     echo "== repetition $i of $REPS: PyTorch"
     timed "$OUT/runs/torch/run$i" "${TORCH[@]}"
     echo "== repetition $i of $REPS: PyTorch with pgen-train's malloc settings"
     timed "$OUT/runs/torch-malloc/run$i" "${MALLOC[@]}" "${TORCH[@]}"
+    echo "== repetition $i of $REPS: PyTorch, torch.compile (loss, mixture) + malloc settings"
+    timed "$OUT/runs/torch-compile-malloc/run$i" "${MALLOC[@]}" "${TORCH[@]}" --compile loss
+    if [[ $COMPILE_FORWARD == 1 ]]; then
+        echo "== repetition $i of $REPS: PyTorch, torch.compile (whole forward) + malloc settings"
+        timed "$OUT/runs/torch-compile-forward-malloc/run$i" "${MALLOC[@]}" "${TORCH[@]}" --compile forward
+    fi
 done
 if [[ $VARIANTS == 1 ]]; then
     echo "== PyTorch, trivial loss (mean logit²)"
@@ -145,5 +158,12 @@ candle=$(grep -A1 '^name = "candle-core"' Cargo.lock | sed -n 's/^version = "\(.
 flags=$(grep -m1 -owE 'amx_bf16|amx_tile|avx512_bf16|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')
 machine="$(nproc) cores (${cpu:-unknown CPU}; bf16/AMX flags: ${flags:-none}), ${mem} GiB RAM, $(uname -sr)"
 rustv="$("$OUT/pgen-train" --version), candle ${candle:-?} (sha256 $(sha256sum "$OUT/pgen-train" | cut -c1-12), built $(date -u -r "$OUT/pgen-train" '+%F %H:%M UTC'))"
+echo "== the big layer's products alone (the roofline of the step's GEMMs)"
+GEMM=()
+if cargo build --release -q -p perturbgen-models --example matmul_bench 2> "$OUT/matmul_bench.err"; then
+    quiet
+    target/release/examples/matmul_bench "$THREADS" 3 | tee "$OUT/matmul_bench.txt"
+    GEMM=(--gemm-bench "$OUT/matmul_bench.txt")
+fi
 echo "== results"
-"$TORCH_PYTHON" "$HERE/report.py" "$OUT/runs" --out "${RESULTS:-bench/out/dgd_results.md}" --machine "$machine" --rust-version "$rustv"
+"$TORCH_PYTHON" "$HERE/report.py" "$OUT/runs" --out "${RESULTS:-bench/out/dgd_results.md}" --machine "$machine" --rust-version "$rustv" "${GEMM[@]}"
