@@ -26,6 +26,7 @@ BUSY = 0.1  # CPUs used by other processes during a run above which it is flagge
 TOOLS = [
     ("rust", "pgen-train (candle)"),
     ("rust-bf16", "pgen-train (candle), precision: bf16"),
+    ("rust-bf16-effects", "pgen-train (candle), bf16, shipped decoder (+ additive compound effects; not PyTorch's model)"),
     ("torch", "PyTorch"),
     ("torch-malloc", "PyTorch, pgen-train's malloc settings"),
     ("torch-autocast", "PyTorch, decoder under bf16 autocast"),

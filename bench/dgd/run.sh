@@ -99,8 +99,12 @@ cp -p "$TRAIN" "$OUT/pgen-train"
 # torch_dgd.py is the scDGD reference (r = exp θ + 1, the mixture's priors once per epoch): set
 # pgen-train to the same model (its defaults are now the write-up's exp θ and per-cell priors).
 # precision: f32 explicitly (the default, auto, takes bf16 on CPUs with AMX/AVX512-BF16).
+# The decoder is the write-up's (one-hot cell type, plate and well into the MLP, no additive
+# effect table), which is what torch_dgd.py implements; the shipped effects are timed apart
+# (rust-bf16-effects).
 RUST=("$OUT/pgen-train" --model dgd --bench-steps "$STEPS" --set "common.batch_size=$BATCH" --threads "$THREADS"
       --set dgd.dispersion=exp_plus_one --set dgd.mixture_prior_weight=per_epoch
+      --set "common.covariates=[cell_type, plate_name, well]" --set "common.effects=[]"
     --counts "$COUNTS" --obs "$OBS" --validation "$VAL" --out-dir "$OUT/rust-train" --set precision=f32)
 RUST_BF16=("${RUST[@]}" --set precision=bf16)
 if [[ $BF16 == auto ]]; then
@@ -123,6 +127,8 @@ for i in $(seq 1 "$REPS"); do
     if [[ $BF16 == 1 ]]; then
         echo "== repetition $i of $REPS: pgen-train (candle), precision: bf16"
         timed "$OUT/runs/rust-bf16/run$i" "${RUST_BF16[@]}"
+        echo "== repetition $i of $REPS: pgen-train (candle), precision: bf16, the shipped decoder (covariates cell type and plate, additive compound effects)"
+        timed "$OUT/runs/rust-bf16-effects/run$i" "${RUST_BF16[@]}" --set "common.covariates=[cell_type, plate_name]" --set "common.effects=[sm_name]"
         echo "== repetition $i of $REPS: PyTorch, decoder under bf16 autocast"
         timed "$OUT/runs/torch-autocast/run$i" "${TORCH[@]}" --autocast
         echo "== repetition $i of $REPS: PyTorch, bf16 autocast, pgen-train's malloc settings"
