@@ -27,7 +27,9 @@ train:
   common: {max_epochs: 2, min_epochs: 1, patience: 1, batch_size: 256, decoder_hidden: [32, 64], checkpoint_every: 1}
 sizes: {n_trees: 20}
 forest: {n_trees: 20}
-generate: {n_runs: 2}
+# Fixed generation settings (the main config's `auto` ones are chosen on the inner hold-out:
+# tests/python/test_transfer.py runs the predict target with those).
+generate: {n_runs: 2, inner_holdout: false, source: controls, reference: generated_controls, emit: sample}
 ceiling: {enabled: false}
 """
 PREDICT = "predict: {targets: results/split/targets.csv}\n"

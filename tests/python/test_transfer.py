@@ -118,8 +118,9 @@ WRITEUP_ROW = ("name\ttrain.common.covariates\ttrain.common.effects\tsizes.relat
 
 def test_shipped_generation_beats_the_baselines_and_the_write_ups_on_the_study_preset(tmp_path):
     """Issue 24's goal on the study preset, against the simulator's withheld truth: the shipped
-    settings' averaged DGD route beats zero and every mean baseline, and the write-up's settings
-    (sweep row `writeup`); its transfer probe (the model's LFC from the targets' own controls
+    settings (generation settings `auto`, chosen on the generative inner hold-out) give an
+    averaged DGD route that beats zero and every mean baseline, and the write-up's settings
+    (sweep row `writeup`) in MRRMSE and Pearson; its transfer probe (the model's LFC from the targets' own controls
     against the truth's logFC) is above the write-up decoder's."""
     from test_study import workflow_copy
     from test_de_stage import SNAKEMAKE
@@ -132,9 +133,9 @@ def test_shipped_generation_beats_the_baselines_and_the_write_ups_on_the_study_p
     shipped = scores.loc["dgd_avg", "mrrmse"]
     for baseline in ("zero", "global_mean", "mean_cell_type", "mean_compound"):
         assert shipped < scores.loc[baseline, "mrrmse"], (baseline, scores.mrrmse.to_dict())
-    assert scores.loc["dgd_avg", "pearson"] > 0.6, scores.pearson.to_dict()
     writeup = pd.read_csv(d / "results" / "sweeps" / "w" / "writeup" / "scores" / "scores.csv").set_index("route")
     assert shipped < writeup.loc["dgd_avg", "mrrmse"], (shipped, writeup.mrrmse.to_dict())
+    assert scores.loc["dgd_avg", "pearson"] > writeup.loc["dgd_avg", "pearson"] + 0.05, (scores.pearson.to_dict(), writeup.pearson.to_dict())
     sweep = pd.read_csv(d / "results" / "sweeps" / "w" / "sweep.csv").set_index("row")
     probe = pd.read_csv(d / "results" / "scores" / "probe" / "dgd.csv").set_index(["cell_type", "sm_name"])
     assert probe.loc[("ALL", "MEAN"), "logfc_model_controls"] > sweep.loc["writeup", "probe_dgd"] + 0.05, (probe, sweep.probe_dgd)
@@ -146,7 +147,7 @@ cell_types: [CD14+ Monocytes, B cells, CD4 T cells, NK cells, CD8 T cells]
 train:
   models: [dgd]
   common: {max_epochs: 3, min_epochs: 1, patience: 1, batch_size: 512, decoder_hidden: [32, 64], checkpoint_every: 1}
-generate: {n_runs: 2, inner_holdout: true}
+generate: {n_runs: 2, inner_holdout: true, source: controls, reference: generated_controls, emit: sample}
 forest: {n_trees: 20}
 sizes: {n_trees: 20}
 ceiling: {enabled: false}
@@ -212,7 +213,7 @@ def test_auto_generation_settings_are_the_candidate_best_on_the_inner_holdout(tm
     from test_study import workflow_copy
     from test_de_stage import SNAKEMAKE
     d = workflow_copy(tmp_path, [])
-    (d / "study.yaml").write_text(INNER.replace("generate: {n_runs: 2, inner_holdout: true}", "generate: {n_runs: 1, inner_holdout: true, source: auto, emit: auto}"))
+    (d / "study.yaml").write_text(INNER.replace("n_runs: 2, inner_holdout: true, source: controls, reference: generated_controls, emit: sample", "n_runs: 1, inner_holdout: true, source: auto, reference: generated_controls, emit: auto"))
     run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config" / "config.yaml", d / "study.yaml",
          "--config", f"bin_dir={REPO / 'target' / 'release'}"], cwd=d)
     res = d / "results"
@@ -236,3 +237,7 @@ def test_auto_generation_settings_are_the_candidate_best_on_the_inner_holdout(tm
         candidate = pd.read_parquet(res / "inner" / "generate" / "dgd" / "candidates" / c / "run0.parquet")
         assert inner_run.equals(candidate) == (c == chosen), c
     assert f"generate.source, generate.emit: auto → the inner hold-out's pick {chosen}" in (d / "logs" / "generate" / "dgd" / "run0.log").read_text()
+    # The predict target, for the same pairs, takes the same pick: the generate job's bytes.
+    run([SNAKEMAKE, "predict", "-c2", "--quiet", "rules", "--configfile", d / "config" / "config.yaml", d / "study.yaml",
+         "--config", f"bin_dir={REPO / 'target' / 'release'}", "predict={targets: results/split/targets.csv}"], cwd=d)
+    assert (res / "predict" / "targets" / "dgd" / "run0.parquet").read_bytes() == (res / "generate" / "dgd" / "run0.parquet").read_bytes()
