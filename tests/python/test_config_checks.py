@@ -73,7 +73,7 @@ SCHEMA_CASES = {
     "write-cells-of-nb-means": (["generate={write_cells: true, emit: mean}"], "generate.write_cells", "needs `emit: sample`"),
     "effect-also-a-covariate": (["train={common: {effects: [plate_name]}}"], "train.effects", "`plate_name` is also in covariates"),
     "unknown-generation-source": (["generate={source: posterior}"], "generate.source", "controls"),
-    "auto-without-the-inner-holdout": (["generate={emit: auto, inner_holdout: false}"], "generate.emit", "needs `generate.inner_holdout: true`"),
+    "auto-without-the-inner-holdout": (["generate={inner_holdout: false}"], "generate.source", "needs `generate.inner_holdout: true`"),
     "unknown-forest-reference": (["forest={reference: generated}"], "forest.reference", "predicted_controls"),
 }
 
@@ -86,7 +86,9 @@ SCHEMA_CASES.update({
     "cell-type-name-too-long": ([f"cell_types=[{LONG_NAME}]"], "cell_types[0]", "cannot name a file"),
     "blend-weights-of-the-wrong-length": (["blend={blends: {b: {routes: [xgb, zero], weights: [0.5]}}}"],
                                           "blend.blends.b.weights", "1 weights for 2 routes"),
-    "fitted-weights-over-a-generative-route": (["blend={blends: {b: {routes: [xgb, dgd_avg], weights: null}}}"],
+    # (Without the generative inner hold-out: with it, dgd_avg has an inner run to fit on.)
+    "fitted-weights-over-a-generative-route": (["blend={blends: {b: {routes: [xgb, dgd_avg], weights: null}}}",
+                                                "generate={inner_holdout: false, source: controls, reference: generated_controls, emit: sample}"],
                                                "blend.blends.b.weights", "give weights for ['dgd_avg']"),
     "unknown-submitted-route": (["leaderboard={submit: xgbb}"], "leaderboard.submit", "is not one of the routes"),
     "empty-drop-list-entry": (["filter={drop_compounds: ['']}"], "filter.drop_compounds", "an empty name"),

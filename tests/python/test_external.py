@@ -3,7 +3,8 @@ workflow/rules/external.smk) scores generated cells from outside the pipeline ex
 generative routes are scored.
 
 The demo workflow runs with one small DGD model whose generation keeps its cells
-(`generate: {emit: sample, write_cells: true, n_runs: 1, reference: real}`: the external route
+(`generate: {emit: sample, write_cells: true, n_runs: 1, reference: real, source: controls}`, no
+inner hold-out, so that both routes take the same clip: the external route
 contrasts with the real samples, as generate.reference real does); run 0's cells are written as an
 .h5ad with the `anndata` package, as another model's output would come (CSR float counts, the
 genes in another order, obs with the file's own column names for cell type and compound and
@@ -29,7 +30,7 @@ train:
   common: {max_epochs: 2, min_epochs: 1, patience: 1, batch_size: 256, decoder_hidden: [32, 64], checkpoint_every: 1}
 sizes: {n_trees: 20}
 forest: {n_trees: 20}
-generate: {emit: sample, write_cells: true, n_runs: 1, reference: real}
+generate: {emit: sample, write_cells: true, n_runs: 1, reference: real, source: controls, inner_holdout: false}
 ceiling: {enabled: false}
 """
 EXTERNAL = """\

@@ -68,7 +68,7 @@ RERUN_CASES = {
     "de": (['de={design: "~0+Rpert+donor_id+plate_name"}'], {"limma_train", "limma_truth", "de_train", "xgb", "forest", "generate"},
            {"simulate", "ingest", "split", "filter", "pseudobulk_train", "train_model", "sizes"}, {}),
     "xgb": (["xgb={eta: 0.3}"], {"xgb", "xgb_inner", "blend", "clip"} | ROUTE_TAIL,
-            UPSTREAM | {"forest", "forest_inner", "train_model", "sizes", "generate", "averaged_route"}, {"blend": 2, "blend_without_inner": 1, "clip": 3}),
+            UPSTREAM | {"forest", "forest_inner", "train_model", "sizes", "generate", "averaged_route", "blend_without_inner"}, {"blend": 3, "clip": 4}),
     "forest": (["forest={n_trees: 50}"], {"forest", "forest_inner", "blend", "clip"} | ROUTE_TAIL,
                UPSTREAM | {"xgb", "xgb_inner", "train_model", "sizes", "generate"}, {"blend": 1}),
     # One model's setting retrains that model only (and regenerates its runs).
@@ -77,15 +77,17 @@ RERUN_CASES = {
     "sizes": (["sizes={n_trees: 100}"], {"sizes", "generate"} | ROUTE_TAIL, UPSTREAM | {"train_model", "xgb", "forest"}, {"generate": 10}),
     "generate": (["generate={combine: median}"], {"generated_route", "averaged_route"} | ROUTE_TAIL,
                  UPSTREAM | {"train_model", "sizes", "generate", "xgb", "forest"}, {}),
-    # xgb_dgd has no inner-hold-out run (dgd_avg has none): no clip to choose.
-    "blend": (["blend={blends: {xgb_dgd: {routes: [xgb, dgd_avg], weights: [0.5, 0.5]}}}"], {"blend_without_inner"} | ROUTE_TAIL,
-              UPSTREAM | {"xgb", "forest", "train_model", "generate", "averaged_route", "blend", "clip"}, {"blend_without_inner": 1, "score": 1}),
+    # xgb_dgd has an inner-hold-out run (dgd_avg has one: generate.inner_holdout): its clip is
+    # chosen again.
+    "blend": (["blend={blends: {xgb_dgd: {routes: [xgb, dgd_avg], weights: [0.5, 0.5]}}}"], {"blend", "clip"} | ROUTE_TAIL,
+              UPSTREAM | {"xgb", "forest", "train_model", "generate", "averaged_route", "blend_without_inner"}, {"blend": 1, "clip": 1, "score": 1}),
     "leaderboard": (["leaderboard={submit: xgb}"], {"leaderboard"}, UPSTREAM | {"xgb", "score", "scores_table"}, {}),
-    # The ranking metric rechooses the clips of the 8 routes with an inner run, rescores and
-    # resubmits those (the generative routes' clip is clip_without_inner, unchanged) and ranks
-    # again; no prediction is remade.
-    "leaderboard-metric": (["leaderboard={metric: mrrmse_clip4}"], {"clip", "score", "submission", "scores_table", "leaderboard"},
-                           UPSTREAM | {"xgb", "forest", "blend", "baseline", "generate"}, {"clip": 8, "score": 8, "submission": 8}),
+    # The ranking metric rechooses the clips of the 13 routes with an inner run, and the generation
+    # settings set to auto (each model's calibration, so its runs are generated again), rescores
+    # and resubmits and ranks again; no regression route or baseline is remade.
+    "leaderboard-metric": (["leaderboard={metric: mrrmse_clip4}"], {"calibration", "generate", "clip", "score", "submission", "scores_table", "leaderboard"},
+                           UPSTREAM | {"xgb", "forest", "baseline", "train_model", "sizes"},
+                           {"calibration": 2, "generate": 10, "clip": 13, "score": 13, "submission": 13}),
     # The ceiling's seed splits the cells anew: its pseudo-bulks, limma and score, and the board
     # that shows it.
     "ceiling": (["ceiling={seed: 1}"], {"pseudobulk_half", "limma_half", "de_half", "ceiling_score", "scores_table", "leaderboard"},

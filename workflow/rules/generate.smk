@@ -85,8 +85,6 @@ if MODELS:
         with the target's covariates) against the truth, next to the other cell types' mean."""
         input:
             unpack(trained_model),
-            # generate settings set to auto: the inner hold-out's pick (generate_inner.smk).
-            unpack(calibration_input),
             sizes=lambda wildcards: at(f"{GENERATE_DIR}/sizes.csv", owner(wildcards.variant, ["sizes"])),
             cells_counts=rules.filter.output.counts,
             cells_obs=rules.filter.output.obs,

@@ -73,9 +73,17 @@ def candidate_generate_params(wildcards):
     return shlex.join([*shlex.split(own), *section_flags(LIMMA_KEYS, cfg)])
 
 
-def calibration_args(wildcards, input):
+def calibration_candidate_paths(wildcards):
+    """Each candidate's inner prediction (run 0), in calibration_candidates order."""
+    d = at(INNER_GENERATE_DIR, wildcards.variant)
+    return [f"{d}/{wildcards.model}/candidates/{c}/run0.parquet" for c in calibration_candidates(cfg_of(wildcards))]
+
+
+def calibration_args(wildcards):
+    """pgen-calibrate's candidates, clips and metric, from the wildcards only: Snakemake records
+    (and reruns the job when they change) only params that do not read `input`."""
     cfg = cfg_of(wildcards)
-    candidates = [f"--candidate={c}={p}" for c, p in zip(calibration_candidates(cfg), input.candidates)]
+    candidates = [f"--candidate={c}={p}" for c, p in zip(calibration_candidates(cfg), calibration_candidate_paths(wildcards))]
     clips = ",".join("none" if c is None else repr(float(c)) for c in cfg["leaderboard"]["clip"])
     return shlex.join([*candidates, "--clips", clips, "--metric", cfg["leaderboard"]["metric"]])
 

@@ -143,7 +143,7 @@ if MODELS and config["generate"]["inner_holdout"]:
     rule calibration:
         """The generate settings set to auto, chosen on the inner hold-out (pgen-calibrate)."""
         input:
-            candidates=lambda wildcards: [f"{at(INNER_GENERATE_DIR, wildcards.variant)}/{wildcards.model}/candidates/{c}/run0.parquet" for c in calibration_candidates(cfg_of(wildcards))],
+            candidates=calibration_candidate_paths,
             truth=f"{INNER}/truth.parquet",
             exe=binary("pgen-calibrate"),
         output:
