@@ -122,10 +122,11 @@ def test_per_stage_targets_and_forced_reruns(demo_workflow):
 
 
 SWEEP = "name\txgb.eta\tforest.n_trees\tgenerate.n_runs\neta03\t0.3\t100\t5\ntrees50\t0.1\t50\t5\nruns3\t0.1\t100\t3\n"
-# What each row owns: eta03 → xgb (+inner), 3 blends, 3 clips, 4 scores; trees50 → forest (+inner), xgb_forest, 2 clips,
-# 2 scores; runs3 → the two averaged routes, xgb_dgd, 3 scores; a scores table each, one sweep table.
-SWEEP_JOBS = {"xgb": 1, "xgb_inner": 1, "forest": 1, "forest_inner": 1, "averaged_route": 2, "blend": 3, "blend_without_inner": 2, "clip": 5, "score": 9,
-              "scores_table": 3, "sweep_table": 1, "all": 1}
+# What each row owns: eta03 → xgb (+inner), 3 blends, 4 clips, 4 scores; trees50 → forest (+inner), xgb_forest, 2 clips,
+# 2 scores; runs3 → the two averaged routes (+inner: generate.inner_holdout), xgb_dgd, 3 clips, 3 scores; a scores
+# table each, one sweep table.
+SWEEP_JOBS = {"xgb": 1, "xgb_inner": 1, "forest": 1, "forest_inner": 1, "averaged_route": 2, "averaged_route_inner": 2, "blend": 5, "clip": 9,
+              "score": 9, "scores_table": 3, "sweep_table": 1, "all": 1}
 
 
 @pytest.fixture(scope="module")
