@@ -77,14 +77,15 @@ impl Calibration {
         out
     }
 
+    /// The three settings' config words: source, reference, emit.
+    pub fn words(&self) -> [String; 3] {
+        let word = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        [word(serde_json::to_value(self.source)), word(serde_json::to_value(self.reference)), word(serde_json::to_value(self.emit))]
+    }
+
     /// The candidate's name in the workflow's paths: `<source>.<reference>.<emit>`.
     pub fn name(&self) -> String {
-        let word = |v: serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_default();
-        [serde_json::to_value(self.source), serde_json::to_value(self.reference), serde_json::to_value(self.emit)]
-            .into_iter()
-            .map(|v| v.map(word).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(".")
+        self.words().join(".")
     }
 }
 
@@ -158,11 +159,8 @@ pub fn write_table(path: &Path, tried: &[Tried], chosen: usize, metric: Metric) 
     perturbgen::atomic::write_atomic(path, |w| {
         writeln!(w, "candidate,source,reference,emit,clip,metric,value,mrrmse,pearson,chosen")?;
         for (i, t) in tried.iter().enumerate() {
-            let name = t.settings.name();
-            let mut parts = name.split('.');
-            let mut next = || parts.next().unwrap_or_default().to_owned();
-            let (source, reference, emit) = (next(), next(), next());
-            writeln!(w, "{name},{source},{reference},{emit},{},{metric},{},{},{},{}", t.clip.label(), fmt(t.value), t.mrrmse, fmt(t.pearson), i == chosen)?;
+            let [source, reference, emit] = t.settings.words();
+            writeln!(w, "{},{source},{reference},{emit},{},{metric},{},{},{},{}", t.settings.name(), t.clip.label(), fmt(t.value), t.mrrmse, fmt(t.pearson), i == chosen)?;
         }
         Ok(())
     })?;
