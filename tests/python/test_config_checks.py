@@ -74,6 +74,9 @@ SCHEMA_CASES = {
     "effect-also-a-covariate": (["train={common: {effects: [plate_name]}}"], "train.effects", "`plate_name` is also in covariates"),
     "unknown-generation-source": (["generate={source: posterior}"], "generate.source", "controls"),
     "auto-without-the-inner-holdout": (["generate={inner_holdout: false}"], "generate.source", "needs `generate.inner_holdout: true`"),
+    "shared-models-without-the-inner-holdout": (["generate={inner_holdout: false, inner_models: shared, source: controls, reference: generated_controls, emit: sample}"],
+                                                "generate.inner_models", "needs `generate.inner_holdout: true`"),
+    "unknown-inner-models": (["generate={inner_models: both}"], "generate.inner_models", "expected one of separate, shared"),
     "unknown-forest-reference": (["forest={reference: generated}"], "forest.reference", "predicted_controls"),
 }
 
@@ -298,6 +301,7 @@ SWEEP_CASES = {
     "bad-row-name": ("name\txgb.eta\na/b\t0.1\n", "folder name `a/b`"),
     "write-cells-per-row": ("generate.write_cells\ntrue\n", "column `generate.write_cells`: which files a generation job writes"),
     "inner-holdout-per-row": ("generate.inner_holdout\ntrue\n", "column `generate.inner_holdout`: whether the models are trained for the inner hold-out"),
+    "inner-models-per-row": ("generate.inner_models\nshared\n", "column `generate.inner_models`: whether the models are trained for the inner hold-out"),
     "unknown-route-in-blend": ("name\tblend.blends.mine.routes\nb\t[xgb, nope]\n", "blend.blends.mine.routes: ['nope'] are not routes"),
     # Issue 23: rows that cannot name a folder (two sweeps' `..` rows wrote the same one), a
     # column given twice (pandas renamed it `xgb.eta.1`).

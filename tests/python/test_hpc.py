@@ -81,6 +81,10 @@ RERUN_CASES = {
     # chosen again.
     "blend": (["blend={blends: {xgb_dgd: {routes: [xgb, dgd_avg], weights: [0.5, 0.5]}}}"], {"blend", "clip"} | ROUTE_TAIL,
               UPSTREAM | {"xgb", "forest", "train_model", "generate", "averaged_route", "blend_without_inner"}, {"blend": 1, "clip": 1, "score": 1}),
+    # Shared inner models: the models train once, on the inner hold-out's cells (no second
+    # training, no main filter), and the targets and inner pairs are generated with them.
+    "inner-models": (["generate={inner_models: shared}"], {"train_model", "loglik", "generate", "generate_inner", "generate_candidate_inner", "calibration"},
+                     UPSTREAM | {"train_model_inner", "filter_inner", "xgb", "forest", "sizes", "sizes_inner"}, {"train_model": 2, "generate": 10, "generate_inner": 10}),
     "leaderboard": (["leaderboard={submit: xgb}"], {"leaderboard"}, UPSTREAM | {"xgb", "score", "scores_table"}, {}),
     # The ranking metric rechooses the clips of the 13 routes with an inner run, and the generation
     # settings set to auto (each model's calibration, so its runs are generated again), rescores

@@ -1,5 +1,6 @@
 """Generation that can transfer a compound's effect (issue 24) on the demo workflow's outputs: the
 transfer probe against numpy, counterfactual generation from the target cell type's own controls."""
+import shutil
 import re
 import subprocess
 
@@ -165,7 +166,10 @@ def test_generative_inner_holdout_trains_without_the_inner_pairs_and_chooses_the
     """generate.inner_holdout: the inner hold-out's pairs (drawn from de_train) are left out of a
     second model's cells, of the size forests and of limma's real samples; the generative routes
     get inner runs of those pairs, and each route's clip is the one with the lowest MRRMSE on
-    them (recomputed here with numpy)."""
+    them (recomputed here with numpy). Then generate.inner_models: shared: no second training —
+    the main model is trained on the inner model's cells (so, same settings and seed, it is that
+    model byte for byte) and generates both the inner pairs (the same bytes as before) and the
+    targets."""
     from test_study import workflow_copy
     from test_de_stage import SNAKEMAKE
     d = workflow_copy(tmp_path, [])
@@ -201,6 +205,23 @@ def test_generative_inner_holdout_trains_without_the_inner_pairs_and_chooses_the
             by_clip[clip] = np.sqrt(((q - t) ** 2).mean(axis=1)).mean()
         chosen = (res / "scores" / "clip" / f"{route}.txt").read_text().strip()
         assert by_clip[None if chosen == "none" else float(chosen)] == pytest.approx(min(by_clip.values()), rel=1e-9), (route, chosen, by_clip)
+
+    separate_model = (res / "inner" / "models" / "dgd" / "model.safetensors").read_bytes()
+    separate_inner_run = (res / "inner" / "generate" / "dgd" / "run0.parquet").read_bytes()
+    full_model = (res / "models" / "dgd" / "model.safetensors").read_bytes()
+    full_run = (res / "generate" / "dgd" / "run0.parquet").read_bytes()
+    assert full_model != separate_model
+    # Gone, so a job still asking for the second model would fail the run.
+    shutil.rmtree(res / "inner" / "models")
+    shared = ["generate={n_runs: 2, inner_holdout: true, inner_models: shared, source: controls, reference: generated_controls, emit: sample}"]
+    run([SNAKEMAKE, "-c2", "--quiet", "rules", "--configfile", d / "config" / "config.yaml", d / "study.yaml",
+         "--config", f"bin_dir={REPO / 'target' / 'release'}", *shared], cwd=d)
+    meta = json.loads((res / "models" / "dgd" / "model.json").read_text())
+    assert set(meta["train_ids"]) | set(meta["val_ids"]) == trained, "the shared model's cells are not the inner model's"
+    assert (res / "models" / "dgd" / "model.safetensors").read_bytes() == separate_model
+    assert (res / "inner" / "generate" / "dgd" / "run0.parquet").read_bytes() == separate_inner_run
+    assert not (res / "inner" / "models").exists()
+    assert (res / "generate" / "dgd" / "run0.parquet").read_bytes() != full_run, "the targets were not generated with the shared model"
 
 
 def test_auto_generation_settings_are_the_candidate_best_on_the_inner_holdout(tmp_path):

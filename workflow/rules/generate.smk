@@ -41,8 +41,8 @@ if MODELS:
             pseudobulk=rules.pseudobulk_train.output[0],
             targets=rules.split.output.targets,
             # The model's cells: generate.source controls starts from the target cell types' controls.
-            cells_counts=rules.filter.output.counts,
-            cells_obs=rules.filter.output.obs,
+            cells_counts=MODEL_CELLS["counts"],
+            cells_obs=MODEL_CELLS["obs"],
             script=LIMMA_SCRIPT,
             exe=binary("pgen-generate"),
             # generate settings set to auto: the inner hold-out's pick (generate_inner.smk).
@@ -86,8 +86,8 @@ if MODELS:
         input:
             unpack(trained_model),
             sizes=lambda wildcards: at(f"{GENERATE_DIR}/sizes.csv", owner(wildcards.variant, ["sizes"])),
-            cells_counts=rules.filter.output.counts,
-            cells_obs=rules.filter.output.obs,
+            cells_counts=MODEL_CELLS["counts"],
+            cells_obs=MODEL_CELLS["obs"],
             truth=rules.de_truth_h5ad.output[0],
             train=rules.de_train_h5ad.output[0],
             exe=binary("pgen-probe"),

@@ -122,9 +122,10 @@ def replicate_args(wildcards, input, output):
 
 
 def trained_inner_model(wildcards):
-    """generate.inner_holdout: the model trained without the inner pairs' cells, from the run
-    owning the main model (the inner hold-out's pairs are the same in every run)."""
-    d = at(f"{INNER_MODEL_DIR}/{wildcards.model}", model_owner(wildcards.variant, wildcards.model))
+    """generate.inner_holdout: the model trained without the inner pairs' cells (with
+    generate.inner_models: shared, the main model itself), from the run owning the main model
+    (the inner hold-out's pairs are the same in every run)."""
+    d = at(f"{MODEL_DIR if SHARED_INNER_MODELS else INNER_MODEL_DIR}/{wildcards.model}", model_owner(wildcards.variant, wildcards.model))
     return {"model": f"{d}/model.safetensors", "meta": f"{d}/model.json"}
 
 

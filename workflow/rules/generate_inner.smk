@@ -1,7 +1,8 @@
 # Stage: the generative inner hold-out (generate.inner_holdout). Every model is trained once more
 # without the cells of the inner hold-out's pairs (results/inner/targets.csv: measured pairs drawn
-# from de_train, on which blends fit their weights), and those pairs' sizes and cells are predicted
-# and generated like the targets'. The generative routes then have inner-hold-out runs
+# from de_train, on which blends fit their weights) — or, with generate.inner_models: shared, the
+# models themselves are trained without them (train.smk) — and those pairs' sizes and cells are
+# predicted and generated like the targets'. The generative routes then have inner-hold-out runs
 # (results{variant}/inner/predictions/<route>.parquet): their clips, and fitted blends over them,
 # are chosen on measured pairs rather than on the targets.
 
@@ -16,16 +17,15 @@ if MODELS and config["generate"]["inner_holdout"]:
             checked=ancient(rules.check_config.output[0]),
             exe=binary("pgen-filter"),
         output:
-            counts=f"{INNER}/filter/counts.parquet",
-            obs=f"{INNER}/filter/obs.parquet",
-            removed=f"{INNER}/filter/removed.csv",
-            validation=f"{INNER}/filter/validation_ids.txt",
+            **INNER_FILTER,
         params:
             args=lambda wildcards, input: f"{job_params('filter')} --drop-pairs {shlex.quote(input.pairs)}",
         log:
             "logs/filter_inner.log",
         benchmark:
             "benchmarks/filter_inner.tsv"
+
+if MODELS and config["generate"]["inner_holdout"] and not SHARED_INNER_MODELS:
 
     use rule train_model as train_model_inner with:
         input:
@@ -46,6 +46,8 @@ if MODELS and config["generate"]["inner_holdout"]:
             "logs{variant}/train_inner/{model}.log",
         benchmark:
             "benchmarks{variant}/train_inner/{model}.tsv"
+
+if MODELS and config["generate"]["inner_holdout"]:
 
     use rule sizes as sizes_inner with:
         input:

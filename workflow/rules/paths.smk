@@ -48,6 +48,13 @@ INNER_MODEL_DIR = f"{RUN}/inner/models"  # generate.inner_holdout (workflow/rule
 INNER_GENERATE_DIR = f"{RUN}/inner/generate"
 INNER = "results/inner"  # the inner hold-out's pairs (shared); its predictions per run:
 INNER_PREDICTIONS = f"{RUN}/inner/predictions"
+# The split's training cells without the inner hold-out's pairs (rule filter_inner).
+INNER_FILTER = {
+    "counts": f"{INNER}/filter/counts.parquet",
+    "obs": f"{INNER}/filter/obs.parquet",
+    "removed": f"{INNER}/filter/removed.csv",
+    "validation": f"{INNER}/filter/validation_ids.txt",
+}
 
 
 def at(path, variant=""):

@@ -23,8 +23,8 @@ if PREDICT_TARGETS is not None:
             obs=rules.split.output.train_obs,
             pseudobulk=rules.pseudobulk_train.output[0],
             # The model's cells: generate.source controls starts from the target cell types' controls.
-            cells_counts=rules.filter.output.counts,
-            cells_obs=rules.filter.output.obs,
+            cells_counts=MODEL_CELLS["counts"],
+            cells_obs=MODEL_CELLS["obs"],
             script=LIMMA_SCRIPT,
             exe=binary("pgen-predict"),
             # generate settings set to auto: the inner hold-out's pick for the workflow's model.

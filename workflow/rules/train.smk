@@ -8,9 +8,9 @@ if MODELS:
         """Rerunning after an interruption (e.g. a cluster time limit) continues from
         last.safetensors when the settings and cells are unchanged."""
         input:
-            counts=rules.filter.output.counts,
-            obs=rules.filter.output.obs,
-            validation=rules.filter.output.validation,
+            counts=MODEL_CELLS["counts"],
+            obs=MODEL_CELLS["obs"],
+            validation=MODEL_CELLS["validation"],
             exe=binary("pgen-train"),
         output:
             model=f"{MODEL_DIR}/{{model}}/model.safetensors",
@@ -42,9 +42,9 @@ if MODELS:
         frozen; VAE: encoder mean) and of the per-gene group-mean NB baseline."""
         input:
             unpack(trained_model),
-            counts=rules.filter.output.counts,
-            obs=rules.filter.output.obs,
-            validation=rules.filter.output.validation,
+            counts=MODEL_CELLS["counts"],
+            obs=MODEL_CELLS["obs"],
+            validation=MODEL_CELLS["validation"],
             exe=binary("pgen-loglik"),
         output:
             table=f"{STAGE['scores']}/loglik/{{model}}.csv",

@@ -2,6 +2,12 @@
 
 MODELS = ALL_MODELS  # every model some run (the main one or a sweep row) trains
 
+# generate.inner_models: shared — the models are trained once, without the inner hold-out's
+# pairs' cells, and serve the inner hold-out and the targets alike (generate_inner.smk).
+SHARED_INNER_MODELS = config["generate"]["inner_holdout"] and config["generate"]["inner_models"] == "shared"
+# The cells the models train on, whose latents generate.source: controls starts from.
+MODEL_CELLS = INNER_FILTER if SHARED_INNER_MODELS else {k: getattr(rules.filter.output, k) for k in ("counts", "obs", "validation")}
+
 
 def train_params(wildcards):
     """pgen-train's `--params`: the shared settings and the model's own (the other model's keys

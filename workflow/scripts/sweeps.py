@@ -44,7 +44,7 @@ def check_column(path, column):
         raise SweepError(f"{path}: column `{column}`: expected a dotted config key such as xgb.eta or train.common.latent_dim")
     if column == "generate.write_cells":
         raise SweepError(f"{path}: column `{column}`: which files a generation job writes is the same for every row; set it in the main config")
-    if column == "generate.inner_holdout":
+    if column in ("generate.inner_holdout", "generate.inner_models"):
         raise SweepError(f"{path}: column `{column}`: whether the models are trained for the inner hold-out is the same for every row; set it in the main config")
     if not any(_is_under(column, p) for p in SWEEPABLE):
         section = column.split(".")[0]

@@ -63,13 +63,33 @@ pub struct GenerateParams {
     /// Also train every model once more without the cells of the inner hold-out's pairs (the
     /// pairs blends fit their weights on) and generate those pairs, so that the generative
     /// routes get inner-hold-out runs: their clips, and fitted blends over them, are then chosen
-    /// on measured pairs rather than given. Doubles the training. Main config only.
+    /// on measured pairs rather than given. Doubles the training (see `inner_models`). Main
+    /// config only.
     pub inner_holdout: bool,
+    /// Which models the inner hold-out generates with (needs `inner_holdout: true` when
+    /// `shared`). `separate`: every model is trained once more without the inner pairs' cells,
+    /// and the targets' models see every measured pair. `shared`: every model is trained once,
+    /// without the inner pairs' cells, and serves both the inner hold-out and the targets — no
+    /// second training, at the cost of those pairs' cells in the targets' models (a few of the
+    /// measured pairs: config/kaggle-sim.yaml, where a second training costs hours). Main
+    /// config only.
+    pub inner_models: InnerModels,
     /// Also write every run's generated cells (the workflow's
     /// `generate/<model>/run<k>_cells.parquet` + `run<k>_cells_obs.parquet`, and
     /// `run<k>_cells.h5ad` as AnnData; `pgen-generate --out-cells`, `--out-cells-h5ad`); needs
     /// `emit: sample` (NB means are not counts). Main config only.
     pub write_cells: bool,
+}
+
+/// See [`GenerateParams::inner_models`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InnerModels {
+    /// A second training of every model, without the inner pairs' cells.
+    #[default]
+    Separate,
+    /// One training, without the inner pairs' cells, for the inner hold-out and the targets.
+    Shared,
 }
 
 /// See [`GenerateParams::reference`].
@@ -94,6 +114,7 @@ impl Default for GenerateParams {
             reference: Reference::GeneratedControls,
             source: crate::counterfactual::Source::Controls,
             inner_holdout: false,
+            inner_models: InnerModels::Separate,
             write_cells: false,
         }
     }
@@ -107,6 +128,9 @@ impl perturbgen::params::ParamGuard for GenerateParams {
         perturbgen::params::ensure(self.n_runs >= 1, Self::SECTION, "n_runs", || "must be at least 1".into())?;
         perturbgen::params::ensure(!self.write_cells || self.emit == Emit::Sample, Self::SECTION, "write_cells", || {
             "needs `emit: sample`: generated NB means are not counts".into()
+        })?;
+        perturbgen::params::ensure(self.inner_holdout || self.inner_models == InnerModels::Separate, Self::SECTION, "inner_models", || {
+            "shared models serve the generative inner hold-out: needs `generate.inner_holdout: true`".into()
         })?;
         for key in self.auto_keys() {
             perturbgen::params::ensure(self.inner_holdout, Self::SECTION, key, || {
@@ -322,5 +346,15 @@ mod tests {
             assert!((var - want_var).abs() / want_var < 0.05, "m {m} r {r}: var {var} vs {want_var}");
             assert!(draws.iter().all(|x| x.fract() == 0.0 && *x >= 0.0));
         }
+    }
+
+    #[test]
+    fn shared_inner_models_need_the_inner_holdout() {
+        use perturbgen::params::ParamGuard;
+        let shared = GenerateParams { inner_models: InnerModels::Shared, ..Default::default() };
+        let err = shared.clone().check().unwrap_err().to_string();
+        assert!(err.contains("generate.inner_models") && err.contains("needs `generate.inner_holdout: true`"), "{err}");
+        assert!(GenerateParams { inner_holdout: true, ..shared }.check().is_ok());
+        assert!(GenerateParams::default().check().is_ok());
     }
 }
