@@ -128,10 +128,17 @@ pub fn probe(model: &LoadedModel, sizes: &SizeTable, pools: &LatentPools, truth:
     Ok(out)
 }
 
+/// Beyond this many target pairs the bars would not fit a readable picture (Kaggle: 255):
+/// [`plot_probe_scatter`] instead.
+const MAX_BARS: usize = 40;
+
 /// The probe as a picture: per target pair, three bars per panel — the model's LFC from the
 /// cell type's own controls, from prior draws, and the other cell types' mean — their Pearson
 /// correlation with the truth's logFC (left) and signed −log10 p (right).
 pub fn plot_probe(path: &Path, rows: &[ProbeRow], model: &str) -> Result<()> {
+    if rows.len() > MAX_BARS {
+        return plot_probe_scatter(path, rows, model);
+    }
     use plotters::prelude::*;
     const KINDS: [(&str, RGBColor); 3] = [("model, own controls", RGBColor(31, 119, 180)), ("model, prior draws", RGBColor(158, 202, 225)), ("other cell types' mean", RGBColor(150, 150, 150))];
     let height = 160 + 70 * rows.len() as u32;
@@ -166,4 +173,97 @@ pub fn plot_probe(path: &Path, rows: &[ProbeRow], model: &str) -> Result<()> {
         }
         Ok(())
     })?)
+}
+
+/// The probe for many target pairs: one point per pair, the other cell types' mean's Pearson
+/// (x) against the model's from its own controls (y), coloured by cell type, against the
+/// truth's logFC (left) and signed −log10 p (right). Points above the diagonal are pairs where
+/// the model carries the compound's effect better than the plain mean; the caption has the means.
+fn plot_probe_scatter(path: &Path, rows: &[ProbeRow], model: &str) -> Result<()> {
+    use plotters::prelude::*;
+    const COLOURS: [RGBColor; 6] =
+        [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
+    let mut cell_types: Vec<&str> = rows.iter().map(|r| r.cell_type.as_str()).collect();
+    cell_types.sort_unstable();
+    cell_types.dedup();
+    let mean = |get: fn(&ProbeRow) -> f64| rows.iter().map(get).sum::<f64>() / rows.len() as f64;
+    Ok(perturbgen::plot::draw_png(path, (1300, 680), |root| {
+        let panels = root.split_evenly((1, 2));
+        type Get = fn(&ProbeRow) -> (f64, f64);
+        let series: [(&str, Get, f64, f64); 2] = [
+            ("truth's logFC", |r| (r.logfc_mean_other, r.logfc_model_controls), mean(|r| r.logfc_mean_other), mean(|r| r.logfc_model_controls)),
+            ("truth's signed −log10 p", |r| (r.signed_p_mean_other, r.signed_p_model_controls), mean(|r| r.signed_p_mean_other), mean(|r| r.signed_p_model_controls)),
+        ];
+        for (area, (title, get, mean_other, mean_model)) in panels.iter().zip(series) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("{model}, {} pairs: Pearson with the {title}", rows.len()), ("sans-serif", 17))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(50)
+                .build_cartesian_2d(-1.0..1.0, -1.0..1.0)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc(format!("other cell types' mean (mean {mean_other:.3})"))
+                .y_desc(format!("model, own controls (mean {mean_model:.3})"))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            chart.draw_series(LineSeries::new([(-1.0, -1.0), (1.0, 1.0)], BLACK.mix(0.4))).map_err(|e| e.to_string())?;
+            for (k, cell_type) in cell_types.iter().enumerate() {
+                let colour = COLOURS[k % COLOURS.len()];
+                let points = rows.iter().filter(|r| r.cell_type == *cell_type).map(|r| Circle::new(get(r), 3, colour.mix(0.7).filled()));
+                chart
+                    .draw_series(points)
+                    .map_err(|e| e.to_string())?
+                    .label(*cell_type)
+                    .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
+            }
+            chart.draw_series([Cross::new((mean_other, mean_model), 9, BLACK.stroke_width(3))]).map_err(|e| e.to_string())?.label("mean").legend(|(x, y)| Cross::new((x + 6, y), 5, BLACK.stroke_width(2)));
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize) -> Vec<ProbeRow> {
+        (0..n)
+            .map(|i| {
+                let x = i as f64 / n as f64;
+                ProbeRow {
+                    cell_type: if i % 2 == 0 { "B cells" } else { "Myeloid cells" }.into(),
+                    sm_name: format!("compound {i}"),
+                    control_cells: 10,
+                    logfc_model_controls: x - 0.5,
+                    logfc_model_prior: x - 0.6,
+                    logfc_mean_other: 0.5 - x,
+                    signed_p_model_controls: x * 0.8,
+                    signed_p_model_prior: x * 0.7,
+                    signed_p_mean_other: -x * 0.5,
+                }
+            })
+            .collect()
+    }
+
+    fn png_size(path: &Path) -> (u32, u32) {
+        // The IHDR chunk: width and height, big-endian, at bytes 16..24.
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap()))
+    }
+
+    #[test]
+    fn few_pairs_are_bars_many_pairs_one_readable_scatter() {
+        let dir = tempfile::tempdir().unwrap();
+        let few = dir.path().join("few.png");
+        plot_probe(&few, &rows(3), "dgd").unwrap();
+        assert_eq!(png_size(&few), (1300, 160 + 70 * 3));
+        // 255 pairs (Kaggle's targets) as bars would be 18,000 px tall: one fixed-size scatter.
+        let many = dir.path().join("many.png");
+        plot_probe(&many, &rows(255), "dgd").unwrap();
+        assert_eq!(png_size(&many), (1300, 680));
+    }
 }
