@@ -251,6 +251,7 @@ def test_auto_generation_settings_are_the_candidate_best_on_the_inner_holdout(tm
     assert table.set_index("candidate").mrrmse.to_dict() == pytest.approx(best, rel=1e-9)
     chosen = min(best, key=best.get)
     assert table.set_index("candidate").chosen.to_dict() == {c: c == chosen for c in best}
+    assert (res / "scores" / "calibration" / "dgd.png").read_bytes()[1:4] == b"PNG"
     source, reference, emit = chosen.split(".")
     assert json.loads((res / "inner" / "generate" / "dgd" / "calibration.json").read_text()) == {"source": source, "reference": reference, "emit": emit}
     inner_run = pd.read_parquet(res / "inner" / "generate" / "dgd" / "run0.parquet")

@@ -151,6 +151,7 @@ if MODELS and config["generate"]["inner_holdout"]:
         output:
             pick=f"{INNER_GENERATE_DIR}/{{model}}/calibration.json",
             table=f"{STAGE['scores']}/calibration/{{model}}.csv",
+            plot=report(f"{STAGE['scores']}/calibration/{{model}}.png", category="generation", caption="../report/calibration.rst"),
         params:
             args=calibration_args,
         wildcard_constraints:
@@ -166,4 +167,5 @@ if MODELS and config["generate"]["inner_holdout"]:
             "../../envs/perturbgen.yaml"
         shell:
             "{input.exe} {params.args} --truth {input.truth}"
-            " --out {output.pick} --out-table {output.table} > {log} 2>&1"
+            " --out {output.pick} --out-table {output.table} --plot {output.plot}"
+            " --title '{wildcards.model}: generation settings on the inner hold-out' > {log} 2>&1"

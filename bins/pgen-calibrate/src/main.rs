@@ -9,7 +9,7 @@ use perturbgen::atomic::OutputSet;
 use perturbgen::clip::Clip;
 use perturbgen::io::de_table::DeTable;
 use perturbgen::score::Metric;
-use perturbgen_models::calibration::{choose, write_table, Calibration, Candidate};
+use perturbgen_models::calibration::{choose, plot_table, write_table, Calibration, Candidate};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -35,6 +35,12 @@ struct Args {
     /// Every candidate's score (CSV: candidate, settings, clip, metric, mrrmse, pearson, chosen).
     #[arg(long)]
     out_table: PathBuf,
+    /// The same as a bar plot (PNG), the chosen candidate marked.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The plot's title.
+    #[arg(long, default_value = "generation settings on the inner hold-out")]
+    title: String,
     #[command(flatten)]
     common: perturbgen_cli::CommonArgs,
 }
@@ -63,6 +69,9 @@ fn run(args: Args) -> Result<()> {
     let mut out = OutputSet::new();
     write_table(&out.stage(&args.out_table)?, &tried, chosen, args.metric)?;
     tried[chosen].settings.write(&out.stage(&args.out)?)?;
+    if let Some(path) = &args.plot {
+        plot_table(&out.stage(path)?, &tried, chosen, args.metric, &args.title)?;
+    }
     out.commit()?;
     println!("{} (best {} on {})", tried[chosen].settings.name(), args.metric, args.truth.display());
     Ok(())

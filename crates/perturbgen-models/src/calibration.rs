@@ -167,6 +167,43 @@ pub fn write_table(path: &Path, tried: &[Tried], chosen: usize, metric: Metric) 
     Ok(())
 }
 
+/// The candidates as a picture: one bar per candidate, its ranking metric on the inner pairs at
+/// its best clip, the chosen one in orange (`results/scores/calibration/<model>.png`).
+pub fn plot_table(path: &Path, tried: &[Tried], chosen: usize, metric: Metric, title: &str) -> Result<()> {
+    use plotters::prelude::*;
+    let values: Vec<f64> = tried.iter().map(|t| t.value.unwrap_or(0.0)).collect();
+    let low = values.iter().copied().fold(0.0, f64::min);
+    let high = values.iter().copied().fold(0.0, f64::max);
+    let span = (high - low).max(1e-12);
+    let n = tried.len() as f64;
+    Ok(perturbgen::plot::draw_png(path, (1100, 120 + 40 * tried.len() as u32), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(10)
+            .build_cartesian_2d(low - 0.02 * span..high + 0.85 * span, -0.5..n - 0.5)
+            .map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc(format!("{metric} on the inner hold-out's pairs (each candidate at its best clip)")).disable_y_mesh().y_labels(0).draw().map_err(|e| e.to_string())?;
+        chart
+            .draw_series(values.iter().enumerate().map(|(i, v)| {
+                let colour = if i == chosen { RGBColor(255, 127, 14) } else { RGBColor(31, 119, 180) };
+                let y = (tried.len() - 1 - i) as f64;
+                Rectangle::new([(0.0, y - 0.38), (*v, y + 0.38)], colour.mix(0.75).filled())
+            }))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(tried.iter().enumerate().map(|(i, t)| {
+                let y = (tried.len() - 1 - i) as f64;
+                let value = t.value.map_or("undefined".into(), |v| format!("{v:.4}"));
+                let mark = if i == chosen { "  ← chosen" } else { "" };
+                Text::new(format!("{}, clip {}: {value}{mark}", t.settings.name(), t.clip.label()), (high.max(0.0) + 0.02 * span, y + 0.2), ("sans-serif", 14).into_font())
+            }))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
