@@ -72,7 +72,9 @@ fn run(args: Args) -> Result<()> {
     let matmul = model::bf16::resolve_for(plan.precision, &device)?;
     let cells = Cells::read(&args.counts, &args.obs)?;
     let split = model::data::split_validation(cells, &args.validation)?;
-    let covariates = Covariates::fit(&split.train.obs, &config.covariates)?.with_effects(&split.train.obs, &config.effects)?;
+    let covariates = Covariates::fit(&split.train.obs, &config.covariates)?
+        .with_effects(&split.train.obs, &config.effects)?
+        .with_interaction(&split.train.obs, &config.interaction)?;
     let train_ids = split.train.obs.obs_id.clone();
     let val_ids = split.val.obs.obs_id.clone();
     let genes = split.train.counts.genes.clone();

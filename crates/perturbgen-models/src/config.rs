@@ -79,6 +79,16 @@ pub struct TrainConfig {
     /// MLP's input. Empty: the write-up's decoder (everything concatenated into the MLP).
     #[serde(default)]
     pub effects: Vec<String>,
+    /// Two obs columns (e.g. cell_type and sm_name) whose interaction adds a rank-`interaction_rank`
+    /// per-gene term to the logits ([`crate::network::Network::decode`]); empty: none.
+    #[serde(default)]
+    pub interaction: Vec<String>,
+    /// Rank of the interaction term.
+    #[serde(default = "default_interaction_rank")]
+    pub interaction_rank: usize,
+    /// L2 penalty on the interaction's factors and loadings, per cell of loss.
+    #[serde(default = "default_interaction_penalty")]
+    pub interaction_penalty: f64,
     pub scale: Scale,
     /// NB mean m = M · link(decoder output).
     pub link: Link,
@@ -109,6 +119,14 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
 }
 
+fn default_interaction_rank() -> usize {
+    4
+}
+
+fn default_interaction_penalty() -> f64 {
+    1e-2
+}
+
 impl TrainConfig {
     /// The write-up's settings (SPEC §4) for `model`: what every unset [`ModelParams`] key takes.
     fn defaults(model: ModelKind) -> Self {
@@ -120,6 +138,9 @@ impl TrainConfig {
             encoder_hidden: vec![1024, 256],
             covariates: vec!["cell_type".into(), "plate_name".into(), "well".into()],
             effects: Vec::new(),
+            interaction: Vec::new(),
+            interaction_rank: default_interaction_rank(),
+            interaction_penalty: default_interaction_penalty(),
             scale: Scale::Max,
             link: Scale::Max.default_link(),
             dispersion: Dispersion::Exp,
@@ -170,6 +191,17 @@ pub struct ModelParams {
     /// logits, the same in every cell type (e.g. [sm_name]: a compound's effect carried to a
     /// cell type never seen treated with it); a column here is not also a covariate [[]].
     pub effects: Option<Vec<String>>,
+    /// Two obs columns whose interaction adds a penalised low-rank per-gene term to the logits:
+    /// [cell_type, sm_name] lets a cell type's response to a compound differ from the shared
+    /// effect as far as the other pairs support it (factors per level, their elementwise product
+    /// times gene loadings: a cell type never treated with the compound gets the product of
+    /// what its own other compounds and the compound's other cell types taught) [[]].
+    pub interaction: Option<Vec<String>>,
+    /// Rank of the interaction term, ≥ 1 [4].
+    pub interaction_rank: Option<usize>,
+    /// L2 penalty λ on the interaction's factors and loadings: λ·(‖F‖² + ‖W‖²) is added to
+    /// every cell's loss, ≥ 0 [0.01].
+    pub interaction_penalty: Option<f64>,
     /// M of the NB mean M·link(decoder): the cell's max, sum or mean count [max].
     pub scale: Option<Scale>,
     /// The NB mean's link, m = M·sigmoid(x) or M·softplus(x) [sigmoid with scale max, softplus
@@ -234,7 +266,7 @@ impl ModelParams {
             ($($f:ident),*) => { ModelParams { $($f: self.$f.or_else(|| base.$f.clone())),* } };
         }
         merge!(
-            latent_dim, decoder_hidden, encoder_hidden, covariates, effects, scale, link, dispersion, dispersion_init, batch_size, max_epochs,
+            latent_dim, decoder_hidden, encoder_hidden, covariates, effects, interaction, interaction_rank, interaction_penalty, scale, link, dispersion, dispersion_init, batch_size, max_epochs,
             min_epochs, patience, seed, decoder_lr, decoder_betas, latent_lr, latent_betas, mixture_lr, mixture_betas, components,
             softball_radius, softball_sharpness, sd_init, logprec_prior_sd, dirichlet_alpha, mixture_prior_weight, encoder_input,
             kl_warmup, checkpoint_every
@@ -256,6 +288,9 @@ impl ModelParams {
         set!(encoder_hidden = self.encoder_hidden);
         set!(covariates = self.covariates);
         set!(effects = self.effects);
+        set!(interaction = self.interaction);
+        set!(interaction_rank = self.interaction_rank);
+        set!(interaction_penalty = self.interaction_penalty);
         set!(scale = self.scale);
         c.link = self.link.unwrap_or(c.scale.default_link());
         set!(dispersion = self.dispersion);
@@ -336,6 +371,20 @@ impl ModelParams {
             })?;
             ensure(!c.effects[..i].contains(name), s, "effects", || format!("`{name}` is given twice"))?;
         }
+        if !c.interaction.is_empty() {
+            ensure(c.interaction.len() == 2 && c.interaction[0] != c.interaction[1], s, "interaction", || {
+                format!("expected two different obs columns (e.g. [cell_type, sm_name]), found {:?}", c.interaction)
+            })?;
+            for name in &c.interaction {
+                ensure(COVARIATE_COLUMNS.contains(&name.as_str()), s, "interaction", || {
+                    format!("unknown obs column `{name}` (choose from {})", COVARIATE_COLUMNS.join(", "))
+                })?;
+            }
+        }
+        ensure(c.interaction_rank >= 1, s, "interaction_rank", || "must be at least 1".into())?;
+        ensure(c.interaction_penalty >= 0.0 && c.interaction_penalty.is_finite(), s, "interaction_penalty", || {
+            format!("must be ≥ 0, found {}", c.interaction_penalty)
+        })?;
         Ok(c)
     }
 }

@@ -66,6 +66,10 @@ pub struct Covariates {
     /// Additive-effect columns and their levels (absent in checkpoints written before effects).
     #[serde(default)]
     pub effects: Vec<(String, Vec<String>)>,
+    /// `train.interaction`'s two columns and their levels, each level a row of the decoder's
+    /// interaction factors (absent in checkpoints written before the interaction).
+    #[serde(default)]
+    pub interaction: Vec<(String, Vec<String>)>,
 }
 
 /// Levels of each column as they occur in `obs`, sorted (so that the encoding does not depend
@@ -118,12 +122,27 @@ impl Covariates {
     /// Levels of each column as they occur in `obs` (sorted, so the encoding does not depend
     /// on the cells' order); no additive effects ([`Covariates::with_effects`]).
     pub fn fit(obs: &ObsTable, columns: &[String]) -> Result<Self> {
-        Ok(Self { columns: fit_levels(obs, columns, "train.covariates")?, effects: Vec::new() })
+        Ok(Self { columns: fit_levels(obs, columns, "train.covariates")?, effects: Vec::new(), interaction: Vec::new() })
     }
 
     /// The same with the additive-effect columns `effects` and their levels in `obs`.
     pub fn with_effects(self, obs: &ObsTable, effects: &[String]) -> Result<Self> {
         Ok(Self { effects: fit_levels(obs, effects, "train.effects")?, ..self })
+    }
+
+    /// The same with the interaction columns `columns` ([] or two) and their levels in `obs`.
+    pub fn with_interaction(self, obs: &ObsTable, columns: &[String]) -> Result<Self> {
+        Ok(Self { interaction: fit_levels(obs, columns, "train.interaction")?, ..self })
+    }
+
+    /// Rows of the decoder's interaction factors: both interaction columns' levels.
+    pub fn n_interaction_levels(&self) -> usize {
+        self.interaction.iter().map(|(_, l)| l.len()).sum()
+    }
+
+    /// Ids per cell: the effect columns' rows, then the interaction columns' rows.
+    pub fn n_ids(&self) -> usize {
+        self.effects.len() + self.interaction.len()
     }
 
     pub fn width(&self) -> usize {
@@ -141,9 +160,14 @@ impl Covariates {
         encode_levels(&self.columns, obs, path)
     }
 
-    /// Per cell, the effect-table row of every effect column.
+    /// Per cell, the effect-table row of every effect column, then the interaction-factor row
+    /// of both interaction columns ([`Covariates::n_ids`] ids).
     pub fn encode_effects(&self, obs: &ObsTable, path: &Path) -> Result<Vec<Vec<u32>>> {
-        encode_levels(&self.effects, obs, path)
+        let mut ids = encode_levels(&self.effects, obs, path)?;
+        for (cell, more) in ids.iter_mut().zip(encode_levels(&self.interaction, obs, path)?) {
+            cell.extend(more);
+        }
+        Ok(ids)
     }
 
     /// The one-hot vector and effect rows of a group of cells given by its column values
@@ -165,12 +189,15 @@ impl Covariates {
         for j in find(&self.columns)? {
             onehot[j as usize] = 1.0;
         }
-        Ok((onehot, find(&self.effects)?))
+        let mut ids = find(&self.effects)?;
+        ids.extend(find(&self.interaction)?);
+        Ok((onehot, ids))
     }
 }
 
 /// What the decoder is conditioned on for a batch of cells: the one-hot covariates [B, C] and,
-/// with additive effects, each cell's effect-table rows [B, E] (u32).
+/// with additive effects or an interaction, each cell's effect-table rows then interaction-factor
+/// rows [B, E] (u32, [`Covariates::n_ids`] columns).
 pub struct Conditioning {
     pub onehot: Tensor,
     pub effects: Option<Tensor>,
@@ -203,7 +230,7 @@ impl ModelData {
         let onehot = covariates.encode(&cells.obs, obs_path)?;
         let effects = covariates.encode_effects(&cells.obs, obs_path)?;
         let scale = scale.of(&cells);
-        Ok(Self { cells, scale, onehot, n_covariates: covariates.width(), effects, n_effects: covariates.effects.len() })
+        Ok(Self { cells, scale, onehot, n_covariates: covariates.width(), effects, n_effects: covariates.n_ids() })
     }
 
     pub fn len(&self) -> usize {

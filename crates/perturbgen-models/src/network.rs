@@ -19,6 +19,9 @@ pub struct Network {
     /// `train.effects`: a per-gene term for every level of every effect column
     /// [levels, G], added to the decoder's logits (zero at initialisation).
     pub effect: Option<Var>,
+    /// `train.interaction`: factors F [levels of both columns, rank] and gene loadings W
+    /// [rank, G]; a cell of levels (a, b) adds (F[a] ⊙ F[b]) · W to its logits.
+    pub interaction: Option<(Var, Var)>,
     /// Per-gene dispersion parameter θ (r = exp θ or exp θ + 1).
     pub theta: Var,
     pub gmm: Option<Gmm>,
@@ -38,6 +41,19 @@ impl Network {
         let theta = Var::from_vec(vec![config.dispersion.theta(config.dispersion_init) as f32; g], g, device)?;
         let n_effect_levels = covariates.n_effect_levels();
         let effect = if n_effect_levels > 0 { Some(Var::zeros((n_effect_levels, g), candle_core::DType::F32, device)?) } else { None };
+        // Factors drawn N(0, 1), loadings zero: the term starts at zero (the model without it)
+        // and the loadings' gradient, (F[a] ⊙ F[b])ᵀ · dlogits, is not.
+        let interaction = match covariates.n_interaction_levels() {
+            0 => None,
+            levels => {
+                use rand::SeedableRng;
+                use rand_distr::Distribution;
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(3));
+                let rank = config.interaction_rank;
+                let factors: Vec<f32> = (0..levels * rank).map(|_| rand_distr::StandardNormal.sample(&mut rng)).collect();
+                Some((Var::from_vec(factors, (levels, rank), device)?, Var::zeros((rank, g), candle_core::DType::F32, device)?))
+            }
+        };
         let (gmm, encoder) = match config.model {
             ModelKind::Dgd => (Some(Gmm::new(config.gmm.clone(), d, config.seed.wrapping_add(2), device)?), None),
             ModelKind::Nbvae => {
@@ -45,7 +61,7 @@ impl Network {
                 (None, Some(Mlp::new(&sizes, config.seed.wrapping_add(1), device)?))
             }
         };
-        Ok(Self { config, covariates, genes, decoder, effect, theta, gmm, encoder, device: device.clone(), matmul: MatmulPrecision::F32 })
+        Ok(Self { config, covariates, genes, decoder, effect, interaction, theta, gmm, encoder, device: device.clone(), matmul: MatmulPrecision::F32 })
     }
 
     /// Decoder, dispersions and (VAE) encoder: the variables of the main optimiser.
@@ -53,6 +69,10 @@ impl Network {
         let mut vars = self.decoder.vars("decoder");
         if let Some(effect) = &self.effect {
             vars.push(("effect".into(), effect.clone()));
+        }
+        if let Some((factors, loadings)) = &self.interaction {
+            vars.push(("interaction_factors".into(), factors.clone()));
+            vars.push(("interaction_loadings".into(), loadings.clone()));
         }
         vars.push(("theta".into(), self.theta.clone()));
         if let Some(enc) = &self.encoder {
@@ -78,14 +98,37 @@ impl Network {
     /// combination is free to differ, and an unseen one is extrapolated.
     pub fn decode(&self, z: &Tensor, c: &Conditioning) -> candle_core::Result<Tensor> {
         let mut logits = self.decoder.forward_in(&Tensor::cat(&[z, &c.onehot], 1)?, self.matmul)?;
+        let column = |ids: &Tensor, k: usize| ids.narrow(1, k, 1)?.squeeze(1)?.contiguous();
         if let (Some(effect), Some(ids)) = (&self.effect, &c.effects) {
-            for k in 0..ids.dim(1)? {
-                let rows = effect.as_tensor().index_select(&ids.narrow(1, k, 1)?.squeeze(1)?.contiguous()?, 0)?;
+            for k in 0..self.covariates.effects.len() {
+                let rows = effect.as_tensor().index_select(&column(ids, k)?, 0)?;
                 let rows = rows.to_dtype(logits.dtype())?;
                 logits = (logits + rows)?;
             }
         }
+        if let (Some((factors, loadings)), Some(ids)) = (&self.interaction, &c.effects) {
+            // The two interaction columns' ids follow the effect columns' (Covariates::n_ids).
+            let k = self.covariates.effects.len();
+            let a = factors.as_tensor().index_select(&column(ids, k)?, 0)?;
+            let b = factors.as_tensor().index_select(&column(ids, k + 1)?, 0)?;
+            let term = (a * b)?.matmul(loadings.as_tensor())?.to_dtype(logits.dtype())?;
+            logits = (logits + term)?;
+        }
         Ok(logits)
+    }
+
+    /// `train.interaction_penalty` λ times the interaction's squared norms, counted once per
+    /// cell of a batch of `cells` (added to the batch's summed loss); None without an
+    /// interaction or with λ = 0.
+    pub fn interaction_penalty(&self, cells: usize) -> candle_core::Result<Option<Tensor>> {
+        let lambda = self.config.interaction_penalty;
+        match &self.interaction {
+            Some((factors, loadings)) if lambda > 0.0 => {
+                let norms = (factors.as_tensor().sqr()?.sum_all()? + loadings.as_tensor().sqr()?.sum_all()?)?;
+                Ok(Some((norms * (lambda * cells as f64))?))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The NB means m = M · link(decoder(concat(z, c))) [B, G], with `scale` the per-cell M
@@ -143,6 +186,9 @@ impl Network {
         let mut loss = (&nll_sum - &lpz_sum)?;
         if let Some(w) = mixture_prior_weight {
             loss = (loss - (gmm.log_prior()? * w)?)?;
+        }
+        if let Some(penalty) = self.interaction_penalty(rows.len())? {
+            loss = (loss + penalty)?;
         }
         let grads = (loss / self.config.batch_size as f64)?.backward()?;
         let z_grad = match grads.get(z.as_tensor()) {

@@ -289,7 +289,11 @@ impl Trainer {
             let (nll_sum, kl_sum) = (nll.sum_all()?, kl.sum_all()?);
             if let Some((w, _)) = train {
                 // Divided by the configured batch size (as the DGD's): the write-up sums.
-                let loss = ((&nll_sum + (&kl_sum * w)?)? / cfg.batch_size as f64)?;
+                let mut loss = (&nll_sum + (&kl_sum * w)?)?;
+                if let Some(penalty) = self.net.interaction_penalty(rows.len())? {
+                    loss = (loss + penalty)?;
+                }
+                let loss = (loss / cfg.batch_size as f64)?;
                 let grads = loss.backward()?;
                 self.opt_net.step(&grads)?;
             }

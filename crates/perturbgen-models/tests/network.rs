@@ -75,3 +75,74 @@ fn an_effect_that_is_also_a_covariate_is_refused() {
     let err = ModelParams { effects: Some(vec!["compound".into()]), ..Default::default() }.check(ModelKind::Dgd).unwrap_err();
     assert!(err.to_string().contains("unknown obs column `compound`"), "{err}");
 }
+
+/// `train.interaction`: each cell's logits gain (F[a] ⊙ F[b]) · W for its levels a and b of the
+/// two columns (recomputed here by hand from the factors), the term starts at zero (W = 0), and
+/// the penalty λ·(‖F‖² + ‖W‖²) per cell gives the factors the gradient 2λ·F·cells/batch_size
+/// while W = 0 (the likelihood does not depend on F then).
+#[test]
+fn an_interaction_adds_the_product_of_its_levels_factors_times_the_loadings() {
+    use perturbgen_models::config::ModelParams;
+    let cells = toy_cells();
+    let (rank, lambda) = (2usize, 0.5f64);
+    let config = ModelParams {
+        decoder_hidden: Some(vec![16, 32]),
+        latent_dim: Some(3),
+        batch_size: Some(64),
+        covariates: Some(vec!["cell_type".into()]),
+        interaction: Some(vec!["cell_type".into(), "plate_name".into()]),
+        interaction_rank: Some(rank),
+        interaction_penalty: Some(lambda),
+        ..Default::default()
+    }
+    .check(ModelKind::Dgd)
+    .unwrap();
+    let covariates = Covariates::fit(&cells.obs, &config.covariates).unwrap().with_effects(&cells.obs, &config.effects).unwrap().with_interaction(&cells.obs, &config.interaction).unwrap();
+    assert_eq!(covariates.interaction[0], ("cell_type".to_string(), vec!["NK cells".to_string(), "T cells".into()]));
+    assert_eq!(covariates.interaction[1].1, vec!["p1".to_string(), "p2".into(), "p3".into()]);
+    let data = ModelData::new(cells.clone(), config.scale, &covariates, std::path::Path::new("toy")).unwrap();
+    let net = perturbgen_models::network::Network::new(config.clone(), covariates, cells.counts.genes.clone(), &Device::Cpu).unwrap();
+    let rows: Vec<usize> = (0..12).collect();
+    let cond = data.conditioning(&rows, &Device::Cpu).unwrap();
+    let z = candle_core::Tensor::from_vec((0..12 * 3).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect::<Vec<f32>>(), (12, 3), &Device::Cpu).unwrap();
+    let (factors, loadings) = net.interaction.as_ref().unwrap();
+    let f = factors.as_tensor().to_vec2::<f32>().unwrap();
+    assert_eq!(f.len(), 5);
+    let before = net.decode(&z, &cond).unwrap().to_vec2::<f32>().unwrap();
+
+    // The penalty's gradient, while W = 0.
+    let batch = net.dgd_batch(&data, &rows, vec![0.05f32; 12 * 3], None).unwrap();
+    let grad = batch.grads.get(factors.as_tensor()).expect("the factors get a gradient").to_vec2::<f32>().unwrap();
+    for (l, (g_row, f_row)) in grad.iter().zip(&f).enumerate() {
+        for k in 0..rank {
+            let want = 2.0 * lambda * f_row[k] as f64 * 12.0 / 64.0;
+            assert!((g_row[k] as f64 - want).abs() <= 1e-5 * want.abs().max(1e-3), "factor [{l}, {k}]: gradient {}, expected {want}", g_row[k]);
+        }
+    }
+    let w_grad = batch.grads.get(loadings.as_tensor()).expect("the loadings get a gradient");
+    assert!(w_grad.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+
+    let w: Vec<f32> = (0..rank).flat_map(|k| (0..30).map(move |g| (k + 1) as f32 * g as f32 / 50.0)).collect();
+    loadings.set(&candle_core::Tensor::from_vec(w.clone(), (rank, 30), &Device::Cpu).unwrap()).unwrap();
+    let after = net.decode(&z, &cond).unwrap().to_vec2::<f32>().unwrap();
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        // Toy cell i: T cells (level 1) when i is even, NK cells (0) when odd; plate p{i % 3 + 1}
+        // (rows 2–4: the second column's levels follow the first's).
+        let (ct, plate) = (if i % 2 == 0 { 1 } else { 0 }, 2 + i % 3);
+        for g in 0..30 {
+            let want: f32 = (0..rank).map(|k| f[ct][k] * f[plate][k] * w[k * 30 + g]).sum();
+            assert!((a[g] - b[g] - want).abs() < 1e-4 * want.abs().max(1.0), "cell {i} gene {g}: added {}, expected {want}", a[g] - b[g]);
+        }
+    }
+}
+
+#[test]
+fn an_interaction_needs_two_different_known_columns() {
+    use perturbgen_models::config::ModelParams;
+    for (columns, fragment) in [(vec!["cell_type"], "expected two different obs columns"), (vec!["cell_type", "cell_type"], "expected two different"), (vec!["cell_type", "drug"], "unknown obs column `drug`")] {
+        let err = ModelParams { interaction: Some(columns.iter().map(|c| c.to_string()).collect()), ..Default::default() }.check(ModelKind::Dgd).unwrap_err().to_string();
+        assert!(err.contains("train.interaction") && err.contains(fragment), "{err}");
+    }
+    let err = ModelParams { interaction_rank: Some(0), ..Default::default() }.check(ModelKind::Dgd).unwrap_err().to_string();
+    assert!(err.contains("train.interaction_rank"), "{err}");
+}
