@@ -9,11 +9,17 @@ SHARED_INNER_MODELS = config["generate"]["inner_holdout"] and config["generate"]
 MODEL_CELLS = INNER_FILTER if SHARED_INNER_MODELS else {k: getattr(rules.filter.output, k) for k in ("counts", "obs", "validation")}
 
 
+def set_keys(params):
+    """The keys of a model's settings that are set: null means unset (the model's own default),
+    so a key added to the settings in a later version does not rerun trained models."""
+    return {k: v for k, v in (params or {}).items() if v is not None}
+
+
 def train_params(wildcards):
     """pgen-train's `--params`: the shared settings and the model's own (the other model's keys
     stay out, so that changing them does not rerun this one), the device and the precision."""
     t, model = cfg_of(wildcards)["train"], wildcards.model
-    return section_params("train", common=t["common"], device=t["device"], precision=t["precision"], models=[model], **{model: t.get(model) or {}})
+    return section_params("train", common=set_keys(t["common"]), device=t["device"], precision=t["precision"], models=[model], **{model: set_keys(t.get(model))})
 
 
 def loglik_params(wildcards):
