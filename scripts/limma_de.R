@@ -10,6 +10,12 @@
 #   samples.tsv  tab-separated, header line, one row per pseudo-bulk sample; columns at least
 #                sample, sm_name, donor_id, plate_name, row, well, cell_type, n_cells.
 #                No quoting: every field is taken verbatim as text (quote="", comment.char="").
+#                Optional column `predicted` (0/1): samples a model predicted (generated cells'
+#                pseudo-bulk, forest predictions). With both kinds present the residual
+#                variance (each gene's sigma and residual df, hence eBayes' moderation) is the
+#                real samples' alone: predicted samples have no sampling noise of their own, so
+#                their replicates would make limma certain of every difference, and how certain
+#                would grow with how many are fitted together.
 #   counts.f64   G x S counts, raw little-endian float64, column-major (sample 1's G values,
 #                then sample 2's, ...); file size must be exactly 8*G*S bytes.
 #
@@ -290,6 +296,11 @@ main <- function() {
     die(length(zero), " sample(s) with zero total count (TMM undefined): ",
         quote_list(samples$sample[zero]))
 
+  predicted <- if ("predicted" %in% colnames(samples)) samples$predicted == "1" else rep(FALSE, S)
+  if ("predicted" %in% colnames(samples) && !all(samples$predicted %in% c("0", "1")))
+    die("samples.tsv column `predicted`: expected 0 or 1, found ",
+        quote_list(unique(setdiff(samples$predicted, c("0", "1")))))
+
   d <- build_design(opts$design, samples, opts$control)
   X <- d$X
   P <- ncol(X)
@@ -346,6 +357,18 @@ main <- function() {
     fit <- limma::lmFit(v, X)
     note("voom + lmFit done in ", round(proc.time()[["elapsed"]] - t0, 1), " s (lmFit ",
          round(proc.time()[["elapsed"]] - t1, 1), " s)")
+    if (any(predicted) && !all(predicted)) {
+      # The same model on the real samples alone (columns only predicted samples have are
+      # not estimable there and carry no residual): its sigma and df replace the fit's.
+      real <- !predicted
+      fit_real <- suppressWarnings(limma::lmFit(v[, real], X[real, , drop = FALSE]))
+      if (all(fit_real$df.residual < 1L))
+        die("the ", sum(real), " real sample(s) leave no residual degrees of freedom for the variance")
+      note("residual variance from the ", sum(real), " real samples (df ", max(fit_real$df.residual),
+           "), not the ", sum(predicted), " predicted ones (df of all samples: ", max(fit$df.residual), ")")
+      fit$sigma <- fit_real$sigma
+      fit$df.residual <- fit_real$df.residual
+    }
     limma::eBayes(limma::contrasts.fit(fit, C))
   }, warning = log_warn)
 

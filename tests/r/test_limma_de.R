@@ -376,6 +376,76 @@ section("4. awkward compound names round-trip exactly", {
   }
 })
 
+# ------------------------------------------------------------------ test 5
+# Predicted samples (column `predicted`): a noise-free "generated" compound, one sample per plate
+# (its NB means, rounded), fitted with the real samples. The residual variance must be the real
+# samples' alone: the script's t and P equal limma's own on the same voom object with lmFit's
+# sigma and df.residual taken from the real samples' fit; without the column, the predicted
+# replicates' tiny residuals lower every gene's variance and inflate every t.
+section("5. predicted samples: the residual variance is the real samples'", {
+  set.seed(5)
+  s5 <- sim
+  # As many predicted samples as a generation run brings: 12 compounds, one sample per plate.
+  plates <- unique(sim$samples$plate_name)
+  one <- sim$samples[match(plates, sim$samples$plate_name), ]
+  ctrl_mean <- rowMeans(sim$counts[, sim$samples$sm_name == CONTROL])
+  gen <- NULL
+  gen_counts <- NULL
+  for (k in 1:12) {
+    g <- one
+    g$sm_name <- sprintf("Generated %02d", k)
+    g$well <- sprintf("P%02d", k)
+    g$row <- "H"
+    g$sample <- paste0("generated_", k, "_", plates)
+    effect <- 2^ifelse((seq_len(G) + k) %% 10 == 0, 1.5, 0)
+    gen <- rbind(gen, g)
+    gen_counts <- cbind(gen_counts, sapply(seq_along(plates), function(j) round(ctrl_mean * effect * runif(1, 0.9, 1.1))))
+  }
+  s5$samples <- rbind(sim$samples, gen)
+  s5$counts <- cbind(sim$counts, gen_counts)
+  marked <- s5
+  marked$samples$predicted <- c(rep("0", nrow(sim$samples)), rep("1", nrow(gen)))
+  d_plain <- write_exchange(new_dir("in_gen_plain"), s5)
+  d_marked <- write_exchange(new_dir("in_gen_marked"), marked)
+  out_plain <- new_dir("out_gen_plain"); out_marked <- new_dir("out_gen_marked")
+  r1 <- run_script(d_plain, out_plain)
+  r2 <- run_script(d_marked, out_marked)
+  check("5. exit status 0 (both)", r1$status == 0 && r2$status == 0, paste(c(r1$stderr, r2$stderr), collapse = " | "))
+  check("5. the script says where the variance comes from",
+        any(grepl("residual variance from the 84 real samples", r2$stderr)), paste(r2$stderr, collapse = " | "))
+  o_plain <- read_outputs(out_plain, G); o_marked <- read_outputs(out_marked, G)
+  # limma's own computation with the real samples' sigma and df.
+  s <- s5$samples
+  dat <- data.frame(Rpert = factor(s$sm_name), donor_id = factor(s$donor_id),
+                    plate_name = factor(s$plate_name), row = factor(s$row))
+  design <- suppressWarnings(model.matrix(~0 + Rpert + donor_id + plate_name + row, dat))
+  colnames(design) <- make.names(colnames(design), unique = TRUE)
+  dge <- calcNormFactors(DGEList(counts = s5$counts))
+  invisible(capture.output(v <- suppressWarnings(voom(dge, design))))
+  invisible(capture.output(fit <- suppressWarnings(lmFit(v, design))))
+  real <- !startsWith(s$sm_name, "Generated")
+  invisible(capture.output(fit_real <- suppressWarnings(lmFit(v[, real], design[real, , drop = FALSE]))))
+  fit$sigma <- fit_real$sigma
+  fit$df.residual <- fit_real$df.residual
+  ctrl_col <- make.names(paste0("Rpert", CONTROL))
+  worst_t <- worst_p <- 0
+  for (k in o_marked$compounds) {
+    cm <- makeContrasts(contrasts = paste0(make.names(paste0("Rpert", k)), " - ", ctrl_col), levels = design)
+    tt <- topTable(eBayes(contrasts.fit(fit, cm)), coef = 1, number = Inf, sort.by = "none")
+    worst_t <- max(worst_t, abs(o_marked$t[, k] - tt$t))
+    worst_p <- max(worst_p, abs(o_marked$p[, k] - tt$P.Value))
+  }
+  check(sprintf("5. t equals limma's with the real samples' sigma and df (max |diff| = %.2e <= 1e-8)", worst_t), worst_t <= 1e-8)
+  check(sprintf("5. P equals limma's with the real samples' sigma and df (max |diff| = %.2e <= 1e-8)", worst_p), worst_p <= 1e-8)
+  check("5. logFC does not depend on the mark", max(abs(o_marked$logfc - o_plain$logfc)) <= 1e-10)
+  ratio <- stats::median(abs(o_plain$t[, "Generated 01"]) / abs(o_marked$t[, "Generated 01"]))
+  check(sprintf("5. unmarked, the predicted replicates inflate the generated compound's t (median ratio %.2f > 1.2)", ratio), ratio > 1.2)
+  bad <- marked
+  bad$samples$predicted[1] <- "yes"
+  expect_error("5. a `predicted` value other than 0/1", write_exchange(new_dir("in_gen_bad"), bad),
+               pattern = "column `predicted`: expected 0 or 1")
+})
+
 unlink(ROOT, recursive = TRUE)
 cat(sprintf("%d passed, %d failed\n", N_PASS, N_FAIL))
 quit(save = "no", status = if (N_FAIL > 0L) 1L else 0L)

@@ -52,7 +52,16 @@ pub fn run_limma(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: 
 /// [`run_limma`] with every statistic limma gives per gene (its `route` left empty for the
 /// caller to name).
 pub fn run_limma_stats(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: Option<&IdMap>, pb_path: &Path) -> Result<DeStats> {
-    let sub = pb.cell_type(cell_type);
+    run_limma_marked(pb, None, cell_type, config, pairs, pb_path)
+}
+
+/// [`run_limma_stats`] with the samples a model predicted marked (`predicted[i]` for sample i
+/// of `pb`): limma takes the residual variance from the real samples alone
+/// (scripts/limma_de.R, column `predicted`).
+fn run_limma_marked(pb: &PseudoBulk, predicted: Option<&[bool]>, cell_type: &str, config: &LimmaConfig, pairs: Option<&IdMap>, pb_path: &Path) -> Result<DeStats> {
+    let rows: Vec<usize> = (0..pb.n_samples()).filter(|&i| pb.keys[i].cell_type == cell_type).collect();
+    let sub = pb.take(&rows);
+    let marks: Option<Vec<bool>> = predicted.map(|p| rows.iter().map(|&i| p[i]).collect());
     if sub.n_samples() == 0 {
         return Err(Error::invalid(pb_path, format!("no pseudo-bulk samples of cell type `{cell_type}`")));
     }
@@ -82,7 +91,7 @@ pub fn run_limma_stats(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, p
     }
     let work = exchange_folder()?;
     let (input, output, r_tmp) = (work.path().join("in"), work.path().join("out"), work.path().join("rtmp"));
-    write_exchange(&sub, &input)?;
+    write_exchange(&sub, marks.as_deref(), &input)?;
     for dir in [&output, &r_tmp] {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -144,7 +153,10 @@ fn exchange_folder() -> Result<tempfile::TempDir> {
 
 /// The DE of predicted samples (forest predictions, generated cells' pseudo-bulk): per target
 /// cell type, limma on its `real` samples together with the `predicted` ones, the targets'
-/// contrasts against the real negative-control samples; one table in id_map order.
+/// contrasts against the real negative-control samples, the residual variance the real
+/// samples' alone (the predicted ones are marked: without their own sampling noise, their
+/// replicates would shrink every gene's variance, the more the more targets are fitted
+/// together); one table in id_map order.
 /// Returns limma's statistics ([`DeStats::table`] is the prediction, rows in the order of
 /// [`crate::baseline::merge_tables`]); the caller names its `route`.
 pub fn de_with_predicted(real: &PseudoBulk, predicted: &PseudoBulk, targets: &IdMap, config: &LimmaConfig, real_path: &Path) -> Result<DeStats> {
@@ -152,10 +164,11 @@ pub fn de_with_predicted(real: &PseudoBulk, predicted: &PseudoBulk, targets: &Id
     combined.keys.extend(predicted.keys.iter().cloned());
     combined.n_cells.extend(&predicted.n_cells);
     combined.counts.extend(&predicted.counts);
+    let predicted_mask: Vec<bool> = (0..combined.n_samples()).map(|i| i >= real.n_samples()).collect();
     let cell_types: std::collections::BTreeSet<&str> = targets.rows.iter().map(|r| r.cell_type.as_str()).collect();
     let mut tables = Vec::new();
     for ct in cell_types {
-        let stats = run_limma_stats(&combined, ct, config, Some(targets), real_path)?;
+        let stats = run_limma_marked(&combined, Some(&predicted_mask), ct, config, Some(targets), real_path)?;
         tables.push((stats, PathBuf::from(format!("limma:{ct}"))));
     }
     DeStats::merge(tables)
@@ -188,13 +201,17 @@ pub fn de_against_predicted_controls(real: &PseudoBulk, predicted: &PseudoBulk, 
     de_with_predicted(&renamed, predicted, targets, config, real_path)
 }
 
-fn write_exchange(pb: &PseudoBulk, dir: &Path) -> Result<()> {
+fn write_exchange(pb: &PseudoBulk, predicted: Option<&[bool]>, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     crate::io::genes::write_gene_list(&dir.join("genes.txt"), &pb.genes)?;
     crate::atomic::write_atomic(dir.join("samples.tsv"), |w| {
-        writeln!(w, "sample\tsm_name\tdonor_id\tplate_name\trow\twell\tcell_type\tn_cells")?;
+        writeln!(w, "sample\tsm_name\tdonor_id\tplate_name\trow\twell\tcell_type\tn_cells{}", if predicted.is_some() { "\tpredicted" } else { "" })?;
         for (i, k) in pb.keys.iter().enumerate() {
-            writeln!(w, "s{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}", i + 1, k.sm_name, k.donor_id, k.plate_name, k.row, k.well, k.cell_type, pb.n_cells[i])?;
+            write!(w, "s{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}", i + 1, k.sm_name, k.donor_id, k.plate_name, k.row, k.well, k.cell_type, pb.n_cells[i])?;
+            match predicted {
+                Some(p) => writeln!(w, "\t{}", u8::from(p[i]))?,
+                None => writeln!(w)?,
+            }
         }
         Ok(())
     })?;
