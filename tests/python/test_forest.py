@@ -129,16 +129,16 @@ def test_forest_predicted_controls_reference(forest_bin, tmp_path):
     assert sorted(map(tuple, controls[KEYS].to_numpy())) == sorted(map(tuple, want[KEYS].to_numpy()))
 
     # The same DE from pgen-limma on the composed samples: real (minus the targets) with DMSO
-    # renamed, plus the predicted ones.
+    # renamed, plus the predicted ones, marked as such (the residual variance is the real ones').
     target_set = set(TARGETS)
     real = train[[(c, s) not in target_set for c, s in zip(train.cell_type, train.sm_name)]].copy()
     real.loc[real.sm_name == COMPOUNDS[0], "sm_name"] = f"{COMPOUNDS[0]} (measured)"
-    composed = pd.concat([real, predicted[real.columns]], ignore_index=True)
-    composed.to_parquet(tmp_path / "composed.parquet", index=False)
+    real.to_parquet(tmp_path / "composed_real.parquet", index=False)
+    predicted[real.columns].to_parquet(tmp_path / "composed_predicted.parquet", index=False)
     for ct in ("B cells", "Myeloid cells"):
         out = tmp_path / f"limma_{ct}.parquet"
-        run([_binary("pgen-limma"), "--pseudobulk", tmp_path / "composed.parquet", "--cell-type", ct, "--targets", targets,
-             "--script", SCRIPT, "--out", out])
+        run([_binary("pgen-limma"), "--pseudobulk", tmp_path / "composed_real.parquet", "--predicted", tmp_path / "composed_predicted.parquet",
+             "--cell-type", ct, "--targets", targets, "--script", SCRIPT, "--out", out])
         by_hand = pd.read_parquet(out).set_index(["cell_type", "sm_name"]).iloc[:, 3:]
         ours = de["predicted_controls"].set_index(["cell_type", "sm_name"]).loc[by_hand.index].iloc[:, 3:]
         np.testing.assert_allclose(ours.to_numpy(), by_hand.to_numpy(), rtol=1e-12)

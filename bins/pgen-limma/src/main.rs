@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Parser;
 use perturbgen::io::id_map::IdMap;
-use perturbgen::limma::run_limma_stats;
+use perturbgen::limma::{run_limma_stats, run_limma_with_predicted};
 use perturbgen::pseudobulk::PseudoBulk;
 use std::path::PathBuf;
 
@@ -15,6 +15,11 @@ struct Args {
     pseudobulk: PathBuf,
     #[arg(long)]
     cell_type: String,
+    /// Samples a model predicted (same layout as --pseudobulk), fitted together with
+    /// --pseudobulk's real ones but with the residual variance taken from the real ones alone
+    /// (what the generation, forest and external routes do).
+    #[arg(long)]
+    predicted: Option<PathBuf>,
     #[command(flatten)]
     limma: perturbgen_cli::LimmaArgs,
     /// The `de` section (the design, negative control, Rscript) is this stage's own.
@@ -46,7 +51,10 @@ fn run(args: Args) -> Result<()> {
     let targets = args.targets.as_deref().map(IdMap::read).transpose()?;
     let de = args.params.checked::<perturbgen::params::de::DeParams>()?;
     let config = de.limma(args.limma.script.clone(), args.common.threads());
-    let mut stats = run_limma_stats(&pb, &args.cell_type, &config, targets.as_ref(), &args.pseudobulk)?;
+    let mut stats = match &args.predicted {
+        Some(path) => run_limma_with_predicted(&pb, &PseudoBulk::read(path)?, &args.cell_type, &config, targets.as_ref(), &args.pseudobulk)?,
+        None => run_limma_stats(&pb, &args.cell_type, &config, targets.as_ref(), &args.pseudobulk)?,
+    };
     stats.route.clone_from(&args.route);
     let table = stats.table();
     log::info!("{}: {} compounds × {} genes", args.cell_type, table.n_rows(), table.genes.len());

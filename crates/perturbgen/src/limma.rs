@@ -55,6 +55,18 @@ pub fn run_limma_stats(pb: &PseudoBulk, cell_type: &str, config: &LimmaConfig, p
     run_limma_marked(pb, None, cell_type, config, pairs, pb_path)
 }
 
+/// [`run_limma_stats`] on the `real` samples and the `predicted` ones together, the residual
+/// variance the real samples' alone (`pgen-limma --predicted`; [`de_with_predicted`] for every
+/// target cell type).
+pub fn run_limma_with_predicted(real: &PseudoBulk, predicted: &PseudoBulk, cell_type: &str, config: &LimmaConfig, pairs: Option<&IdMap>, real_path: &Path) -> Result<DeStats> {
+    let mut combined = real.clone();
+    combined.keys.extend(predicted.keys.iter().cloned());
+    combined.n_cells.extend(&predicted.n_cells);
+    combined.counts.extend(&predicted.counts);
+    let mask: Vec<bool> = (0..combined.n_samples()).map(|i| i >= real.n_samples()).collect();
+    run_limma_marked(&combined, Some(&mask), cell_type, config, pairs, real_path)
+}
+
 /// [`run_limma_stats`] with the samples a model predicted marked (`predicted[i]` for sample i
 /// of `pb`): limma takes the residual variance from the real samples alone
 /// (scripts/limma_de.R, column `predicted`).
@@ -160,15 +172,10 @@ fn exchange_folder() -> Result<tempfile::TempDir> {
 /// Returns limma's statistics ([`DeStats::table`] is the prediction, rows in the order of
 /// [`crate::baseline::merge_tables`]); the caller names its `route`.
 pub fn de_with_predicted(real: &PseudoBulk, predicted: &PseudoBulk, targets: &IdMap, config: &LimmaConfig, real_path: &Path) -> Result<DeStats> {
-    let mut combined = real.clone();
-    combined.keys.extend(predicted.keys.iter().cloned());
-    combined.n_cells.extend(&predicted.n_cells);
-    combined.counts.extend(&predicted.counts);
-    let predicted_mask: Vec<bool> = (0..combined.n_samples()).map(|i| i >= real.n_samples()).collect();
     let cell_types: std::collections::BTreeSet<&str> = targets.rows.iter().map(|r| r.cell_type.as_str()).collect();
     let mut tables = Vec::new();
     for ct in cell_types {
-        let stats = run_limma_marked(&combined, Some(&predicted_mask), ct, config, Some(targets), real_path)?;
+        let stats = run_limma_with_predicted(real, predicted, ct, config, Some(targets), real_path)?;
         tables.push((stats, PathBuf::from(format!("limma:{ct}"))));
     }
     DeStats::merge(tables)
