@@ -15,7 +15,8 @@
 #                variance (each gene's sigma and residual df, hence eBayes' moderation) is the
 #                real samples' alone: predicted samples have no sampling noise of their own, so
 #                their replicates would make limma certain of every difference, and how certain
-#                would grow with how many are fitted together.
+#                would grow with how many are fitted together. Where the real samples leave no
+#                residual degrees of freedom, the joint fit's variance stays (with a note).
 #   counts.f64   G x S counts, raw little-endian float64, column-major (sample 1's G values,
 #                then sample 2's, ...); file size must be exactly 8*G*S bytes.
 #
@@ -362,12 +363,17 @@ main <- function() {
       # not estimable there and carry no residual): its sigma and df replace the fit's.
       real <- !predicted
       fit_real <- suppressWarnings(limma::lmFit(v[, real], X[real, , drop = FALSE]))
-      if (all(fit_real$df.residual < 1L))
-        die("the ", sum(real), " real sample(s) leave no residual degrees of freedom for the variance")
-      note("residual variance from the ", sum(real), " real samples (df ", max(fit_real$df.residual),
-           "), not the ", sum(predicted), " predicted ones (df of all samples: ", max(fit$df.residual), ")")
-      fit$sigma <- fit_real$sigma
-      fit$df.residual <- fit_real$df.residual
+      if (max(fit_real$df.residual) < 1L) {
+        # E.g. a held-out cell type whose only real samples are one control per donor: there
+        # is no real variance to take; the joint fit's stays (what limma alone would do).
+        note("the ", sum(real), " real sample(s) leave no residual degrees of freedom: the ",
+             "residual variance from all ", length(real), " samples, predicted ones included")
+      } else {
+        note("residual variance from the ", sum(real), " real samples (df ", max(fit_real$df.residual),
+             "), not the ", sum(predicted), " predicted ones (df of all samples: ", max(fit$df.residual), ")")
+        fit$sigma <- fit_real$sigma
+        fit$df.residual <- fit_real$df.residual
+      }
     }
     limma::eBayes(limma::contrasts.fit(fit, C))
   }, warning = log_warn)

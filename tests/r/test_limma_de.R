@@ -440,6 +440,21 @@ section("5. predicted samples: the residual variance is the real samples'", {
   check("5. logFC does not depend on the mark", max(abs(o_marked$logfc - o_plain$logfc)) <= 1e-10)
   ratio <- stats::median(abs(o_plain$t[, "Generated 01"]) / abs(o_marked$t[, "Generated 01"]))
   check(sprintf("5. unmarked, the predicted replicates inflate the generated compound's t (median ratio %.2f > 1.2)", ratio), ratio > 1.2)
+  # Only two real samples (controls of two donors): no real residual df; the joint fit's
+  # variance stays, as without the mark.
+  few <- marked
+  keep <- which(few$samples$sm_name == CONTROL & few$samples$predicted == "0")
+  keep <- keep[!duplicated(few$samples$donor_id[keep])][1:2]
+  few$samples$predicted[setdiff(which(few$samples$predicted == "0"), keep)] <- "1"
+  d_few <- write_exchange(new_dir("in_gen_few"), few)
+  out_few <- new_dir("out_gen_few")
+  r3 <- run_script(d_few, out_few, c("--design", "~0+Rpert+donor_id"))
+  r4 <- run_script(d_plain, new_dir("out_gen_plain_donor"), c("--design", "~0+Rpert+donor_id"))
+  check("5. two real samples: exit 0 and a note that the variance is all samples'",
+        r3$status == 0 && any(grepl("leave no residual degrees of freedom", r3$stderr)), paste(r3$stderr, collapse = " | "))
+  o_few <- read_outputs(out_few, G)
+  o_donor <- read_outputs(file.path(ROOT, list.files(ROOT, pattern = "^out_gen_plain_donor")[1]), G)
+  check("5. two real samples: t as without the mark", r4$status == 0 && max(abs(o_few$t - o_donor$t)) <= 1e-10)
   bad <- marked
   bad$samples$predicted[1] <- "yes"
   expect_error("5. a `predicted` value other than 0/1", write_exchange(new_dir("in_gen_bad"), bad),
