@@ -71,7 +71,7 @@ pub fn run_limma_with_predicted(real: &PseudoBulk, predicted: &PseudoBulk, cell_
 /// of `pb`): limma takes the residual variance from the real samples alone
 /// (scripts/limma_de.R, column `predicted`).
 fn run_limma_marked(pb: &PseudoBulk, predicted: Option<&[bool]>, cell_type: &str, config: &LimmaConfig, pairs: Option<&IdMap>, pb_path: &Path) -> Result<DeStats> {
-    let rows: Vec<usize> = (0..pb.n_samples()).filter(|&i| pb.keys[i].cell_type == cell_type).collect();
+    let rows = pb.rows_of_cell_type(cell_type);
     let sub = pb.take(&rows);
     let marks: Option<Vec<bool>> = predicted.map(|p| rows.iter().map(|&i| p[i]).collect());
     if sub.n_samples() == 0 {

@@ -125,8 +125,12 @@ impl PseudoBulk {
 
     /// The samples of one cell type.
     pub fn cell_type(&self, cell_type: &str) -> PseudoBulk {
-        let rows: Vec<usize> = (0..self.n_samples()).filter(|&i| self.keys[i].cell_type == cell_type).collect();
-        self.take(&rows)
+        self.take(&self.rows_of_cell_type(cell_type))
+    }
+
+    /// The indices of `cell_type`'s samples, in order.
+    pub fn rows_of_cell_type(&self, cell_type: &str) -> Vec<usize> {
+        (0..self.n_samples()).filter(|&i| self.keys[i].cell_type == cell_type).collect()
     }
 
     /// The samples `rows`, in that order.
