@@ -49,6 +49,7 @@ fn main() -> candle_core::Result<()> {
             report("oneDNN bf16", "y = x·W", best(reps, || bf16::gemm(b, h, g, &xb, false, &wb, false, None).map(|_| ()))?);
             report("oneDNN bf16", "dX = dY·Wᵀ", best(reps, || bf16::gemm(b, g, h, &dyb, false, &wb, true, None).map(|_| ()))?);
             report("oneDNN bf16", "dW = Xᵀ·dY", best(reps, || bf16::gemm(h, b, g, &xb, true, &dyb, false, None).map(|_| ()))?);
+            report("oneDNN bf16", "dW = Xᵀ·dY, Xᵀ copied first", best(reps, || bf16::gemm(h, b, g, &bf16::transpose(&xb, b, h), false, &dyb, false, None).map(|_| ()))?);
             let conv = best(reps, || {
                 let _ = (bf16::to_bf16(&wv), bf16::to_bf16(&dyv));
                 Ok(())

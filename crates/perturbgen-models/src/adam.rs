@@ -44,13 +44,21 @@ impl AdamState {
             .zip(self.m.par_chunks_mut(CHUNK))
             .zip(self.v.par_chunks_mut(CHUNK))
             .zip(grad.par_chunks(CHUNK))
-            .for_each(|(((th, m), v), g)| {
-                for i in 0..th.len() {
-                    m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                    v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-                    th[i] -= step * m[i] / (v[i].sqrt() * inv_sqrt_bc2 + eps);
-                }
-            });
+            .for_each(|(((th, m), v), g)| adam_chunk(th, m, v, g, [b1, b2, step, inv_sqrt_bc2, eps]));
+    }
+}
+
+/// The update over one chunk, compiled per vector ISA (the `multiversion` crate; the same
+/// operations in the same order in each version: IEEE division and square root, no FMA
+/// contraction, so every CPU gets the same bits).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma", "x86_64+avx2+fma", "x86_64+avx"))]
+fn adam_chunk(th: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], [b1, b2, step, inv_sqrt_bc2, eps]: [f32; 5]) {
+    let n = th.len();
+    let (m, v, g) = (&mut m[..n], &mut v[..n], &g[..n]);
+    for i in 0..n {
+        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+        th[i] -= step * m[i] / (v[i].sqrt() * inv_sqrt_bc2 + eps);
     }
 }
 

@@ -163,10 +163,7 @@ pub fn to_bf16_with_column_sums(src: &[f32], n_cols: usize) -> (Vec<u16>, Vec<f3
         .map(|(o, s)| {
             let mut sums = vec![0f32; n_cols];
             for (o, s) in o.chunks_mut(n_cols).zip(s.chunks(n_cols)) {
-                for ((o, &v), acc) in o.iter_mut().zip(s).zip(sums.iter_mut()) {
-                    *o = to_bf16_bits(v);
-                    *acc += v;
-                }
+                round_and_add(o, s, &mut sums);
             }
             sums
         })
@@ -182,8 +179,23 @@ pub fn to_bf16_with_column_sums(src: &[f32], n_cols: usize) -> (Vec<u16>, Vec<f3
 pub fn to_bf16(src: &[f32]) -> Vec<u16> {
     const CHUNK: usize = 1 << 16;
     let mut out = vec![0u16; src.len()];
-    out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &v)| *o = to_bf16_bits(v)));
+    out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| round(o, s));
     out
+}
+
+// The rounding loops compiled per vector ISA (integer operations and, for the sums, one f32
+// addition per column in row order: the same bits on every CPU).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn round(out: &mut [u16], src: &[f32]) {
+    out.iter_mut().zip(src).for_each(|(o, &v)| *o = to_bf16_bits(v));
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn round_and_add(out: &mut [u16], src: &[f32], sums: &mut [f32]) {
+    for ((o, &v), acc) in out.iter_mut().zip(src).zip(sums.iter_mut()) {
+        *o = to_bf16_bits(v);
+        *acc += v;
+    }
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
@@ -218,6 +230,25 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[u16], a_trans: bool, b: &[u16], b
     // SAFETY: gemm returned Ok, so every one of the m·n elements was written.
     unsafe { c.set_len(m * n) };
     Ok(c)
+}
+
+/// `src` ([rows, cols] row-major bf16 bits) transposed to [cols, rows].
+pub fn transpose(src: &[u16], rows: usize, cols: usize) -> Vec<u16> {
+    const TILE: usize = 64;
+    let mut out = vec![0u16; src.len()];
+    // Tiles of 64 × 64 keep both sides' cache lines in L1; column bands in parallel.
+    out.par_chunks_mut(TILE * rows.max(1)).enumerate().for_each(|(band, o)| {
+        let c0 = band * TILE;
+        let width = (cols - c0).min(TILE);
+        for r0 in (0..rows).step_by(TILE) {
+            for c in 0..width {
+                for r in r0..(r0 + TILE).min(rows) {
+                    o[c * rows + r] = src[r * cols + c0 + c];
+                }
+            }
+        }
+    });
+    out
 }
 
 /// y = x·W + b as one op whose products take bf16 inputs (see the module doc).
@@ -270,7 +301,10 @@ impl CustomOp3 for LinearBf16 {
             true => Some(Tensor::from_vec(gemm(m, n, k, &dyb, false, &wb, true, None)?, (m, k), device)?), // dY[m,n] · Wᵀ (W stored [k,n])
             false => None,
         };
-        let dw = gemm(k, m, n, &xb, true, &dyb, false, None)?; // Xᵀ (x stored [m,k]) · dY[m,n]
+        // Xᵀ·dY[m,n] with Xᵀ copied first: oneDNN's kernel for a transposed A is slower by more
+        // than the copy where x is small (the decoder's big layer, x [1024, 1024]: 52 → 40 ms,
+        // examples/matmul_bench; not so for the encoder's [1024, 18,223] counts, see below).
+        let dw = gemm(k, m, n, &transpose(&xb, m, k), false, &dyb, false, None)?;
         let db = Tensor::from_vec(db, n, device)?;
         Ok((dx, Some(Tensor::from_vec(dw, (k, n), device)?), Some(db)))
     }
@@ -285,6 +319,51 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result
 /// and bias gradients only (two products instead of three).
 pub fn linear_of_data(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearBf16::new(false))
+}
+
+/// y = x·W + b for data x given already rounded to bf16 (`x`: [m, k] row-major bits), W [k, n]
+/// and b [n] f32 variables: the backward pass computes dW = Xᵀ·dY and db only. The NB-VAE
+/// encoder's input is built this way straight from the sparse counts
+/// ([`crate::nb_loss::SparseBatch::encoder_input_bf16`]): rounding an f32 dense copy, and the
+/// copy itself, cost more per step than the product (measured at Kaggle scale, ~40 ms of ~0.5 s).
+struct LinearBf16OfData {
+    x: Vec<u16>,
+    m: usize,
+}
+
+impl candle_core::CustomOp2 for LinearBf16OfData {
+    fn name(&self) -> &'static str {
+        "linear_bf16_of_data"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (w, b) = (f32_slice(s1, l1, "weight")?, f32_slice(s2, l2, "bias")?);
+        let (k, n) = l1.shape().dims2()?;
+        if self.x.len() != self.m * k || b.len() != n {
+            candle_core::bail!("linear_bf16_of_data: x ({} values for {} rows), weight {:?} and bias {:?} do not fit", self.x.len(), self.m, l1.shape(), l2.shape());
+        }
+        LINEAR_CALLS.fetch_add(1, Ordering::Relaxed);
+        let y = gemm(self.m, k, n, &self.x, false, &to_bf16(w), false, Some(b))?;
+        Ok((CpuStorage::F32(y), Shape::from((self.m, n))))
+    }
+
+    fn bwd(&self, w: &Tensor, _b: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (k, n) = w.dims2()?;
+        let (dyb, db) = with_cpu_f32(dy, "output gradient", |dy| to_bf16_with_column_sums(dy, n))?;
+        // Xᵀ (x stored [m,k]) · dY[m,n] with oneDNN's transposed-A kernel: for the counts
+        // ([1,024, 18,223]) it takes ~47 ms against ~33 ms from a transposed copy, but the copy
+        // costs more than the difference (a tiled transpose ~25 ms, scattering the sparse counts
+        // into the transposed layout ~15 ms: random writes over 37 MB), examples/encoder_bench.
+        let dw = gemm(k, self.m, n, &self.x, true, &dyb, false, None)?;
+        let device = w.device();
+        Ok((Some(Tensor::from_vec(dw, (k, n), device)?), Some(Tensor::from_vec(db, n, device)?)))
+    }
+}
+
+/// [`linear_of_data`] for data already in bf16 (`x`: `m` rows of W's input width, row-major
+/// bits): the same products and bits, without an f32 copy of the data to round.
+pub fn linear_of_bf16_data(x: Vec<u16>, m: usize, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    weight.contiguous()?.apply_op2(&bias.contiguous()?, LinearBf16OfData { x, m })
 }
 
 /// y = x·W + b through candle's own BF16 tensors: the inputs cast to bf16, candle's matmul (on

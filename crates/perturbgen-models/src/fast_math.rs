@@ -6,7 +6,7 @@ use num_traits::Float;
 /// CPU's features (the `multiversion` crate). No FMA contraction (Rust never fuses a·b + c on
 /// its own) and the same operations in the same order in every version, so every CPU gets the
 /// same bits from it.
-#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+avx", "x86_64+sse4.1"))]
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma", "x86_64+avx2+fma", "x86_64+avx", "x86_64+sse4.1"))]
 fn dense_row_f32<const SOFTPLUS: bool>(row: DenseRow<'_, f32>, grads: Option<RowGrads<'_>>) -> f64 {
     dense_row_generic::<f32, SOFTPLUS>(row, grads)
 }

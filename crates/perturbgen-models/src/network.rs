@@ -4,7 +4,7 @@ use super::bf16::MatmulPrecision;
 use super::config::{EncoderInput, ModelKind, TrainConfig};
 use super::data::{Conditioning, Covariates, ModelData};
 use super::gmm::Gmm;
-use super::nb_loss::{nb_nll, Link, SparseBatch};
+use super::nb_loss::{nb_nll, Link, LogitOffsets, NbNll, SparseBatch};
 use super::nn::Mlp;
 use candle_core::{backprop::GradStore, Device, Tensor, Var, D};
 use std::collections::HashMap;
@@ -117,6 +117,23 @@ impl Network {
         Ok(logits)
     }
 
+    /// Per-cell NB negative log-likelihood of the batch's counts given `decode(z, c)`. On the
+    /// CPU, with additive effects and no interaction, the effect table's rows are added inside
+    /// the NB op ([`NbNll::apply_with_table`]: the same values, no [B, G] temporaries);
+    /// otherwise [`Network::decode`] then [`Network::nll`].
+    pub fn decode_nll(&self, z: &Tensor, c: &Conditioning, batch: Arc<SparseBatch>, with_grad: bool) -> candle_core::Result<Tensor> {
+        match (&self.effect, &c.effects) {
+            (Some(effect), Some(ids)) if self.interaction.is_none() && self.device.is_cpu() => {
+                let logits = self.decoder.forward_in(&Tensor::cat(&[z, &c.onehot], 1)?, self.matmul)?;
+                let per_cell = self.covariates.effects.len();
+                let ids = ids.narrow(1, 0, per_cell)?.flatten_all()?.to_vec1::<u32>()?;
+                let table = effect.as_tensor().to_dtype(logits.dtype())?;
+                NbNll::new(batch, self.config.dispersion, self.config.link, with_grad).apply_with_table(&logits, self.theta.as_tensor(), &table, LogitOffsets { ids, per_cell })
+            }
+            _ => self.nll(&self.decode(z, c)?, batch, with_grad),
+        }
+    }
+
     /// `train.interaction_penalty` λ times the interaction's squared norms, counted once per
     /// cell of a batch of `cells` (added to the batch's summed loss); None without an
     /// interaction or with λ = 0.
@@ -165,9 +182,37 @@ impl Network {
 
     /// VAE encoder: (μ, log σ²), each [B, D]; `x` from [`Network::encoder_input`].
     pub fn encode(&self, x: &Tensor, c: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let enc = self.encoder.as_ref().ok_or_else(|| candle_core::Error::Msg("this model has no encoder (DGD)".into()))?;
+        let enc = self.encoder()?;
         // The counts are data: no gradient to them (two products per layer instead of three).
         let h = enc.forward_of_data(&Tensor::cat(&[x, c], 1)?, self.matmul)?;
+        self.split_encoding(h)
+    }
+
+    /// [`Network::encode`] of a batch's counts (`encoder_input`) and covariates `c`. With bf16
+    /// products on the CPU the first layer's input is rounded straight from the sparse counts
+    /// (the same bits as `encode(encoder_input(batch), c)`, without the dense f32 copy).
+    pub fn encode_batch(&self, batch: &SparseBatch, c: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        if !(self.matmul == MatmulPrecision::Bf16 && self.device.is_cpu()) {
+            return self.encode(&self.encoder_input(batch)?, c);
+        }
+        let enc = self.encoder()?;
+        let (rows, width) = c.dims2()?;
+        let covariates = c.flatten_all()?.to_vec1::<f32>()?;
+        let x = match self.config.encoder_input {
+            EncoderInput::Counts => batch.encoder_input_bf16(|k| k, &covariates, width),
+            EncoderInput::Log1p => batch.encoder_input_bf16(f32::ln_1p, &covariates, width),
+        };
+        let first = &enc.layers[0];
+        let h = crate::bf16::linear_of_bf16_data(x, rows, first.weight.as_tensor(), first.bias.as_tensor())?;
+        self.split_encoding(enc.forward_after_first(h, self.matmul)?)
+    }
+
+    fn encoder(&self) -> candle_core::Result<&Mlp> {
+        self.encoder.as_ref().ok_or_else(|| candle_core::Error::Msg("this model has no encoder (DGD)".into()))
+    }
+
+    /// The encoder's output [B, 2D] as (μ, log σ²).
+    fn split_encoding(&self, h: Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let d = self.config.latent_dim;
         Ok((h.narrow(D::Minus1, 0, d)?, h.narrow(D::Minus1, d, d)?))
     }
@@ -180,8 +225,8 @@ impl Network {
     pub fn dgd_batch(&self, data: &ModelData, rows: &[usize], z: Vec<f32>, mixture_prior_weight: Option<f64>) -> candle_core::Result<DgdBatch> {
         let gmm = self.gmm.as_ref().ok_or_else(|| candle_core::Error::Msg("this model has no mixture prior (VAE)".into()))?;
         let z = Var::from_vec(z, (rows.len(), self.config.latent_dim), &self.device)?;
-        let logits = self.decode(z.as_tensor(), &data.conditioning(rows, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?)?;
-        let nll = self.nll(&logits, Arc::new(data.batch(rows)), true)?;
+        let conditioning = data.conditioning(rows, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let nll = self.decode_nll(z.as_tensor(), &conditioning, Arc::new(data.batch(rows)), true)?;
         let (nll_sum, lpz_sum) = (nll.sum_all()?, gmm.log_prob(z.as_tensor())?.sum_all()?);
         let mut loss = (&nll_sum - &lpz_sum)?;
         if let Some(w) = mixture_prior_weight {
@@ -202,9 +247,8 @@ impl Network {
     pub fn encoder_means(&self, data: &ModelData, rows: &[usize]) -> candle_core::Result<Vec<f32>> {
         let mut z = Vec::with_capacity(rows.len() * self.config.latent_dim);
         for chunk in rows.chunks(self.config.batch_size) {
-            let x = self.encoder_input(&data.batch(chunk))?;
             let c = data.onehot(chunk, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            let (mu, _) = self.encode(&x, &c)?;
+            let (mu, _) = self.encode_batch(&data.batch(chunk), &c)?;
             z.extend(mu.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(z)

@@ -90,6 +90,15 @@ impl Mlp {
         Ok(h)
     }
 
+    /// The rest of [`Mlp::forward_in`] given the first layer's output `h` (before its ReLU).
+    pub fn forward_after_first(&self, h: Tensor, precision: MatmulPrecision) -> candle_core::Result<Tensor> {
+        let mut h = h;
+        for layer in &self.layers[1..] {
+            h = layer.forward_in(&h.relu()?, precision)?;
+        }
+        Ok(h)
+    }
+
     /// Named variables (`<prefix>.<layer>.weight|bias`), for optimisers and checkpoints.
     pub fn vars(&self, prefix: &str) -> Vec<(String, Var)> {
         self.layers

@@ -271,9 +271,8 @@ impl Trainer {
         let mut totals = PassTotals::default();
         for (b, rows) in order.chunks(cfg.batch_size).enumerate() {
             let batch = Arc::new(data.batch(rows));
-            let x = self.net.encoder_input(&batch)?;
             let c = data.conditioning(rows, &self.net.device)?;
-            let (mu, logvar) = self.net.encode(&x, &c.onehot)?;
+            let (mu, logvar) = self.net.encode_batch(&batch, &c.onehot)?;
             let kl = ((mu.sqr()? + logvar.exp()?)? - 1.0)?.sub(&logvar)?.sum(1)?.affine(0.5, 0.0)?;
             let z = match train {
                 Some((_, epoch)) => {
@@ -284,8 +283,7 @@ impl Trainer {
                 }
                 None => mu.clone(),
             };
-            let logits = self.net.decode(&z, &c)?;
-            let nll = self.net.nll(&logits, batch, train.is_some())?;
+            let nll = self.net.decode_nll(&z, &c, batch, train.is_some())?;
             let (nll_sum, kl_sum) = (nll.sum_all()?, kl.sum_all()?);
             if let Some((w, _)) = train {
                 // Divided by the configured batch size (as the DGD's): the write-up sums.

@@ -200,3 +200,73 @@ fn nb_op_is_finite_at_extreme_logits() {
         }
     }
 }
+
+/// The effect rows added inside the op (`apply_with_table`) against candle's composed ops
+/// (gathered rows added to the logits, then the op): the same NLL and gradients to logits, θ
+/// and the table — bit for bit in f32 with one offset column (the decoder's default), to f32
+/// rounding with two, and to 1e-12 in f64.
+#[test]
+fn nb_op_with_offset_table_equals_the_composed_ops() {
+    use perturbgen_models::nb_loss::{LogitOffsets, NbNll};
+    let (cells, genes, levels) = (9usize, 1100usize, 4usize);
+    let mut b = SparseBatch { n_genes: genes, indptr: vec![0], ..Default::default() };
+    for c in 0..cells {
+        for j in (c % 5..genes).step_by(7) {
+            b.indices.push(j as u32);
+            b.data.push(((c * 31 + j) % 23) as f32);
+        }
+        b.indptr.push(b.indices.len());
+        b.scale.push(30.0 + c as f32);
+    }
+    let batch = Arc::new(b);
+    let dev = Device::Cpu;
+    let x0: Vec<f64> = (0..cells * genes).map(|i| ((i * 37 % 17) as f64 - 8.0) * 0.3).collect();
+    let t0: Vec<f64> = (0..genes).map(|j| ((j % 11) as f64 - 5.0) * 0.3).collect();
+    let e0: Vec<f64> = (0..levels * genes).map(|i| ((i * 13 % 19) as f64 - 9.0) * 0.05).collect();
+    for (per_cell, dtype) in [(1, DType::F32), (2, DType::F32), (2, DType::F64)] {
+        let ids: Vec<u32> = (0..cells * per_cell).map(|i| ((i * 3 + i / per_cell) % levels) as u32).collect();
+        let w = Tensor::from_vec((0..cells).map(|c| 0.5 + c as f64 * 0.25).collect::<Vec<_>>(), cells, &dev).unwrap().to_dtype(dtype).unwrap();
+        let vars = || {
+            let v = |data: &[f64], shape: (usize, usize)| Var::from_tensor(&Tensor::from_slice(data, shape, &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            (v(&x0, (cells, genes)), v(&t0, (1, genes)), v(&e0, (levels, genes)))
+        };
+        let run = |fused: bool| {
+            let (x, t, e) = vars();
+            let theta = t.as_tensor().flatten_all().unwrap();
+            let nll = if fused {
+                NbNll::new(batch.clone(), Dispersion::Exp, Link::Sigmoid, true)
+                    .apply_with_table(x.as_tensor(), &theta, e.as_tensor(), LogitOffsets { ids: ids.clone(), per_cell })
+                    .unwrap()
+            } else {
+                let mut logits = x.as_tensor().clone();
+                for i in 0..per_cell {
+                    let col: Vec<u32> = ids.iter().skip(i).step_by(per_cell).copied().collect();
+                    logits = (logits + e.as_tensor().index_select(&Tensor::from_vec(col, cells, &dev).unwrap(), 0).unwrap()).unwrap();
+                }
+                nb_nll(&logits, &theta, batch.clone(), Dispersion::Exp, Link::Sigmoid, true).unwrap()
+            };
+            let grads = (&nll * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+            [flat(&nll), flat(grads.get(x.as_tensor()).unwrap()), flat(grads.get(t.as_tensor()).unwrap()), flat(grads.get(e.as_tensor()).unwrap())]
+        };
+        let (fused, composed) = (run(true), run(false));
+        for (what, (a, b)) in ["nll", "d logits", "d theta", "d table"].iter().zip(fused.iter().zip(&composed)) {
+            assert_eq!(a.len(), b.len(), "{what}");
+            let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let worst = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+            let tol = match (per_cell, dtype) {
+                (1, DType::F32) => 0.0,
+                (_, DType::F32) => 1e-6 * scale,
+                _ => 1e-12 * scale,
+            };
+            assert!(worst <= tol, "{per_cell} offset column(s), {dtype:?}, {what}: differs by {worst:e} (scale {scale:e})");
+            assert!(scale > 0.0, "{what}: all zero, the comparison proves nothing");
+        }
+    }
+    // Ids beyond the table are refused in one line.
+    let x = Tensor::zeros((cells, genes), DType::F32, &dev).unwrap();
+    let err = NbNll::new(batch.clone(), Dispersion::Exp, Link::Sigmoid, false)
+        .apply_with_table(&x, &Tensor::zeros(genes, DType::F32, &dev).unwrap(), &Tensor::zeros((levels, genes), DType::F32, &dev).unwrap(), LogitOffsets { ids: vec![levels as u32; cells], per_cell: 1 })
+        .unwrap_err();
+    assert!(err.to_string().contains("offset table"), "{err}");
+}

@@ -293,3 +293,68 @@ fn data_input_layer_gives_weight_gradients_of_f64_and_none_to_its_input() {
         assert!(ew < tolerance && eb < tolerance, "{precision:?}: dW {ew}, db {eb} relative to f64");
     }
 }
+
+/// A small sparse batch: `cells` × `genes` counts at ~10 % density, scale 1.
+fn sparse_batch(cells: usize, genes: usize, rng: &mut ChaCha8Rng) -> perturbgen_models::nb_loss::SparseBatch {
+    let mut b = perturbgen_models::nb_loss::SparseBatch { n_genes: genes, indptr: vec![0], scale: vec![1.0; cells], ..Default::default() };
+    for _ in 0..cells {
+        for j in 0..genes {
+            if rng.random::<f64>() < 0.1 {
+                b.indices.push(j as u32);
+                b.data.push(rng.random_range(1..40) as f32);
+            }
+        }
+        b.indptr.push(b.indices.len());
+    }
+    b
+}
+
+#[test]
+fn bf16_encoder_input_from_sparse_counts_is_the_rounded_dense_concatenation() {
+    // The NB-VAE's bf16 input built from the sparse counts must be bit for bit what rounding
+    // the f32 dense copy (raw or log1p) concatenated with the covariates gives.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (cells, genes, width) = (23, 301, 7);
+    let batch = sparse_batch(cells, genes, &mut rng);
+    let cov: Vec<f32> = (0..cells * width).map(|i| if i % width == i / width % width { 1.0 } else { 0.0 }).collect();
+    for (dense, f) in [(batch.dense_counts(), (|k| k) as fn(f32) -> f32), (batch.dense_log1p(), f32::ln_1p as fn(f32) -> f32)] {
+        let joined: Vec<f32> = (0..cells).flat_map(|c| dense[c * genes..(c + 1) * genes].iter().chain(&cov[c * width..(c + 1) * width]).copied().collect::<Vec<_>>()).collect();
+        assert_eq!(batch.encoder_input_bf16(f, &cov, width), bf16::to_bf16(&joined));
+    }
+}
+
+#[test]
+fn bf16_data_layer_on_prerounded_input_gives_the_same_bits() {
+    // linear_of_bf16_data (the encoder's first layer fed from the sparse counts) against
+    // linear_of_data on the f32 input: the same output, dW and db, bit for bit.
+    if !bf16_available() {
+        return;
+    }
+    let _turn = op_counter();
+    let dev = Device::Cpu;
+    let (m, k, n) = (37, 211, 29);
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let mlp = Mlp::new(&[k, n], 13, &dev).unwrap();
+    let layer = &mlp.layers[0];
+    let xs = random(m * k, 3.0, &mut rng);
+    let target = Tensor::from_vec(random(m * n, 1.0, &mut rng), (m, n), &dev).unwrap();
+    let x = Tensor::from_vec(xs.clone(), (m, k), &dev).unwrap();
+    let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let run = |y: Tensor| {
+        let g = (&y - &target).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        (bits(&y), bits(g.get(layer.weight.as_tensor()).unwrap()), bits(g.get(layer.bias.as_tensor()).unwrap()))
+    };
+    let dense = run(layer.forward_of_data(&x, MatmulPrecision::Bf16).unwrap());
+    let prerounded = run(bf16::linear_of_bf16_data(bf16::to_bf16(&xs), m, layer.weight.as_tensor(), layer.bias.as_tensor()).unwrap());
+    assert!(dense == prerounded, "the pre-rounded input's layer differs from the dense one's");
+    assert!(bf16::linear_of_bf16_data(vec![0; 5], m, layer.weight.as_tensor(), layer.bias.as_tensor()).is_err(), "a short input is refused");
+}
+
+#[test]
+fn bf16_transpose_matches_the_transpose_by_hand() {
+    for (rows, cols) in [(1, 1), (3, 70), (130, 65), (64, 64), (200, 3)] {
+        let src: Vec<u16> = (0..rows * cols).map(|i| (i * 7 % 65_521) as u16).collect();
+        let hand: Vec<u16> = (0..cols).flat_map(|c| (0..rows).map(move |r| (r, c))).map(|(r, c)| src[r * cols + c]).collect();
+        assert_eq!(bf16::transpose(&src, rows, cols), hand, "{rows} × {cols}");
+    }
+}
