@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from conftest import REPO, _binary, run
+from conftest import BIN_DIR, REPO, _binary, run
 
 NEGATIVE_CONTROL = "Dimethyl Sulfoxide"
 DE_KEYS = ["cell_type", "sm_name", "sm_lincs_id", "SMILES", "control"]
@@ -604,16 +604,12 @@ def job_stats(text):
 
 
 @pytest.fixture(scope="module")
-def workflow_dir(bins, tmp_path_factory):
-    """A scratch copy of the workflow, run once with `snakemake -c2`."""
-    d = tmp_path_factory.mktemp("workflow")
-    for sub in ["workflow", "config", "scripts", "envs"]:
-        shutil.copytree(REPO / sub, d / sub, ignore=shutil.ignore_patterns("__pycache__"))
-    bin_config = f"bin_dir={bins['limma'].parent}"
-    # Not `--quiet all` (which also silences the error of a failing run); the target goes
-    # first because --quiet takes any number of values.
-    snakemake(d, "all", "-c2", "--quiet", "rules", "progress", "host", "--config", bin_config)
-    return d, bin_config
+def workflow_dir(demo_workflow):
+    """The session's demo workflow run (conftest demo_workflow: `snakemake -c2 all` on the default
+    config) and the arguments that plan in it as it ran. The tests here only read it and dry-run."""
+    args = ["--snakefile", REPO / "workflow" / "Snakefile", "-d", demo_workflow,
+            "--configfile", REPO / "config" / "config.yaml", "--config", f"bin_dir={BIN_DIR}"]
+    return demo_workflow, args
 
 
 def test_workflow_scores_zero_route(workflow_dir):
@@ -681,8 +677,8 @@ def test_workflow_de_train_equals_direct_limma_on_every_cell(workflow_dir, tmp_p
 
 
 def test_workflow_second_run_has_nothing_to_do(workflow_dir):
-    d, bin_config = workflow_dir
-    proc = snakemake(d, "-n", "--config", bin_config)
+    d, args = workflow_dir
+    proc = snakemake(d, "-n", *args)
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
@@ -696,9 +692,8 @@ DE_AND_DOWNSTREAM_RULES = {"limma_train", "limma_truth", "de_train", "de_truth",
 
 
 def test_workflow_limma_parameter_change_reruns_only_de(workflow_dir):
-    d, bin_config = workflow_dir
-    proc = snakemake(d, "-n", "--quiet", "rules", "--config", bin_config,
-                     'de={design: "~0+Rpert+donor_id+plate_name"}')
+    d, args = workflow_dir
+    proc = snakemake(d, "-n", "--quiet", "rules", *args, 'de={design: "~0+Rpert+donor_id+plate_name"}')
     jobs = job_stats(proc.stdout + proc.stderr)
     print(f"\nscheduled after a design change: {jobs}")
     assert not set(jobs) & UPSTREAM_RULES, f"upstream rules rescheduled: {jobs}"
@@ -718,8 +713,8 @@ def test_workflow_limma_parameter_change_reruns_only_de(workflow_dir):
 def test_workflow_bad_typed_values_fail_before_any_job(workflow_dir, override, expected):
     """The typed sections are checked by their Rust types (pgen-config check) when the
     workflow loads, so a bad value stops even a dry run, naming its key."""
-    d, bin_config = workflow_dir
-    proc = snakemake(d, "-n", "--config", bin_config, override, check=False)
+    d, args = workflow_dir
+    proc = snakemake(d, "-n", *args, override, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     assert expected in out, out
