@@ -24,6 +24,13 @@ def run(cmd, **kwargs):
     return proc
 
 
+def workflow_args(workdir):
+    """The snakemake arguments that run (or plan) the workflow in `workdir` with the default
+    config and this checkout's binaries, as conftest demo_workflow ran it."""
+    return ["--snakefile", REPO / "workflow" / "Snakefile", "-d", workdir,
+            "--configfile", REPO / "config" / "config.yaml", "--config", f"bin_dir={BIN_DIR}"]
+
+
 def _binary(name):
     path = BIN_DIR / name
     if not (path.is_file() and os.access(path, os.X_OK)):
@@ -94,7 +101,5 @@ def demo_workflow(simulate_bin, tmp_path_factory):
     else:
         d = tmp_path_factory.mktemp("demo_workflow")
     # The target first: --quiet takes any number of values (and `--quiet all` hides errors).
-    run([snakemake, "all", "-c2", "--quiet", "rules", "progress",
-         "--snakefile", REPO / "workflow" / "Snakefile", "--configfile", REPO / "config" / "config.yaml",
-         "--directory", d, "--config", f"bin_dir={simulate_bin.parent}"])
+    run([snakemake, "all", "-c2", "--quiet", "rules", "progress", *workflow_args(d)])
     return d

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from conftest import BIN_DIR, REPO, _binary, run
+from conftest import REPO, _binary, run, workflow_args
 
 NEGATIVE_CONTROL = "Dimethyl Sulfoxide"
 DE_KEYS = ["cell_type", "sm_name", "sm_lincs_id", "SMILES", "control"]
@@ -607,9 +607,7 @@ def job_stats(text):
 def workflow_dir(demo_workflow):
     """The session's demo workflow run (conftest demo_workflow: `snakemake -c2 all` on the default
     config) and the arguments that plan in it as it ran. The tests here only read it and dry-run."""
-    args = ["--snakefile", REPO / "workflow" / "Snakefile", "-d", demo_workflow,
-            "--configfile", REPO / "config" / "config.yaml", "--config", f"bin_dir={BIN_DIR}"]
-    return demo_workflow, args
+    return demo_workflow, workflow_args(demo_workflow)
 
 
 def test_workflow_scores_zero_route(workflow_dir):

@@ -17,14 +17,13 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import BIN_DIR, REPO, _binary, run
+from conftest import BIN_DIR, REPO, _binary, run, workflow_args
 
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
 
 
 def snakemake(workdir, *args, config=(), check=True):
-    cmd = [SNAKEMAKE, *args, "--snakefile", REPO / "workflow" / "Snakefile", "-d", workdir,
-           "--configfile", REPO / "config" / "config.yaml", "--config", f"bin_dir={BIN_DIR}", *config]
+    cmd = [SNAKEMAKE, *args, *workflow_args(workdir), *config]
     if check:
         return run(cmd, cwd=workdir)
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=workdir)
