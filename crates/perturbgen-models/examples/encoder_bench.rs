@@ -99,6 +99,60 @@ fn main() {
                     .collect();
                 parts
             });
+            // Banded variants: `band` output columns per task (the accumulator B × band in L2).
+            for (bi, &band) in [64usize, 128, 256].iter().enumerate() {
+                let (_, t) = ms(|| {
+                    let parts: Vec<Vec<f32>> = (0..n / band)
+                        .into_par_iter()
+                        .map(|h| {
+                            let mut yp = vec![0f32; b * band];
+                            for j in 0..g {
+                                let wr = &w[j * n + h * band..j * n + (h + 1) * band];
+                                (colptr[j]..colptr[j + 1]).for_each(|k| axpy(&mut yp[rows[k] as usize * band..(rows[k] as usize + 1) * band], vals[k], wr));
+                            }
+                            yp
+                        })
+                        .collect();
+                    parts
+                });
+                let (_, t_dw) = ms(|| {
+                    let mut dw = vec![0f32; g * n];
+                    // Gene blocks × column bands: each task reads one band of dY (B × band).
+                    const GENES: usize = 256;
+                    dw.par_chunks_mut(GENES * n).enumerate().for_each(|(gb, blk)| {
+                        for h in 0..n / band {
+                            for (jj, row) in blk.chunks_mut(n).enumerate() {
+                                let j = gb * GENES + jj;
+                                let out = &mut row[h * band..(h + 1) * band];
+                                (colptr[j]..colptr[j + 1]).for_each(|k| axpy(out, vals[k], &dy[rows[k] as usize * n + h * band..rows[k] as usize * n + (h + 1) * band]));
+                            }
+                        }
+                    });
+                    dw
+                });
+                if rep > 0 {
+                    record(["f32 sparse: y, CSC, 64-column bands", "f32 sparse: y, CSC, 128-column bands", "f32 sparse: y, CSC, 256-column bands"][bi], t);
+                    record(["f32 sparse: dW, CSC, 64-column bands", "f32 sparse: dW, CSC, 128-column bands", "f32 sparse: dW, CSC, 256-column bands"][bi], t_dw);
+                }
+            }
+            // What the NB-VAE runs without AMX (perturbgen_models::sparse_linear): the CSC input
+            // built from a batch's CSR counts, then the two products.
+            let batch = perturbgen_models::nb_loss::SparseBatch {
+                n_genes: g,
+                indptr: std::iter::once(0).chain(csr.iter().scan(0, |acc, r| { *acc += r.len(); Some(*acc) })).collect(),
+                indices: csr.iter().flatten().map(|&(j, _)| j).collect(),
+                data: csr.iter().flatten().map(|&(_, v)| v).collect(),
+                scale: vec![1.0; b],
+            };
+            let (x_csc, t_build) = ms(|| perturbgen_models::sparse_linear::SparseColumns::from_batch(&batch, |v| v, &[], 0));
+            let bias = vec![0f32; n];
+            let (_, t_lib_fwd) = ms(|| perturbgen_models::sparse_linear::forward(&x_csc, &w, &bias));
+            let (_, t_lib_dw) = ms(|| perturbgen_models::sparse_linear::weight_grad(&x_csc, &dy, n));
+            if rep > 0 {
+                record("sparse_linear: CSC input from the batch's CSR counts", t_build);
+                record("sparse_linear: y = X·W (the encoder's path without AMX)", t_lib_fwd);
+                record("sparse_linear: dW = Xᵀ·dY", t_lib_dw);
+            }
             let (_, t_sparse_csr) = ms(|| {
                 let mut y = vec![0f32; b * n];
                 y.par_chunks_mut(n).enumerate().for_each(|(c, yr)| csr[c].iter().for_each(|&(j, v)| axpy(yr, v, &w[j as usize * n..(j as usize + 1) * n])));

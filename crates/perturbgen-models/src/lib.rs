@@ -22,6 +22,7 @@ pub mod onednn;
 pub mod probe;
 pub mod plots;
 pub mod report;
+pub mod sparse_linear;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -188,22 +188,30 @@ impl Network {
         self.split_encoding(h)
     }
 
-    /// [`Network::encode`] of a batch's counts (`encoder_input`) and covariates `c`. With bf16
-    /// products on the CPU the first layer's input is rounded straight from the sparse counts
-    /// (the same bits as `encode(encoder_input(batch), c)`, without the dense f32 copy).
+    /// [`Network::encode`] of a batch's counts (`encoder_input`) and covariates `c`, the first
+    /// layer fed from the sparse counts without a dense copy: on the CPU as a sparse product
+    /// ([`crate::sparse_linear`], f32), except with bf16 products on a CPU with AMX tiles, where
+    /// the input is rounded to bf16 straight from the sparse counts for oneDNN's dense product
+    /// (the same bits as `encode(encoder_input(batch), c)`).
     pub fn encode_batch(&self, batch: &SparseBatch, c: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        if !(self.matmul == MatmulPrecision::Bf16 && self.device.is_cpu()) {
+        if !self.device.is_cpu() {
             return self.encode(&self.encoder_input(batch)?, c);
         }
         let enc = self.encoder()?;
         let (rows, width) = c.dims2()?;
         let covariates = c.flatten_all()?.to_vec1::<f32>()?;
-        let x = match self.config.encoder_input {
-            EncoderInput::Counts => batch.encoder_input_bf16(|k| k, &covariates, width),
-            EncoderInput::Log1p => batch.encoder_input_bf16(f32::ln_1p, &covariates, width),
+        let count_value: fn(f32) -> f32 = match self.config.encoder_input {
+            EncoderInput::Counts => |k| k,
+            EncoderInput::Log1p => f32::ln_1p,
         };
         let first = &enc.layers[0];
-        let h = crate::bf16::linear_of_bf16_data(x, rows, first.weight.as_tensor(), first.bias.as_tensor())?;
+        let h = if crate::sparse_linear::sparse_first_layer(self.matmul, &self.device) {
+            let x = crate::sparse_linear::SparseColumns::from_batch(batch, count_value, &covariates, width);
+            crate::sparse_linear::linear_of_sparse_data(Arc::new(x), first.weight.as_tensor(), first.bias.as_tensor())?
+        } else {
+            let x = batch.encoder_input_bf16(count_value, &covariates, width);
+            crate::bf16::linear_of_bf16_data(x, rows, first.weight.as_tensor(), first.bias.as_tensor())?
+        };
         self.split_encoding(enc.forward_after_first(h, self.matmul)?)
     }
 

@@ -146,3 +146,48 @@ fn an_interaction_needs_two_different_known_columns() {
     let err = ModelParams { interaction_rank: Some(0), ..Default::default() }.check(ModelKind::Dgd).unwrap_err().to_string();
     assert!(err.contains("train.interaction_rank"), "{err}");
 }
+
+/// The NB-VAE encoder on the sparse counts (`encode_batch`: on the CPU the first layer is a
+/// sparse product unless bf16 runs on AMX tiles) gives the dense input's encoding
+/// (`encode(encoder_input)`, candle's f32 matmul) and the same gradients to the first layer,
+/// both input kinds, within f32 summation-order rounding.
+#[test]
+fn the_sparse_encoder_input_encodes_and_trains_as_the_dense_one() {
+    use perturbgen_models::bf16::MatmulPrecision;
+    use perturbgen_models::config::EncoderInput;
+    let cells = toy_cells();
+    for input in [EncoderInput::Counts, EncoderInput::Log1p] {
+        let mut config = small_config(ModelKind::Nbvae);
+        config.encoder_input = input;
+        let covariates = Covariates::fit(&cells.obs, &config.covariates).unwrap();
+        let data = ModelData::new(cells.clone(), config.scale, &covariates, std::path::Path::new("toy")).unwrap();
+        let net = perturbgen_models::network::Network::new(config, covariates, cells.counts.genes.clone(), &Device::Cpu).unwrap();
+        assert!(perturbgen_models::sparse_linear::sparse_first_layer(MatmulPrecision::F32, &Device::Cpu), "f32 on the CPU takes the sparse path");
+        let rows: Vec<usize> = (0..64).collect();
+        let batch = data.batch(&rows);
+        let c = data.onehot(&rows, &Device::Cpu).unwrap();
+        let first = &net.encoder.as_ref().unwrap().layers[0];
+        // A loss that weighs every output differently, so that the gradients are not symmetric.
+        let run = |(mu, logvar): (candle_core::Tensor, candle_core::Tensor)| {
+            let weights = candle_core::Tensor::arange(0f32, (64 * 3) as f32, &Device::Cpu).unwrap().reshape((64, 3)).unwrap().affine(0.01, -0.5).unwrap();
+            let loss = ((&mu * &weights).unwrap().sum_all().unwrap() + logvar.sqr().unwrap().sum_all().unwrap()).unwrap();
+            let grads = loss.backward().unwrap();
+            let get = |v: &candle_core::Var| grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            (mu.flatten_all().unwrap().to_vec1::<f32>().unwrap(), logvar.flatten_all().unwrap().to_vec1::<f32>().unwrap(), get(&first.weight), get(&first.bias))
+        };
+        let sparse = run(net.encode_batch(&batch, &c).unwrap());
+        let dense = run(net.encode(&net.encoder_input(&batch).unwrap(), &c).unwrap());
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len());
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0, "{input:?} {what}: all zero");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!((x - y).abs() <= 1e-5 * scale, "{input:?} {what}[{i}]: sparse {x}, dense {y}");
+            }
+        };
+        close(&sparse.0, &dense.0, "mu");
+        close(&sparse.1, &dense.1, "logvar");
+        close(&sparse.2, &dense.2, "dW of the first layer");
+        close(&sparse.3, &dense.3, "db of the first layer");
+    }
+}
