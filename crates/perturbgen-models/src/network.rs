@@ -194,6 +194,13 @@ impl Network {
     /// the input is rounded to bf16 straight from the sparse counts for oneDNN's dense product
     /// (the same bits as `encode(encoder_input(batch), c)`).
     pub fn encode_batch(&self, batch: &SparseBatch, c: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        self.encode_batch_with(batch, c, None)
+    }
+
+    /// [`Network::encode_batch`] for a training step: where the first layer is the sparse
+    /// product, its weight's gradient goes to `first_weight_grad` instead of autograd's store
+    /// (move it in before the optimiser step: [`crate::sparse_linear::WeightGrad::move_into`]).
+    pub fn encode_batch_with(&self, batch: &SparseBatch, c: &Tensor, first_weight_grad: Option<crate::sparse_linear::WeightGrad>) -> candle_core::Result<(Tensor, Tensor)> {
         if !self.device.is_cpu() {
             return self.encode(&self.encoder_input(batch)?, c);
         }
@@ -207,12 +214,17 @@ impl Network {
         let first = &enc.layers[0];
         let h = if crate::sparse_linear::sparse_first_layer(self.matmul, &self.device) {
             let x = crate::sparse_linear::SparseColumns::from_batch(batch, count_value, &covariates, width);
-            crate::sparse_linear::linear_of_sparse_data(Arc::new(x), first.weight.as_tensor(), first.bias.as_tensor())?
+            crate::sparse_linear::linear_of_sparse_data(Arc::new(x), first.weight.as_tensor(), first.bias.as_tensor(), first_weight_grad)?
         } else {
             let x = batch.encoder_input_bf16(count_value, &covariates, width);
             crate::bf16::linear_of_bf16_data(x, rows, first.weight.as_tensor(), first.bias.as_tensor())?
         };
         self.split_encoding(enc.forward_after_first(h, self.matmul)?)
+    }
+
+    /// The encoder's first weight (VAE).
+    pub fn first_encoder_weight(&self) -> candle_core::Result<&Tensor> {
+        Ok(self.encoder()?.layers[0].weight.as_tensor())
     }
 
     fn encoder(&self) -> candle_core::Result<&Mlp> {

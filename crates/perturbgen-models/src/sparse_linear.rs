@@ -183,9 +183,33 @@ pub fn weight_grad(x: &SparseColumns, dy: &[f32], n: usize) -> Vec<f32> {
     dw
 }
 
+/// Where the op leaves dW for the optimiser instead of returning it to candle's autograd, which
+/// would add it into a freshly zeroed tensor of W's size (`GradStore::or_insert`, then an
+/// addition: two passes over 75 MB at Kaggle size, ~15 ms a step). The training loop moves it
+/// into the gradient store after the backward pass ([`WeightGrad::move_into`]).
+#[derive(Debug, Default, Clone)]
+pub struct WeightGrad(std::sync::Arc<std::sync::Mutex<Option<Tensor>>>);
+
+impl WeightGrad {
+    /// Puts the dW of the last backward pass into `grads` as `weight`'s gradient; false if
+    /// there was none (no backward pass since the last call).
+    pub fn move_into(&self, grads: &mut candle_core::backprop::GradStore, weight: &Tensor) -> candle_core::Result<bool> {
+        let dw = self.0.lock().map_err(|_| candle_core::Error::Msg("sparse_linear: gradient lock poisoned".into()))?.take();
+        Ok(match dw {
+            Some(dw) => {
+                grads.insert(weight, dw);
+                true
+            }
+            None => false,
+        })
+    }
+}
+
 /// The op on (W, b) with X held inside.
 struct SparseLinear {
     x: std::sync::Arc<SparseColumns>,
+    /// Some: dW goes here, not to autograd.
+    weight_grad: Option<WeightGrad>,
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
@@ -219,13 +243,22 @@ impl CustomOp2 for SparseLinear {
                 _ => candle_core::bail!("sparse_linear: the output gradient is not on the CPU"),
             }
         };
-        Ok((Some(Tensor::from_vec(dw, (k, n), w.device())?), Some(dy.sum(0)?)))
+        let dw = Tensor::from_vec(dw, (k, n), w.device())?;
+        let dw = match &self.weight_grad {
+            Some(slot) => {
+                *slot.0.lock().map_err(|_| candle_core::Error::Msg("sparse_linear: gradient lock poisoned".into()))? = Some(dw);
+                None
+            }
+            None => Some(dw),
+        };
+        Ok((dw, Some(dy.sum(0)?)))
     }
 }
 
-/// y = X·W + b (X sparse data, W [k, n] and b [n] f32 CPU variables); autograd reaches W and b.
-pub fn linear_of_sparse_data(x: std::sync::Arc<SparseColumns>, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
-    weight.contiguous()?.apply_op2(&bias.contiguous()?, SparseLinear { x })
+/// y = X·W + b (X sparse data, W [k, n] and b [n] f32 CPU variables); autograd reaches b, and W
+/// too unless `weight_grad` is given, which then receives dW.
+pub fn linear_of_sparse_data(x: std::sync::Arc<SparseColumns>, weight: &Tensor, bias: &Tensor, weight_grad: Option<WeightGrad>) -> candle_core::Result<Tensor> {
+    weight.contiguous()?.apply_op2(&bias.contiguous()?, SparseLinear { x, weight_grad })
 }
 
 /// Whether the NB-VAE encoder's first layer runs on the sparse counts ([`linear_of_sparse_data`])

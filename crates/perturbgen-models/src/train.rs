@@ -272,7 +272,10 @@ impl Trainer {
         for (b, rows) in order.chunks(cfg.batch_size).enumerate() {
             let batch = Arc::new(data.batch(rows));
             let c = data.conditioning(rows, &self.net.device)?;
-            let (mu, logvar) = self.net.encode_batch(&batch, &c.onehot)?;
+            // Training: the encoder's first weight gradient comes back outside autograd's store
+            // where that layer is the sparse product (crate::sparse_linear::WeightGrad).
+            let first_weight_grad = train.map(|_| crate::sparse_linear::WeightGrad::default());
+            let (mu, logvar) = self.net.encode_batch_with(&batch, &c.onehot, first_weight_grad.clone())?;
             let kl = ((mu.sqr()? + logvar.exp()?)? - 1.0)?.sub(&logvar)?.sum(1)?.affine(0.5, 0.0)?;
             let z = match train {
                 Some((_, epoch)) => {
@@ -292,7 +295,10 @@ impl Trainer {
                     loss = (loss + penalty)?;
                 }
                 let loss = (loss / cfg.batch_size as f64)?;
-                let grads = loss.backward()?;
+                let mut grads = loss.backward()?;
+                if let Some(slot) = &first_weight_grad {
+                    slot.move_into(&mut grads, self.net.first_encoder_weight()?)?;
+                }
                 self.opt_net.step(&grads)?;
             }
             // Reported sums in f64: early in training with raw-count input a batch's KL can

@@ -189,5 +189,14 @@ fn the_sparse_encoder_input_encodes_and_trains_as_the_dense_one() {
         close(&sparse.1, &dense.1, "logvar");
         close(&sparse.2, &dense.2, "dW of the first layer");
         close(&sparse.3, &dense.3, "db of the first layer");
+        // Training hands dW over in a slot instead of autograd's store: the same bits once moved in.
+        let slot = perturbgen_models::sparse_linear::WeightGrad::default();
+        let (mu, logvar) = net.encode_batch_with(&batch, &c, Some(slot.clone())).unwrap();
+        let weights = candle_core::Tensor::arange(0f32, (64 * 3) as f32, &Device::Cpu).unwrap().reshape((64, 3)).unwrap().affine(0.01, -0.5).unwrap();
+        let mut grads = ((&mu * &weights).unwrap().sum_all().unwrap() + logvar.sqr().unwrap().sum_all().unwrap()).unwrap().backward().unwrap();
+        assert!(grads.get(first.weight.as_tensor()).is_none(), "{input:?}: dW went to autograd's store");
+        assert!(slot.move_into(&mut grads, net.first_encoder_weight().unwrap()).unwrap());
+        assert_eq!(grads.get(first.weight.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), sparse.2, "{input:?}: dW from the slot");
+        assert!(!slot.move_into(&mut grads, net.first_encoder_weight().unwrap()).unwrap(), "a slot is emptied by moving");
     }
 }

@@ -72,6 +72,25 @@ fn training_lowers_the_loss() {
     }
 }
 
+/// Training updates every tensor of the main optimiser (decoder, dispersions, encoder; a gradient that never reaches the optimiser, e.g.
+/// the NB-VAE encoder's first weight handed over outside autograd, would leave one as it started).
+#[test]
+fn training_moves_every_network_parameter() {
+    for model in [ModelKind::Dgd, ModelKind::Nbvae] {
+        let cells = toy_cells();
+        let config = small_config(model);
+        let covariates = Covariates::fit(&cells.obs, &config.covariates).unwrap();
+        let data = ModelData::new(cells.clone(), config.scale, &covariates, std::path::Path::new("toy")).unwrap();
+        let mut trainer = Trainer::new(config, covariates, cells.counts.genes.clone(), cells.obs.obs_id.clone(), vec![], &Device::Cpu).unwrap();
+        let values = |t: &Trainer| -> Vec<(String, Vec<f32>)> { t.net.network_vars().into_iter().map(|(n, v)| (n, v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect() };
+        let before = values(&trainer);
+        trainer.bench(&data, 2).unwrap();
+        for ((name, a), (_, b)) in before.iter().zip(&values(&trainer)) {
+            assert!(a != b, "{model:?}: {name} did not change in two training steps");
+        }
+    }
+}
+
 /// Format-2 checkpoints still load for scoring (with the settings format 2 implied) but are not
 /// resumed; an unknown format is refused in one line.
 #[test]
