@@ -83,10 +83,9 @@ fn main() {
                 dw.par_chunks_mut(n).enumerate().for_each(|(j, row)| (colptr[j]..colptr[j + 1]).for_each(|k| axpy(row, vals[k], &dy[rows[k] as usize * n..(rows[k] as usize + 1) * n])));
                 dw
             });
-            let (_, t_sparse_csc) = ms(|| {
-                // Each thread owns a band of output columns, so the sums need no locks.
-                let band = n / threads.max(1);
-                let parts: Vec<Vec<f32>> = (0..threads.max(1))
+            // Each task owns a band of output columns, so the sums need no locks.
+            let banded_forward = |band: usize| {
+                let parts: Vec<Vec<f32>> = (0..n / band)
                     .into_par_iter()
                     .map(|h| {
                         let mut yp = vec![0f32; b * band];
@@ -98,23 +97,11 @@ fn main() {
                     })
                     .collect();
                 parts
-            });
+            };
+            let (_, t_sparse_csc) = ms(|| banded_forward(n / threads.max(1)));
             // Banded variants: `band` output columns per task (the accumulator B × band in L2).
             for (bi, &band) in [64usize, 128, 256].iter().enumerate() {
-                let (_, t) = ms(|| {
-                    let parts: Vec<Vec<f32>> = (0..n / band)
-                        .into_par_iter()
-                        .map(|h| {
-                            let mut yp = vec![0f32; b * band];
-                            for j in 0..g {
-                                let wr = &w[j * n + h * band..j * n + (h + 1) * band];
-                                (colptr[j]..colptr[j + 1]).for_each(|k| axpy(&mut yp[rows[k] as usize * band..(rows[k] as usize + 1) * band], vals[k], wr));
-                            }
-                            yp
-                        })
-                        .collect();
-                    parts
-                });
+                let (_, t) = ms(|| banded_forward(band));
                 let (_, t_dw) = ms(|| {
                     let mut dw = vec![0f32; g * n];
                     // Gene blocks × column bands: each task reads one band of dY (B × band).

@@ -7,8 +7,9 @@
 //! Why at all: the counts are ~5–8 % non-zero, and where the CPU has no AMX tiles the dense
 //! product does ~15× the arithmetic for the same result. examples/encoder_bench at Kaggle size
 //! (1,024 cells × 18,211 genes → 1,024, 8 % dense) on a 2-core AMD EPYC (Zen 4, AVX512-BF16, no
-//! AMX): oneDNN bf16 y = X·W 95 ms and dW = Xᵀ·dY 101 ms, these f32 kernels 78 and 76 ms, and
-//! the dense path's bf16 copies of X and W (~15 ms a step) are not needed. On a CPU with AMX the
+//! AMX): oneDNN bf16 y = X·W 95–121 ms and dW = Xᵀ·dY 101–116 ms, these f32 kernels 78–110 and
+//! 76–87 ms in the same runs, and the dense path's bf16 copies of X and W (~12 ms a step) are not
+//! needed (the NB-VAE's full-scale epoch: 144 → 116–121 s, docs/benchmarks.md). On a CPU with AMX the
 //! dense bf16 product wins (33 / 39 ms against 83 / 99 ms on a Xeon with AMX-BF16), hence
 //! [`sparse_first_layer`].
 //!
