@@ -198,21 +198,22 @@ fn round_and_add(out: &mut [u16], src: &[f32], sums: &mut [f32]) {
     }
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+/// An input of our linear ops (this module's and [`crate::sparse_linear`]'s) as a contiguous f32 slice.
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
     match (s, l.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        (CpuStorage::F32(_), None) => candle_core::bail!("linear_bf16: {what} must be contiguous"),
-        _ => candle_core::bail!("linear_bf16: {what} must be f32, found {:?}", s.dtype()),
+        (CpuStorage::F32(_), None) => candle_core::bail!("linear op: {what} must be contiguous"),
+        _ => candle_core::bail!("linear op: {what} must be f32, found {:?}", s.dtype()),
     }
 }
 
 /// `t`'s values (made contiguous; f32 on the CPU) passed to `f`.
-fn with_cpu_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+pub(crate) fn with_cpu_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         Storage::Cpu(s) => Ok(f(f32_slice(s, layout, what)?)),
-        _ => candle_core::bail!("linear_bf16: {what} is not on the CPU"),
+        _ => candle_core::bail!("linear op: {what} is not on the CPU"),
     }
 }
 

@@ -16,6 +16,7 @@
 //! Every output element is summed in a fixed order (the input's columns in order for y, its
 //! cells in order for dW), whatever the thread count or the vector width: the same bits on every
 //! machine with the same inputs.
+use crate::bf16::{f32_slice, with_cpu_f32};
 use crate::nb_loss::SparseBatch;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -213,13 +214,6 @@ struct SparseLinear {
     weight_grad: Option<WeightGrad>,
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("sparse_linear: {what} must be contiguous f32"),
-    }
-}
-
 impl CustomOp2 for SparseLinear {
     fn name(&self) -> &'static str {
         "sparse_linear"
@@ -236,15 +230,7 @@ impl CustomOp2 for SparseLinear {
 
     fn bwd(&self, w: &Tensor, _b: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (k, n) = w.dims2()?;
-        let dy = dy.contiguous()?;
-        let dw = {
-            let (storage, layout) = dy.storage_and_layout();
-            match &*storage {
-                candle_core::Storage::Cpu(s) => weight_grad(&self.x, f32_slice(s, layout, "output gradient")?, n),
-                _ => candle_core::bail!("sparse_linear: the output gradient is not on the CPU"),
-            }
-        };
-        let dw = Tensor::from_vec(dw, (k, n), w.device())?;
+        let dw = Tensor::from_vec(with_cpu_f32(dy, "output gradient", |dy| weight_grad(&self.x, dy, n))?, (k, n), w.device())?;
         let dw = match &self.weight_grad {
             Some(slot) => {
                 *slot.0.lock().map_err(|_| candle_core::Error::Msg("sparse_linear: gradient lock poisoned".into()))? = Some(dw);
