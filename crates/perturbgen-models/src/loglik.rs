@@ -71,7 +71,7 @@ impl LoadedModel {
         for rows in all.chunks(cfg.batch_size) {
             let zs: Vec<f32> = rows.iter().flat_map(|&r| z[r * d..(r + 1) * d].iter().copied()).collect();
             let zt = Tensor::from_vec(zs, (rows.len(), d), device)?;
-            let nll = self.net.decode_nll(&zt, &data.conditioning(rows, device)?, Arc::new(data.batch(rows)), false)?;
+            let nll = self.net.decode_nll(&zt, &data.conditioning(rows, device)?, Arc::new(data.batch(rows)), false, None)?;
             out.extend(nll.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?.into_iter().map(|v| -v));
         }
         Ok(out)

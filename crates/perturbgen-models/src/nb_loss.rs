@@ -284,68 +284,94 @@ impl candle_core::CustomOp3 for NbNll {
 }
 
 impl NbNll {
-    fn fwd_with(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, table: Option<(&CpuStorage, &Layout)>) -> candle_core::Result<(CpuStorage, Shape)> {
+    /// The batch, θ and the offset table fit logits of `dims`.
+    pub(crate) fn check_shapes(&self, dims: &[usize], theta_len: usize, table_dims: Option<&[usize]>) -> candle_core::Result<()> {
         let b = &*self.batch;
-        let dims = l1.shape().dims();
-        if dims.len() != 2 || dims[0] != b.n_cells() || dims[1] != b.n_genes || l2.shape().elem_count() != b.n_genes {
-            candle_core::bail!(
-                "nb_nll: logits {:?} and theta {:?} do not match a batch of {} cells × {} genes",
-                dims,
-                l2.shape().dims(),
-                b.n_cells(),
-                b.n_genes
-            );
+        if dims.len() != 2 || dims[0] != b.n_cells() || dims[1] != b.n_genes || theta_len != b.n_genes {
+            candle_core::bail!("nb_nll: logits {:?} and theta [{}] do not match a batch of {} cells × {} genes", dims, theta_len, b.n_cells(), b.n_genes);
         }
-        if let Some((_, l3)) = table {
-            let (levels, genes) = l3.shape().dims2()?;
+        if let Some(td) = table_dims {
             let o = self.offsets.as_ref().ok_or_else(|| candle_core::Error::Msg("nb_nll: a table without offsets".into()))?;
-            if genes != b.n_genes || o.ids.len() != o.per_cell * b.n_cells() || o.ids.iter().any(|&i| i as usize >= levels) {
-                candle_core::bail!("nb_nll: offset table {:?} and {} ids do not match a batch of {} cells × {} genes", l3.shape().dims(), o.ids.len(), b.n_cells(), b.n_genes);
+            if td.len() != 2 || td[1] != b.n_genes || o.ids.len() != o.per_cell * b.n_cells() || o.ids.iter().any(|&i| i as usize >= td[0]) {
+                candle_core::bail!("nb_nll: offset table {:?} and {} ids do not match a batch of {} cells × {} genes", td, o.ids.len(), b.n_cells(), b.n_genes);
             }
         }
-        let (nll, grads, storage) = match (s1, s2, table.map(|(s, _)| s)) {
+        Ok(())
+    }
+
+    /// The op with `offsets` (for [`crate::nb_head`], which adds the table rows the same way).
+    pub(crate) fn with_offsets(mut self, offsets: LogitOffsets) -> Self {
+        self.offsets = Some(offsets);
+        self
+    }
+
+    /// The forward pass on f32 slices whose shapes [`NbNll::check_shapes`] accepted (logits
+    /// [B, G] row-major, the table [levels, G]): the per-cell NLL; the gradients stay in the op
+    /// for [`NbNll::scaled_grads`].
+    pub(crate) fn forward_f32(&self, logits: &[f32], theta: &[f32], table: Option<&[f32]>) -> Vec<f32> {
+        let (nll, grads) = self.forward(logits, theta, table);
+        if let Ok(mut slot) = self.grads.lock() {
+            *slot = grads;
+        }
+        nll.iter().map(|&v| v as f32).collect()
+    }
+
+    /// Training's backward pass on the op's own f32 buffers, given each cell's weight `w`
+    /// (d loss / d NLL_b): d loss / d logits (the buffer scaled in place: no B × G temporaries),
+    /// dθ, and the offset table's gradient when the op has offsets and `table_levels` is given.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn scaled_grads(&self, w: &[f32], table_levels: Option<usize>) -> candle_core::Result<(Vec<f32>, Vec<f32>, Option<Vec<f32>>)> {
+        let (gx, gt) = self.take_grads()?;
+        let g = self.batch.n_genes;
+        let gx = scale_rows(gx, w, g);
+        let dtable = table_levels.zip(self.offsets.as_ref()).map(|(levels, o)| offset_rows_grad(&gx, o, levels, g));
+        let dtheta = weighted_column_sums(&gt, w, g);
+        Ok((gx, dtheta, dtable))
+    }
+
+    fn take_grads(&self) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+        self.grads
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("nb_nll: gradient lock poisoned".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("nb_nll: backward called twice or without a forward pass".into()))
+    }
+
+    fn fwd_with(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, table: Option<(&CpuStorage, &Layout)>) -> candle_core::Result<(CpuStorage, Shape)> {
+        let b = &*self.batch;
+        self.check_shapes(l1.shape().dims(), l2.shape().elem_count(), table.map(|(_, l)| l.shape().dims()))?;
+        match (s1, s2, table.map(|(s, _)| s)) {
             (CpuStorage::F32(_), CpuStorage::F32(_), None | Some(CpuStorage::F32(_))) => {
                 let table = table.map(|(s, l)| contiguous_slice::<f32>(s, l)).transpose()?;
-                let (nll, grads) = self.forward(contiguous_slice::<f32>(s1, l1)?, contiguous_slice::<f32>(s2, l2)?, table);
-                let out = nll.iter().map(|&v| v as f32).collect();
-                (nll, grads, CpuStorage::F32(out))
+                let nll = self.forward_f32(contiguous_slice::<f32>(s1, l1)?, contiguous_slice::<f32>(s2, l2)?, table);
+                Ok((CpuStorage::F32(nll), Shape::from(b.n_cells())))
             }
             (CpuStorage::F64(_), CpuStorage::F64(_), None | Some(CpuStorage::F64(_))) => {
                 let table = table.map(|(s, l)| contiguous_slice::<f64>(s, l)).transpose()?;
                 let (nll, grads) = self.forward(contiguous_slice::<f64>(s1, l1)?, contiguous_slice::<f64>(s2, l2)?, table);
-                (nll.clone(), grads, CpuStorage::F64(nll))
+                if let Ok(mut slot) = self.grads.lock() {
+                    *slot = grads;
+                }
+                Ok((CpuStorage::F64(nll), Shape::from(b.n_cells())))
             }
             _ => candle_core::bail!("nb_nll: logits, theta (and the offset table) must all be f32 or all f64"),
-        };
-        drop(nll);
-        if let Ok(mut slot) = self.grads.lock() {
-            *slot = grads;
         }
-        Ok((storage, Shape::from(b.n_cells())))
     }
 
     #[allow(clippy::type_complexity)]
     fn bwd_with(&self, logits: &Tensor, _theta: &Tensor, table: Option<&Tensor>, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (gx, gt) = self
-            .grads
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("nb_nll: gradient lock poisoned".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("nb_nll: backward called twice or without a forward pass".into()))?;
         let (n, g) = (self.batch.n_cells(), self.batch.n_genes);
         let dtype = logits.dtype();
         let device = logits.device();
-        let offsets = table.zip(self.offsets.as_ref());
         if dtype == DType::F32 {
             // Training: scale and reduce the op's own buffers in place (no B × G temporaries).
-            let w = grad_res.to_vec1::<f32>()?;
-            let gx = scale_rows(gx, &w, g);
-            let dtable = match offsets {
-                Some((t, o)) => Some(Tensor::from_vec(offset_rows_grad(&gx, o, t.dim(0)?, g), t.shape(), device)?),
-                None => None,
-            };
-            return Ok((Some(Tensor::from_vec(gx, (n, g), device)?), Some(Tensor::from_vec(weighted_column_sums(&gt, &w, g), g, device)?), dtable));
+            let levels = table.map(|t| t.dim(0)).transpose()?;
+            let (gx, dtheta, dtable) = self.scaled_grads(&grad_res.to_vec1::<f32>()?, levels)?;
+            let dtable = dtable.zip(table).map(|(d, t)| Tensor::from_vec(d, t.shape(), device)).transpose()?;
+            return Ok((Some(Tensor::from_vec(gx, (n, g), device)?), Some(Tensor::from_vec(dtheta, g, device)?), dtable));
         }
+        let (gx, gt) = self.take_grads()?;
+        let offsets = table.zip(self.offsets.as_ref());
         let w = grad_res.reshape((n, 1))?;
         let gx = Tensor::from_vec(gx, (n, g), device)?.to_dtype(dtype)?.broadcast_mul(&w)?;
         // dθ_j = Σ_b grad_res_b · d(NLL_b)/dθ_j

@@ -4,6 +4,8 @@ use super::bf16::MatmulPrecision;
 use super::config::{EncoderInput, ModelKind, TrainConfig};
 use super::data::{Conditioning, Covariates, ModelData};
 use super::gmm::Gmm;
+use super::handed_grads::HandedGrads;
+use super::nb_head::NbHead;
 use super::nb_loss::{nb_nll, Link, LogitOffsets, NbNll, SparseBatch};
 use super::nn::Mlp;
 use candle_core::{backprop::GradStore, Device, Tensor, Var, D};
@@ -121,7 +123,26 @@ impl Network {
     /// CPU, with additive effects and no interaction, the effect table's rows are added inside
     /// the NB op ([`NbNll::apply_with_table`]: the same values, no [B, G] temporaries);
     /// otherwise [`Network::decode`] then [`Network::nll`].
-    pub fn decode_nll(&self, z: &Tensor, c: &Conditioning, batch: Arc<SparseBatch>, with_grad: bool) -> candle_core::Result<Tensor> {
+    ///
+    /// With `handed` (a training step: `with_grad`), on the CPU with bf16 products and no
+    /// interaction, the decoder's last layer and the NB op run as one ([`NbHead`]): the same
+    /// values, with the last layer's weight, θ's and the effect table's gradients handed to
+    /// `handed` instead of autograd's store (move them in before the optimiser step).
+    pub fn decode_nll(&self, z: &Tensor, c: &Conditioning, batch: Arc<SparseBatch>, with_grad: bool, handed: Option<&HandedGrads>) -> candle_core::Result<Tensor> {
+        if let Some(handed) = handed.filter(|_| with_grad && self.device.is_cpu() && self.matmul == MatmulPrecision::Bf16 && self.interaction.is_none()) {
+            let last = self.decoder.layers.last().ok_or_else(|| candle_core::Error::Msg("the decoder has no layers".into()))?;
+            let h = self.decoder.forward_to_last(&Tensor::cat(&[z, &c.onehot], 1)?, self.matmul)?;
+            let nll = NbNll::new(batch, self.config.dispersion, self.config.link, true);
+            let head = match (&self.effect, &c.effects) {
+                (Some(effect), Some(ids)) => {
+                    let per_cell = self.covariates.effects.len();
+                    let ids = ids.narrow(1, 0, per_cell)?.flatten_all()?.to_vec1::<u32>()?;
+                    NbHead::new(nll.with_offsets(LogitOffsets { ids, per_cell }), self.theta.as_tensor(), Some(effect.as_tensor()), handed.clone())
+                }
+                _ => NbHead::new(nll, self.theta.as_tensor(), None, handed.clone()),
+            };
+            return head.apply(&h, last.weight.as_tensor(), last.bias.as_tensor());
+        }
         match (&self.effect, &c.effects) {
             (Some(effect), Some(ids)) if self.interaction.is_none() && self.device.is_cpu() => {
                 let logits = self.decoder.forward_in(&Tensor::cat(&[z, &c.onehot], 1)?, self.matmul)?;
@@ -198,9 +219,9 @@ impl Network {
     }
 
     /// [`Network::encode_batch`] for a training step: where the first layer is the sparse
-    /// product, its weight's gradient goes to `first_weight_grad` instead of autograd's store
-    /// (move it in before the optimiser step: [`crate::sparse_linear::WeightGrad::move_into`]).
-    pub fn encode_batch_with(&self, batch: &SparseBatch, c: &Tensor, first_weight_grad: Option<crate::sparse_linear::WeightGrad>) -> candle_core::Result<(Tensor, Tensor)> {
+    /// product, its weight's gradient goes to `handed` instead of autograd's store (move it in
+    /// before the optimiser step: [`HandedGrads::move_into`]).
+    pub fn encode_batch_with(&self, batch: &SparseBatch, c: &Tensor, handed: Option<&HandedGrads>) -> candle_core::Result<(Tensor, Tensor)> {
         if !self.device.is_cpu() {
             return self.encode(&self.encoder_input(batch)?, c);
         }
@@ -214,17 +235,12 @@ impl Network {
         let first = &enc.layers[0];
         let h = if crate::sparse_linear::sparse_first_layer(self.matmul, &self.device) {
             let x = crate::sparse_linear::SparseColumns::from_batch(batch, count_value, &covariates, width);
-            crate::sparse_linear::linear_of_sparse_data(Arc::new(x), first.weight.as_tensor(), first.bias.as_tensor(), first_weight_grad)?
+            crate::sparse_linear::linear_of_sparse_data(Arc::new(x), first.weight.as_tensor(), first.bias.as_tensor(), handed.cloned())?
         } else {
             let x = batch.encoder_input_bf16(count_value, &covariates, width);
             crate::bf16::linear_of_bf16_data(x, rows, first.weight.as_tensor(), first.bias.as_tensor())?
         };
         self.split_encoding(enc.forward_after_first(h, self.matmul)?)
-    }
-
-    /// The encoder's first weight (VAE).
-    pub fn first_encoder_weight(&self) -> candle_core::Result<&Tensor> {
-        Ok(self.encoder()?.layers[0].weight.as_tensor())
     }
 
     fn encoder(&self) -> candle_core::Result<&Mlp> {
@@ -246,7 +262,8 @@ impl Network {
         let gmm = self.gmm.as_ref().ok_or_else(|| candle_core::Error::Msg("this model has no mixture prior (VAE)".into()))?;
         let z = Var::from_vec(z, (rows.len(), self.config.latent_dim), &self.device)?;
         let conditioning = data.conditioning(rows, &self.device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let nll = self.decode_nll(z.as_tensor(), &conditioning, Arc::new(data.batch(rows)), true)?;
+        let handed = HandedGrads::default();
+        let nll = self.decode_nll(z.as_tensor(), &conditioning, Arc::new(data.batch(rows)), true, Some(&handed))?;
         let (nll_sum, lpz_sum) = (nll.sum_all()?, gmm.log_prob(z.as_tensor())?.sum_all()?);
         let mut loss = (&nll_sum - &lpz_sum)?;
         if let Some(w) = mixture_prior_weight {
@@ -255,7 +272,8 @@ impl Network {
         if let Some(penalty) = self.interaction_penalty(rows.len())? {
             loss = (loss + penalty)?;
         }
-        let grads = (loss / self.config.batch_size as f64)?.backward()?;
+        let mut grads = (loss / self.config.batch_size as f64)?.backward()?;
+        handed.move_into(&mut grads)?;
         let z_grad = match grads.get(z.as_tensor()) {
             Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
             None => vec![0.0; rows.len() * self.config.latent_dim],

@@ -67,12 +67,18 @@ impl Mlp {
 
     /// [`Mlp::forward`] with every layer's products in `precision`.
     pub fn forward_in(&self, x: &Tensor, precision: MatmulPrecision) -> candle_core::Result<Tensor> {
+        match self.layers.last() {
+            Some(last) => last.forward_in(&self.forward_to_last(x, precision)?, precision),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// [`Mlp::forward_in`] up to the last layer's input (after its ReLU): for an op that fuses
+    /// the last layer with what follows it ([`crate::nb_head`]).
+    pub fn forward_to_last(&self, x: &Tensor, precision: MatmulPrecision) -> candle_core::Result<Tensor> {
         let mut h = x.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward_in(&h, precision)?;
-            if i + 1 < self.layers.len() {
-                h = h.relu()?;
-            }
+        for layer in &self.layers[..self.layers.len().saturating_sub(1)] {
+            h = layer.forward_in(&h, precision)?.relu()?;
         }
         Ok(h)
     }

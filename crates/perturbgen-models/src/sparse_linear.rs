@@ -17,6 +17,7 @@
 //! cells in order for dW), whatever the thread count or the vector width: the same bits on every
 //! machine with the same inputs.
 use crate::bf16::{f32_slice, with_cpu_f32};
+use crate::handed_grads::HandedGrads;
 use crate::nb_loss::SparseBatch;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -185,33 +186,11 @@ pub fn weight_grad(x: &SparseColumns, dy: &[f32], n: usize) -> Vec<f32> {
     dw
 }
 
-/// Where the op leaves dW for the optimiser instead of returning it to candle's autograd, which
-/// would add it into a freshly zeroed tensor of W's size (`GradStore::or_insert`, then an
-/// addition: two passes over 75 MB at Kaggle size, ~15 ms a step). The training loop moves it
-/// into the gradient store after the backward pass ([`WeightGrad::move_into`]).
-#[derive(Debug, Default, Clone)]
-pub struct WeightGrad(std::sync::Arc<std::sync::Mutex<Option<Tensor>>>);
-
-impl WeightGrad {
-    /// Puts the dW of the last backward pass into `grads` as `weight`'s gradient; false if
-    /// there was none (no backward pass since the last call).
-    pub fn move_into(&self, grads: &mut candle_core::backprop::GradStore, weight: &Tensor) -> candle_core::Result<bool> {
-        let dw = self.0.lock().map_err(|_| candle_core::Error::Msg("sparse_linear: gradient lock poisoned".into()))?.take();
-        Ok(match dw {
-            Some(dw) => {
-                grads.insert(weight, dw);
-                true
-            }
-            None => false,
-        })
-    }
-}
-
 /// The op on (W, b) with X held inside.
 struct SparseLinear {
     x: std::sync::Arc<SparseColumns>,
-    /// Some: dW goes here, not to autograd.
-    weight_grad: Option<WeightGrad>,
+    /// Some: dW goes here, not to autograd (see [`crate::handed_grads`]).
+    handed: Option<HandedGrads>,
 }
 
 impl CustomOp2 for SparseLinear {
@@ -231,9 +210,9 @@ impl CustomOp2 for SparseLinear {
     fn bwd(&self, w: &Tensor, _b: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (k, n) = w.dims2()?;
         let dw = Tensor::from_vec(with_cpu_f32(dy, "output gradient", |dy| weight_grad(&self.x, dy, n))?, (k, n), w.device())?;
-        let dw = match &self.weight_grad {
-            Some(slot) => {
-                *slot.0.lock().map_err(|_| candle_core::Error::Msg("sparse_linear: gradient lock poisoned".into()))? = Some(dw);
+        let dw = match &self.handed {
+            Some(handed) => {
+                handed.push(w, dw)?;
                 None
             }
             None => Some(dw),
@@ -243,9 +222,9 @@ impl CustomOp2 for SparseLinear {
 }
 
 /// y = X·W + b (X sparse data, W [k, n] and b [n] f32 CPU variables); autograd reaches b, and W
-/// too unless `weight_grad` is given, which then receives dW.
-pub fn linear_of_sparse_data(x: std::sync::Arc<SparseColumns>, weight: &Tensor, bias: &Tensor, weight_grad: Option<WeightGrad>) -> candle_core::Result<Tensor> {
-    weight.contiguous()?.apply_op2(&bias.contiguous()?, SparseLinear { x, weight_grad })
+/// too unless `handed` is given, which then receives dW.
+pub fn linear_of_sparse_data(x: std::sync::Arc<SparseColumns>, weight: &Tensor, bias: &Tensor, handed: Option<HandedGrads>) -> candle_core::Result<Tensor> {
+    weight.contiguous()?.apply_op2(&bias.contiguous()?, SparseLinear { x, handed })
 }
 
 /// Whether the NB-VAE encoder's first layer runs on the sparse counts ([`linear_of_sparse_data`])

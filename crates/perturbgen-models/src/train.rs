@@ -272,10 +272,11 @@ impl Trainer {
         for (b, rows) in order.chunks(cfg.batch_size).enumerate() {
             let batch = Arc::new(data.batch(rows));
             let c = data.conditioning(rows, &self.net.device)?;
-            // Training: the encoder's first weight gradient comes back outside autograd's store
-            // where that layer is the sparse product (crate::sparse_linear::WeightGrad).
-            let first_weight_grad = train.map(|_| crate::sparse_linear::WeightGrad::default());
-            let (mu, logvar) = self.net.encode_batch_with(&batch, &c.onehot, first_weight_grad.clone())?;
+            // Training: the big layers' weight gradients come back outside autograd's store
+            // (crate::handed_grads) where the encoder's first layer is the sparse product and
+            // where the decoder's last layer runs with the NB op.
+            let handed = train.map(|_| crate::handed_grads::HandedGrads::default());
+            let (mu, logvar) = self.net.encode_batch_with(&batch, &c.onehot, handed.as_ref())?;
             let kl = ((mu.sqr()? + logvar.exp()?)? - 1.0)?.sub(&logvar)?.sum(1)?.affine(0.5, 0.0)?;
             let z = match train {
                 Some((_, epoch)) => {
@@ -286,7 +287,7 @@ impl Trainer {
                 }
                 None => mu.clone(),
             };
-            let nll = self.net.decode_nll(&z, &c, batch, train.is_some())?;
+            let nll = self.net.decode_nll(&z, &c, batch, train.is_some(), handed.as_ref())?;
             let (nll_sum, kl_sum) = (nll.sum_all()?, kl.sum_all()?);
             if let Some((w, _)) = train {
                 // Divided by the configured batch size (as the DGD's): the write-up sums.
@@ -296,8 +297,8 @@ impl Trainer {
                 }
                 let loss = (loss / cfg.batch_size as f64)?;
                 let mut grads = loss.backward()?;
-                if let Some(slot) = &first_weight_grad {
-                    slot.move_into(&mut grads, self.net.first_encoder_weight()?)?;
+                if let Some(handed) = &handed {
+                    handed.move_into(&mut grads)?;
                 }
                 self.opt_net.step(&grads)?;
             }

@@ -189,14 +189,73 @@ fn the_sparse_encoder_input_encodes_and_trains_as_the_dense_one() {
         close(&sparse.1, &dense.1, "logvar");
         close(&sparse.2, &dense.2, "dW of the first layer");
         close(&sparse.3, &dense.3, "db of the first layer");
-        // Training hands dW over in a slot instead of autograd's store: the same bits once moved in.
-        let slot = perturbgen_models::sparse_linear::WeightGrad::default();
-        let (mu, logvar) = net.encode_batch_with(&batch, &c, Some(slot.clone())).unwrap();
+        // Training hands dW over instead of autograd's store: the same bits once moved in.
+        let handed = perturbgen_models::handed_grads::HandedGrads::default();
+        let (mu, logvar) = net.encode_batch_with(&batch, &c, Some(&handed)).unwrap();
         let weights = candle_core::Tensor::arange(0f32, (64 * 3) as f32, &Device::Cpu).unwrap().reshape((64, 3)).unwrap().affine(0.01, -0.5).unwrap();
         let mut grads = ((&mu * &weights).unwrap().sum_all().unwrap() + logvar.sqr().unwrap().sum_all().unwrap()).unwrap().backward().unwrap();
         assert!(grads.get(first.weight.as_tensor()).is_none(), "{input:?}: dW went to autograd's store");
-        assert!(slot.move_into(&mut grads, net.first_encoder_weight().unwrap()).unwrap());
-        assert_eq!(grads.get(first.weight.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), sparse.2, "{input:?}: dW from the slot");
-        assert!(!slot.move_into(&mut grads, net.first_encoder_weight().unwrap()).unwrap(), "a slot is emptied by moving");
+        assert_eq!(handed.move_into(&mut grads).unwrap(), 1);
+        assert_eq!(grads.get(first.weight.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), sparse.2, "{input:?}: dW handed over");
+    }
+}
+
+/// A training step's decoder head with bf16 products (`decode_nll` with handed gradients: the
+/// last layer and the NB op as one op, `nb_head`) gives the composed ops' per-cell NLL and the
+/// same gradient to every parameter and to z, with effects (the table's rows added in the NB op)
+/// and without; the last layer's weight, θ and the table get theirs handed over, not through
+/// autograd's store.
+#[test]
+fn the_fused_decoder_head_gives_the_composed_ops_values_and_gradients() {
+    use perturbgen_models::bf16::{self, MatmulPrecision};
+    use perturbgen_models::config::ModelParams;
+    use perturbgen_models::handed_grads::HandedGrads;
+    if let Err(why) = bf16::backend_check() {
+        // scripts/test sets PGEN_REQUIRE_BF16=1 where the CPU has the units and libdnnl loads.
+        assert!(std::env::var("PGEN_REQUIRE_BF16").as_deref() != Ok("1"), "PGEN_REQUIRE_BF16=1 but no oneDNN bf16 matmul: {why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let cells = toy_cells();
+    for effects in [None, Some(vec!["plate_name".to_string()])] {
+        let config = ModelParams { decoder_hidden: Some(vec![16, 32]), latent_dim: Some(3), batch_size: Some(64), covariates: Some(vec!["cell_type".into()]), effects: effects.clone(), ..Default::default() }
+            .check(ModelKind::Dgd)
+            .unwrap();
+        let covariates = Covariates::fit(&cells.obs, &config.covariates).unwrap().with_effects(&cells.obs, &config.effects).unwrap();
+        let data = ModelData::new(cells.clone(), config.scale, &covariates, std::path::Path::new("toy")).unwrap();
+        let mut net = perturbgen_models::network::Network::new(config, covariates, cells.counts.genes.clone(), &Device::Cpu).unwrap();
+        net.matmul = MatmulPrecision::Bf16;
+        if let Some(effect) = &net.effect {
+            // A non-zero table (it starts at zero), rows differing per level and gene.
+            let table: Vec<f32> = (0..3 * 30).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.03).collect();
+            effect.set(&candle_core::Tensor::from_vec(table, (3, 30), &Device::Cpu).unwrap()).unwrap();
+        }
+        let rows: Vec<usize> = (0..40).collect();
+        let cond = data.conditioning(&rows, &Device::Cpu).unwrap();
+        let z = candle_core::Var::from_vec((0..40 * 3).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.05).collect::<Vec<f32>>(), (40, 3), &Device::Cpu).unwrap();
+        let last = net.decoder.layers.last().unwrap();
+        let mut vars: Vec<(String, candle_core::Var)> = net.network_vars();
+        vars.push(("z".into(), z.clone()));
+        let step = |handed: Option<&HandedGrads>| {
+            let nll = net.decode_nll(z.as_tensor(), &cond, std::sync::Arc::new(data.batch(&rows)), true, handed).unwrap();
+            // Unequal cell weights, as a loss that is not a plain sum would give.
+            let w = candle_core::Tensor::from_vec((0..40).map(|i| 0.5 + i as f32 / 40.0).collect::<Vec<f32>>(), 40, &Device::Cpu).unwrap();
+            let mut grads = (&nll * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            if let Some(handed) = handed {
+                assert!(grads.get(last.weight.as_tensor()).is_none(), "{effects:?}: the last layer's dW went through autograd's store");
+                assert_eq!(handed.move_into(&mut grads).unwrap(), if effects.is_some() { 3 } else { 2 }, "{effects:?}: dW, dθ (and the table's) handed over");
+            }
+            let grads: Vec<(String, Vec<f32>)> = vars.iter().map(|(name, v)| (name.clone(), grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{effects:?}: no gradient for {name}")).flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
+            (nll.to_vec1::<f32>().unwrap(), grads)
+        };
+        let calls = bf16::linear_calls();
+        let composed = step(None);
+        assert!(bf16::linear_calls() > calls, "the composed step ran the bf16 layer op");
+        let fused = step(Some(&HandedGrads::default()));
+        assert_eq!(fused.0, composed.0, "{effects:?}: per-cell NLL");
+        for ((name, a), (_, b)) in fused.1.iter().zip(&composed.1) {
+            assert!(b.iter().any(|&v| v != 0.0), "{effects:?}: {name}'s gradient is all zero");
+            assert_eq!(a, b, "{effects:?}: gradient of {name}");
+        }
     }
 }
