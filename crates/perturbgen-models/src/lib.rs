@@ -16,6 +16,7 @@ pub mod handed_grads;
 pub mod loglik;
 pub mod nb_head;
 pub mod nb_loss;
+mod nb_sparse;
 mod nb_math;
 pub mod network;
 pub mod new_targets;

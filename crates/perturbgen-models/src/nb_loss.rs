@@ -16,7 +16,7 @@
 //! non-zero counts.
 pub use crate::fast_math::{exp_f32, ln_f32, log1p_f32, DenseFloat};
 pub use crate::nb_math::{dense_row_generic, digamma, nb_log_likelihood, DenseRow, Dispersion, Link, RowGrads};
-use crate::nb_math::{count_terms, link_parts_f64, zero_count_nll};
+use crate::nb_sparse::{SparseRow, SparseScratch};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use num_traits::Float;
 use rayon::prelude::*;
@@ -163,7 +163,7 @@ impl NbNll {
         // Filled through their spare capacity by the dense pass (no memset of B × G floats).
         let mut grads: Option<(Vec<f32>, Vec<f32>)> = self.with_grad.then(|| (Vec::with_capacity(n * g), Vec::with_capacity(n * g)));
         let offsets = table.zip(self.offsets.as_ref());
-        let row = |c: usize, out: &mut f64, (scratch, shifted): &mut (Vec<T>, Vec<T>), gx: Option<RowGrads<'_>>| {
+        let row = |c: usize, out: &mut f64, (scratch, shifted, sparse): &mut (Vec<T>, Vec<T>, SparseScratch), gx: Option<RowGrads<'_>>| {
             let mut xs = &x[c * g..(c + 1) * g];
             if let Some((table, o)) = offsets {
                 // logits + the cell's table rows, added in column order (as candle's adds did).
@@ -176,11 +176,10 @@ impl NbNll {
             }
             let scale = b.scale[c] as f64;
             let scale_t: T = from_f64(scale);
-            let log_scale = scale.ln();
             // k = 0 for every gene ([`DenseFloat::dense_row`]), vectorised.
             scratch.resize(g, T::zero());
             let dense = DenseRow { x: xs, r: &r_t, dr: &dr_t, scale: scale_t, nll: scratch };
-            let (mut total, mut gx) = match gx {
+            let (total, gx) = match gx {
                 None => (T::dense_row::<SOFTPLUS>(dense, None), None),
                 Some((gxs, gts)) => {
                     let total = T::dense_row::<SOFTPLUS>(dense, Some((&mut *gxs, &mut *gts)));
@@ -188,37 +187,31 @@ impl NbNll {
                     (total, Some(unsafe { (assume_init(gxs), assume_init(gts)) }))
                 }
             };
-            // Entries with k > 0: take back the dense term (recomputed bit for bit: the same
-            // element function) and add the whole −log NB in f64, so that its large terms cancel
-            // in f64 whatever T is; the gradients are overwritten with their f64 values.
-            for e in b.indptr[c]..b.indptr[c + 1] {
-                let j = b.indices[e] as usize;
-                let k = b.data[e] as f64;
-                let xj = to_f64(xs[j]);
-                let (link_x, log_link_x, dlogm) = link_parts_f64(link, xj);
-                let (rj, m) = (r[j], scale * link_x);
-                let rm = rj + m;
-                let log_m = log_scale + log_link_x;
-                let log1p_q = (m / rj).ln_1p();
-                total -= to_f64(zero_count_nll(link, xs[j], r_t[j], scale_t));
-                let (log_ratio, digamma_diff) = count_terms(k, rj, lgamma_r[j], digamma_r.get(j).copied(), gx.is_some());
-                total += rj * log1p_q - (k * (log_m - rm.ln()) + log_ratio);
-                if let Some((gxs, gts)) = gx.as_mut() {
-                    // d(−ll)/dm = r(m − k)/(m(r + m)); dm/dx = m·g(x).
-                    gxs[j] = ((rj * m - k * rj) / rm * dlogm) as f32;
-                    gts[j] = ((log1p_q - m / rm - (digamma_diff - k / rm)) * disp.dr_dtheta(rj)) as f32;
-                }
-            }
-            *out = total;
+            // Entries with k > 0 (crate::nb_sparse): the whole −log NB in f64 instead of the
+            // dense term, the gradients overwritten with their f64 values.
+            let entries = SparseRow {
+                genes: &b.indices[b.indptr[c]..b.indptr[c + 1]],
+                counts: &b.data[b.indptr[c]..b.indptr[c + 1]],
+                x: xs,
+                r: &r,
+                r_t: &r_t,
+                lgamma_r: &lgamma_r,
+                digamma_r: &digamma_r,
+                scale,
+                scale_t,
+                link,
+                dispersion: disp,
+            };
+            *out = T::sparse_row(&entries, total, gx, sparse);
         };
         match grads.as_mut() {
-            None => nll.par_iter_mut().enumerate().for_each_init(<(Vec<T>, Vec<T>)>::default, |s, (c, out)| row(c, out, s, None)),
+            None => nll.par_iter_mut().enumerate().for_each_init(<(Vec<T>, Vec<T>, SparseScratch)>::default, |s, (c, out)| row(c, out, s, None)),
             Some((gx, gt)) => nll
                 .par_iter_mut()
                 .zip(gx.spare_capacity_mut()[..n * g].par_chunks_mut(g))
                 .zip(gt.spare_capacity_mut()[..n * g].par_chunks_mut(g))
                 .enumerate()
-                .for_each_init(<(Vec<T>, Vec<T>)>::default, |s, (c, ((out, gx), gt))| row(c, out, s, Some((gx, gt)))),
+                .for_each_init(<(Vec<T>, Vec<T>, SparseScratch)>::default, |s, (c, ((out, gx), gt))| row(c, out, s, Some((gx, gt)))),
         }
         let grads = grads.map(|(mut gx, mut gt)| {
             // SAFETY: every row of both buffers was written above (rows cover 0..n·g).
