@@ -330,6 +330,8 @@ pub fn linear_of_data(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core
 struct LinearBf16OfData {
     x: Vec<u16>,
     m: usize,
+    /// Some: dW goes here, not to autograd (see [`crate::handed_grads`]).
+    handed: Option<crate::handed_grads::HandedGrads>,
 }
 
 impl candle_core::CustomOp2 for LinearBf16OfData {
@@ -355,16 +357,23 @@ impl candle_core::CustomOp2 for LinearBf16OfData {
         // ([1,024, 18,223]) it takes ~47 ms against ~33 ms from a transposed copy, but the copy
         // costs more than the difference (a tiled transpose ~25 ms, scattering the sparse counts
         // into the transposed layout ~15 ms: random writes over 37 MB), examples/encoder_bench.
-        let dw = gemm(k, self.m, n, &self.x, true, &dyb, false, None)?;
-        let device = w.device();
-        Ok((Some(Tensor::from_vec(dw, (k, n), device)?), Some(Tensor::from_vec(db, n, device)?)))
+        let dw = Tensor::from_vec(gemm(k, self.m, n, &self.x, true, &dyb, false, None)?, (k, n), w.device())?;
+        let dw = match &self.handed {
+            Some(handed) => {
+                handed.push(w, dw)?;
+                None
+            }
+            None => Some(dw),
+        };
+        Ok((dw, Some(Tensor::from_vec(db, n, w.device())?)))
     }
 }
 
 /// [`linear_of_data`] for data already in bf16 (`x`: `m` rows of W's input width, row-major
-/// bits): the same products and bits, without an f32 copy of the data to round.
-pub fn linear_of_bf16_data(x: Vec<u16>, m: usize, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
-    weight.contiguous()?.apply_op2(&bias.contiguous()?, LinearBf16OfData { x, m })
+/// bits): the same products and bits, without an f32 copy of the data to round. With `handed`,
+/// dW goes there instead of to autograd.
+pub fn linear_of_bf16_data(x: Vec<u16>, m: usize, weight: &Tensor, bias: &Tensor, handed: Option<crate::handed_grads::HandedGrads>) -> candle_core::Result<Tensor> {
+    weight.contiguous()?.apply_op2(&bias.contiguous()?, LinearBf16OfData { x, m, handed })
 }
 
 /// y = x·W + b through candle's own BF16 tensors: the inputs cast to bf16, candle's matmul (on

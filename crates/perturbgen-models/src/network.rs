@@ -218,9 +218,9 @@ impl Network {
         self.encode_batch_with(batch, c, None)
     }
 
-    /// [`Network::encode_batch`] for a training step: where the first layer is the sparse
-    /// product, its weight's gradient goes to `handed` instead of autograd's store (move it in
-    /// before the optimiser step: [`HandedGrads::move_into`]).
+    /// [`Network::encode_batch`] for a training step: on the CPU the first layer's weight
+    /// gradient goes to `handed` instead of autograd's store (move it in before the optimiser
+    /// step: [`HandedGrads::move_into`]).
     pub fn encode_batch_with(&self, batch: &SparseBatch, c: &Tensor, handed: Option<&HandedGrads>) -> candle_core::Result<(Tensor, Tensor)> {
         if !self.device.is_cpu() {
             return self.encode(&self.encoder_input(batch)?, c);
@@ -238,7 +238,7 @@ impl Network {
             crate::sparse_linear::linear_of_sparse_data(Arc::new(x), first.weight.as_tensor(), first.bias.as_tensor(), handed.cloned())?
         } else {
             let x = batch.encoder_input_bf16(count_value, &covariates, width);
-            crate::bf16::linear_of_bf16_data(x, rows, first.weight.as_tensor(), first.bias.as_tensor())?
+            crate::bf16::linear_of_bf16_data(x, rows, first.weight.as_tensor(), first.bias.as_tensor(), handed.cloned())?
         };
         self.split_encoding(enc.forward_after_first(h, self.matmul)?)
     }

@@ -345,9 +345,16 @@ fn bf16_data_layer_on_prerounded_input_gives_the_same_bits() {
         (bits(&y), bits(g.get(layer.weight.as_tensor()).unwrap()), bits(g.get(layer.bias.as_tensor()).unwrap()))
     };
     let dense = run(layer.forward_of_data(&x, MatmulPrecision::Bf16).unwrap());
-    let prerounded = run(bf16::linear_of_bf16_data(bf16::to_bf16(&xs), m, layer.weight.as_tensor(), layer.bias.as_tensor()).unwrap());
+    let prerounded = run(bf16::linear_of_bf16_data(bf16::to_bf16(&xs), m, layer.weight.as_tensor(), layer.bias.as_tensor(), None).unwrap());
     assert!(dense == prerounded, "the pre-rounded input's layer differs from the dense one's");
-    assert!(bf16::linear_of_bf16_data(vec![0; 5], m, layer.weight.as_tensor(), layer.bias.as_tensor()).is_err(), "a short input is refused");
+    // A training step hands dW over instead (the AMX path of the NB-VAE encoder): the same bits.
+    let handed = perturbgen_models::handed_grads::HandedGrads::default();
+    let y = bf16::linear_of_bf16_data(bf16::to_bf16(&xs), m, layer.weight.as_tensor(), layer.bias.as_tensor(), Some(handed.clone())).unwrap();
+    let mut g = (&y - &target).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(g.get(layer.weight.as_tensor()).is_none(), "dW went through autograd's store");
+    assert_eq!(handed.move_into(&mut g).unwrap(), 1);
+    assert!(bits(g.get(layer.weight.as_tensor()).unwrap()) == prerounded.1, "the handed dW differs");
+    assert!(bf16::linear_of_bf16_data(vec![0; 5], m, layer.weight.as_tensor(), layer.bias.as_tensor(), None).is_err(), "a short input is refused");
 }
 
 #[test]
