@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The table of bench/kaggle/early_stop.sh: a model's training at full Kaggle-sim scale so far, from
-its resume checkpoint's history (`last.json`, which carries over every piece; history.csv is a
-job output that Snakemake removes when a piece is stopped) or, once finished, `model.json`:
+its resume checkpoint's history (`last.json`, which carries over every piece and holds every
+epoch; history.csv is a job output that Snakemake removes when a piece is stopped, and the
+finished `model.json` is the best epoch's model, its history cut there):
 epochs done, seconds in training (the sum of the epochs' own times, so the pieces' start-up and
 any idle time between them are left out), the mean epoch, the best epoch and validation loss,
 and whether early stopping has ended it."""
@@ -22,7 +23,9 @@ def main():
     args = ap.parse_args()
     folder = os.path.join(args.work_dir, "results", "models", args.model)
     finished = os.path.exists(os.path.join(folder, "model.json"))
-    source = os.path.join(folder, "model.json" if finished else "last.json")
+    source = os.path.join(folder, "last.json")
+    if not os.path.exists(source) and finished:
+        source = os.path.join(folder, "model.json")  # checkpoints off: the final model only
     if not os.path.exists(source):
         sys.exit(f"{source}: no checkpoint yet (has a piece finished an epoch?)")
     meta = json.load(open(source))
