@@ -2,7 +2,7 @@
 //! 1024]), the ways its two products could run (issue 26: "a sparse × dense product may beat
 //! the dense GEMM"), ms per product:
 //!
-//!     cargo run --release -p perturbgen-models --example encoder_bench -- [threads] [reps]
+//!     cargo run --release -p perturbgen-models --example encoder_bench -- [threads] [reps] [sparse]
 //!
 //! Rows: oneDNN bf16 on the dense input as training runs it (y = X·W; dW = Xᵀ·dY with oneDNN's
 //! transposed-A kernel), the same from a transposed copy of X (and what the copy costs), W
@@ -31,6 +31,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     let reps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    // `sparse`: only sparse_linear's rows (no oneDNN products, no hand-written variants).
+    let sparse_only = args.get(3).is_some_and(|s| s == "sparse");
     let (b, g, n) = (1024usize, 18211usize, 1024usize);
     perturbgen_models::limit_threads(threads);
     perturbgen_models::keep_freed_memory();
@@ -68,6 +70,35 @@ fn main() {
     };
     perturbgen::threads::with_threads(threads, || {
         for rep in 0..=reps {
+            // What the NB-VAE runs without AMX (perturbgen_models::sparse_linear): the input by row
+            // and by column from a batch's CSR counts, then the two products.
+            let batch = perturbgen_models::nb_loss::SparseBatch {
+                n_genes: g,
+                indptr: std::iter::once(0).chain(csr.iter().scan(0, |acc, r| { *acc += r.len(); Some(*acc) })).collect(),
+                indices: csr.iter().flatten().map(|&(j, _)| j).collect(),
+                data: csr.iter().flatten().map(|&(_, v)| v).collect(),
+                scale: vec![1.0; b],
+            };
+            let (x, t_build) = ms(|| perturbgen_models::sparse_linear::SparseInput::from_batch(&batch, |v| v, &[], 0));
+            let bias = vec![0f32; n];
+            let (_, t_lib_fwd) = ms(|| perturbgen_models::sparse_linear::forward(&x.rows, &w, &bias));
+            let (_, t_lib_dw) = ms(|| perturbgen_models::sparse_linear::weight_grad(&x.columns, &dy, n));
+            let (_, t_axpy_fwd) = ms(|| perturbgen_models::sparse_linear::forward_axpy(&x.columns, &w, &bias));
+            let (_, t_axpy_dw) = ms(|| perturbgen_models::sparse_linear::weight_grad_axpy(&x.columns, &dy, n));
+            let blocks: Vec<f64> = [256usize, 512, 2048, g].iter().map(|&blk| ms(|| perturbgen_models::sparse_linear::forward_blocked(&x.rows, &w, &bias, blk)).1).collect();
+            if rep > 0 {
+                record("sparse_linear: the input by row and by column from the batch's CSR counts", t_build);
+                record("sparse_linear: y = X·W (the encoder's path without AMX; W rows in blocks of 1,024)", t_lib_fwd);
+                record("sparse_linear: dW = Xᵀ·dY", t_lib_dw);
+                record("sparse_linear: y = X·W, the earlier axpy form (256-column bands)", t_axpy_fwd);
+                record("sparse_linear: dW = Xᵀ·dY, the earlier axpy form", t_axpy_dw);
+                for (name, t) in ["sparse_linear: y, W rows in blocks of 256", "sparse_linear: y, W rows in blocks of 512", "sparse_linear: y, W rows in blocks of 2,048", "sparse_linear: y, W rows in one block"].into_iter().zip(blocks) {
+                    record(name, t);
+                }
+            }
+            if sparse_only {
+                continue;
+            }
             let ((xb, wb), t_round) = ms(|| (bf16::to_bf16(&xd), bf16::to_bf16(&w)));
             let dyb = bf16::to_bf16(&dy);
             let (_, t_fwd) = ms(|| bf16::gemm(b, g, n, &xb, false, &wb, false, None).expect("oneDNN"));
@@ -121,24 +152,6 @@ fn main() {
                     record(["f32 sparse: y, CSC, 64-column bands", "f32 sparse: y, CSC, 128-column bands", "f32 sparse: y, CSC, 256-column bands"][bi], t);
                     record(["f32 sparse: dW, CSC, 64-column bands", "f32 sparse: dW, CSC, 128-column bands", "f32 sparse: dW, CSC, 256-column bands"][bi], t_dw);
                 }
-            }
-            // What the NB-VAE runs without AMX (perturbgen_models::sparse_linear): the CSC input
-            // built from a batch's CSR counts, then the two products.
-            let batch = perturbgen_models::nb_loss::SparseBatch {
-                n_genes: g,
-                indptr: std::iter::once(0).chain(csr.iter().scan(0, |acc, r| { *acc += r.len(); Some(*acc) })).collect(),
-                indices: csr.iter().flatten().map(|&(j, _)| j).collect(),
-                data: csr.iter().flatten().map(|&(_, v)| v).collect(),
-                scale: vec![1.0; b],
-            };
-            let (x_csc, t_build) = ms(|| perturbgen_models::sparse_linear::SparseColumns::from_batch(&batch, |v| v, &[], 0));
-            let bias = vec![0f32; n];
-            let (_, t_lib_fwd) = ms(|| perturbgen_models::sparse_linear::forward(&x_csc, &w, &bias));
-            let (_, t_lib_dw) = ms(|| perturbgen_models::sparse_linear::weight_grad(&x_csc, &dy, n));
-            if rep > 0 {
-                record("sparse_linear: CSC input from the batch's CSR counts", t_build);
-                record("sparse_linear: y = X·W (the encoder's path without AMX)", t_lib_fwd);
-                record("sparse_linear: dW = Xᵀ·dY", t_lib_dw);
             }
             let (_, t_sparse_csr) = ms(|| {
                 let mut y = vec![0f32; b * n];

@@ -5,6 +5,7 @@ pub mod bf16;
 pub mod calibration;
 pub mod error;
 mod fast_math;
+mod gathered_rows;
 pub mod checkpoint;
 pub mod config;
 pub mod counterfactual;

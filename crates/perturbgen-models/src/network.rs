@@ -234,7 +234,7 @@ impl Network {
         };
         let first = &enc.layers[0];
         let h = if crate::sparse_linear::sparse_first_layer(self.matmul, &self.device) {
-            let x = crate::sparse_linear::SparseColumns::from_batch(batch, count_value, &covariates, width);
+            let x = crate::sparse_linear::SparseInput::from_batch(batch, count_value, &covariates, width);
             crate::sparse_linear::linear_of_sparse_data(Arc::new(x), first.weight.as_tensor(), first.bias.as_tensor(), handed.cloned())?
         } else {
             let x = batch.encoder_input_bf16(count_value, &covariates, width);
