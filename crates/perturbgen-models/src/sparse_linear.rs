@@ -252,10 +252,15 @@ pub fn forward_blocked(x: &SparseRows, w: &[f32], b: &[f32], column_block: usize
             y
         })
         .collect();
+    join_bands(&bands, m, n, LANES)
+}
+
+/// The [m, n] row-major matrix from its column bands (band i: columns i·`band`.., [m, width]).
+fn join_bands(bands: &[Vec<f32>], m: usize, n: usize, band: usize) -> Vec<f32> {
     let mut y = vec![0f32; m * n];
     y.par_chunks_mut(n.max(1)).enumerate().for_each(|(c, row)| {
-        for (band, block) in bands.iter().enumerate() {
-            let (c0, width) = (band * LANES, LANES.min(n - band * LANES));
+        for (i, block) in bands.iter().enumerate() {
+            let (c0, width) = (i * band, band.min(n - i * band));
             row[c0..c0 + width].copy_from_slice(&block[c * width..(c + 1) * width]);
         }
     });
@@ -322,14 +327,7 @@ pub fn forward_axpy(x: &SparseColumns, w: &[f32], b: &[f32]) -> Vec<f32> {
             y
         })
         .collect();
-    let mut y = vec![0f32; m * n];
-    y.par_chunks_mut(n.max(1)).enumerate().for_each(|(c, row)| {
-        for (band, block) in bands.iter().enumerate() {
-            let (c0, width) = (band * BAND, BAND.min(n - band * BAND));
-            row[c0..c0 + width].copy_from_slice(&block[c * width..(c + 1) * width]);
-        }
-    });
-    y
+    join_bands(&bands, m, n, BAND)
 }
 
 /// [`weight_grad`] as one axpy into dW's row per term: the earlier form, kept as the reference.
