@@ -79,8 +79,12 @@ pub fn save(dir: &Path, stem: &str, meta: &CheckpointMeta, tensors: Vec<(String,
     let st_tmp = set.stage(&st_path)?;
     let json_tmp = set.stage(&json_path)?;
     let map: HashMap<String, Tensor> = tensors.into_iter().collect();
-    candle_core::safetensors::save(&map, &st_tmp).map_err(|e| Error::invalid(&st_path, format!("cannot write checkpoint: {e}")))?;
-    let bytes = std::fs::read(&st_tmp).map_err(|e| Error::io(&st_path, e))?;
+    // Serialised in memory and written to the set's staged file: candle's `save` (safetensors'
+    // `serialize_to_file`) first writes a sibling `.tmpXXXXXX`, which a writer killed mid-save
+    // leaves behind (a 272 MB one was found after a SIGTERM at Kaggle scale) under a name the
+    // output set's clean-up of killed writers' files does not know.
+    let bytes = safetensors::serialize(map.iter(), None).map_err(|e| Error::invalid(&st_path, format!("cannot write checkpoint: {e}")))?;
+    std::fs::write(&st_tmp, &bytes).map_err(|e| Error::io(&st_path, e))?;
     let meta = CheckpointMeta { tensors_sha256: sha256_hex(&bytes), ..meta.clone() };
     let body = serde_json::to_vec(&meta).map_err(|e| Error::invalid(&json_path, e.to_string()))?;
     std::fs::write(&json_tmp, body).map_err(|e| Error::io(&json_path, e))?;

@@ -137,3 +137,18 @@ fn kl_weight_is_the_write_ups_ramp() {
     assert_eq!(kl_weight(80, 50), 1.0);
     assert_eq!(kl_weight(1, 0), 1.0);
 }
+
+/// Checkpoints are candle's safetensors bytes (loaded and saved again by candle: the same file),
+/// and a finished run leaves only its named outputs in the folder, no hidden temporaries.
+#[test]
+fn checkpoints_are_candles_format_and_leave_no_temporaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    let last = train_once(ModelKind::Nbvae, &dir, 2, None, false);
+    let tensors = candle_core::safetensors::load(dir.join("last.safetensors"), &Device::Cpu).unwrap();
+    let again = tmp.path().join("again.safetensors");
+    candle_core::safetensors::save(&tensors, &again).unwrap();
+    assert_eq!(std::fs::read(&again).unwrap(), last, "candle writes these tensors differently");
+    let hidden: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect();
+    assert!(hidden.is_empty(), "hidden files left in the model folder: {hidden:?}");
+}
