@@ -52,18 +52,10 @@ impl SparseRows {
         }
         let nnz = rowptr[m];
         let (mut cols, mut values) = (vec![0u32; nnz], vec![0f32; nnz]);
-        // Each task's cells' output range, handed out as disjoint slices.
-        let mut parts = Vec::with_capacity(m.div_ceil(CELLS_PER_TASK));
-        let (mut rest_cols, mut rest_values) = (&mut cols[..], &mut values[..]);
-        for c0 in (0..m).step_by(CELLS_PER_TASK) {
-            let c1 = (c0 + CELLS_PER_TASK).min(m);
-            let len = rowptr[c1] - rowptr[c0];
-            let (j, rj) = std::mem::take(&mut rest_cols).split_at_mut(len);
-            let (v, rv) = std::mem::take(&mut rest_values).split_at_mut(len);
-            (rest_cols, rest_values) = (rj, rv);
-            parts.push((c0..c1, j, v));
-        }
-        parts.into_par_iter().for_each(|(cells, j, v)| {
+        // Each task's cells and their output range.
+        let tasks: Vec<std::ops::Range<usize>> = (0..m).step_by(CELLS_PER_TASK).map(|c0| c0..(c0 + CELLS_PER_TASK).min(m)).collect();
+        let slices = split_entries(&mut cols, &mut values, tasks.iter().map(|t| rowptr[t.end] - rowptr[t.start]));
+        tasks.into_par_iter().zip(slices).for_each(|(cells, (j, v))| {
             let mut at = 0;
             for c in cells {
                 for e in batch.indptr[c]..batch.indptr[c + 1] {
@@ -82,6 +74,19 @@ impl SparseRows {
     pub fn n_rows(&self) -> usize {
         self.rowptr.len() - 1
     }
+}
+
+/// A sparse matrix's index and value arrays cut into consecutive disjoint parts of the given
+/// lengths, one per parallel task that fills them.
+fn split_entries<'a>(mut indices: &'a mut [u32], mut values: &'a mut [f32], lengths: impl Iterator<Item = usize>) -> Vec<(&'a mut [u32], &'a mut [f32])> {
+    lengths
+        .map(|len| {
+            let (i, rest_indices) = std::mem::take(&mut indices).split_at_mut(len);
+            let (v, rest_values) = std::mem::take(&mut values).split_at_mut(len);
+            (indices, values) = (rest_indices, rest_values);
+            (i, v)
+        })
+        .collect()
 }
 
 /// The encoder's input in compressed sparse column form: column j of X holds
@@ -131,17 +136,9 @@ impl SparseColumns {
         }
         let nnz = colptr[cols];
         let (mut rows, mut values) = (vec![0u32; nnz], vec![0f32; nnz]);
-        // Each block's output range, handed out as disjoint slices.
-        let mut parts = Vec::with_capacity(bounds.len());
-        let (mut rest_rows, mut rest_values) = (&mut rows[..], &mut values[..]);
-        for &(lo, hi) in &bounds {
-            let len = colptr[hi] - colptr[lo];
-            let (r, rr) = std::mem::take(&mut rest_rows).split_at_mut(len);
-            let (v, rv) = std::mem::take(&mut rest_values).split_at_mut(len);
-            (rest_rows, rest_values) = (rr, rv);
-            parts.push((lo, hi, r, v));
-        }
-        parts.into_par_iter().for_each(|(lo, hi, r, v)| {
+        // Each block's output range.
+        let slices = split_entries(&mut rows, &mut values, bounds.iter().map(|&(lo, hi)| colptr[hi] - colptr[lo]));
+        bounds.into_par_iter().zip(slices).for_each(|((lo, hi), (r, v))| {
             // Write cursors relative to the block's start; cells in order, so each column's
             // cells come out sorted.
             let base = colptr[lo];
