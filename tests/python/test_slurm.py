@@ -1,7 +1,8 @@
 """The demo DAG through the SLURM profile (profiles/slurm, snakemake-executor-plugin-slurm) on a
 one-node SLURM that the test installs and starts itself (tests/slurm/cluster.sh: Debian
-slurm-wlm + munge on localhost) and stops afterwards: every job is an sbatch job, and the
-scores and submission are the same bytes as the local run's (conftest demo_workflow).
+slurm-wlm + munge on localhost) and stops afterwards: every compute job is an sbatch job (the
+rules marked `localrule: True` run in Snakemake's process), and the scores and submission are
+the same bytes as the local run's (conftest demo_workflow).
 
 Needs root (the daemons); where it is not root and not in CI it is skipped with the reason."""
 import os
@@ -41,8 +42,11 @@ def test_demo_through_slurm_matches_the_local_run(demo_workflow, slurm_cluster, 
          "--slurm-disable-memory-fudge", "--slurm-keep-successful-logs", "--config", f"bin_dir={BIN_DIR}"], cwd=d)
     for path in ("results/scores/scores.csv", "results/submission/submission.csv", "results/scores/loglik/dgd.csv"):
         assert (d / path).read_bytes() == (demo_workflow / path).read_bytes(), path
-    # Every job but the local target rule went through sbatch (one SLURM log folder per rule).
+    # The compute went through sbatch (one SLURM log folder per rule); the rules marked
+    # `localrule: True` ran in Snakemake's own process.
     slurm_rules = {p.name.removeprefix("rule_") for p in (d / "logs" / "slurm").iterdir()}
-    assert {"simulate", "ingest", "limma_train", "train_model", "generate", "xgb", "leaderboard"} <= slurm_rules, slurm_rules
+    assert {"simulate", "ingest", "limma_train", "train_model", "generate", "generate_candidate_inner", "xgb", "forest"} <= slurm_rules, slurm_rules
+    local_rules = {"clip", "score", "submission", "prediction_h5ad", "baseline", "blend", "averaged_route", "scores_table", "leaderboard"}
+    assert not local_rules & slurm_rules, sorted(local_rules & slurm_rules)
     jobs = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%T"], capture_output=True, text=True, check=True).stdout.split()
     assert len(jobs) >= 60 and set(jobs) == {"COMPLETED"}, sorted(set(jobs))

@@ -19,6 +19,7 @@ rule prediction_h5ad:
     wildcard_constraints:
         route="|".join(re.escape(r) for r in ALL_ROUTES),
     threads: 1
+    localrule: True
     resources:
         **rule_resources("anndata", 4000, 30),
     log:

@@ -81,6 +81,7 @@ rule ceiling_score:
     params:
         clip="--clip 4.0" if config["leaderboard"]["metric"].endswith("_clip4") else "--clip none",
     threads: 1
+    localrule: True
     resources:
         **rule_resources("score"),
     log:

@@ -17,6 +17,7 @@ rule target_figures:
         route=target_figures_route_flag,
         folder=lambda wildcards, input: os.path.dirname(input.predictions[0]),
     threads: 1
+    localrule: True
     resources:
         **rule_resources("target_figures"),
     log:

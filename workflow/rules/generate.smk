@@ -130,6 +130,7 @@ if MODELS:
         wildcard_constraints:
             model="|".join(MODELS),
         threads: 1
+        localrule: True
         resources:
             **rule_resources("combine"),
         log:
@@ -143,6 +144,7 @@ if MODELS:
             " {params.report} --out {output.prediction} > {log} 2>&1"
 
     use rule generated_route as averaged_route with:
+        localrule: True
         input:
             runs=lambda wildcards: generation_runs(wildcards, cfg_of(wildcards)["generate"]["n_runs"]),
             truth=rules.de_truth.output[0] if has_truth() else [],

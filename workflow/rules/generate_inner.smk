@@ -90,6 +90,7 @@ if MODELS and config["generate"]["inner_holdout"]:
             "benchmarks{variant}/generate_inner/{model}/run{run}.tsv"
 
     use rule generated_route as generated_route_inner with:
+        localrule: True
         input:
             runs=lambda wildcards: inner_generation_runs(wildcards, 1),
             exe=binary("pgen-blend"),
@@ -101,6 +102,7 @@ if MODELS and config["generate"]["inner_holdout"]:
             "benchmarks{variant}/generated_route_inner/{model}.tsv"
 
     use rule generated_route as averaged_route_inner with:
+        localrule: True
         input:
             runs=lambda wildcards: inner_generation_runs(wildcards, cfg_of(wildcards)["generate"]["n_runs"]),
             exe=binary("pgen-blend"),
@@ -157,6 +159,7 @@ if MODELS and config["generate"]["inner_holdout"]:
         wildcard_constraints:
             model="|".join(MODELS),
         threads: 1
+        localrule: True
         resources:
             **rule_resources("score"),
         log:

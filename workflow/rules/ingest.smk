@@ -47,6 +47,7 @@ rule check_config:
     params:
         **check_config_params(),
     threads: 1
+    localrule: True
     resources:
         **rule_resources("check_config"),
     log:

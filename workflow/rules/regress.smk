@@ -70,6 +70,7 @@ rule inner_split:
     params:
         args=job_params("inner_split"),
     threads: 1
+    localrule: True
     resources:
         **rule_resources("inner_split"),
     log:
@@ -116,6 +117,7 @@ use rule forest as forest_inner with:
 
 
 use rule baseline as baseline_inner with:
+    localrule: True
     input:
         targets=rules.inner_split.output.targets,
         de_train=rules.inner_split.output.train,
@@ -146,6 +148,7 @@ if ALL_BLENDS:
         wildcard_constraints:
             blend="|".join(ALL_INNER_BLENDS) or "^$",
         threads: 1
+        localrule: True
         resources:
             **rule_resources("blend"),
         log:
@@ -159,6 +162,7 @@ if ALL_BLENDS:
             " --out {output.prediction} --out-weights {output.weights} > {log} 2>&1"
 
     use rule blend as blend_without_inner with:
+        localrule: True
         output:
             prediction=f"{STAGE['predictions']}/{{blend}}.parquet",
             weights=f"{STAGE['predictions']}/{{blend}}.weights.csv",
@@ -179,6 +183,7 @@ rule leaderboard:
         args=leaderboard_args,
         settings=lambda wildcards: json.dumps({"routes": list(ROUTES_OF[wildcards.variant]), "submit": leaderboard_route(cfg_of(wildcards))}),
     threads: 1
+    localrule: True
     resources:
         **rule_resources("leaderboard"),
     log:

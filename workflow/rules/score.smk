@@ -16,6 +16,7 @@ rule baseline:
     wildcard_constraints:
         baseline="|".join(BASELINES),
     threads: 1
+    localrule: True
     resources:
         **rule_resources("baseline"),
     log:
@@ -44,6 +45,7 @@ rule clip:
     wildcard_constraints:
         route="|".join(ALL_ROUTES),
     threads: 1
+    localrule: True
     resources:
         **rule_resources("score"),
     log:
@@ -70,6 +72,7 @@ rule score:
     wildcard_constraints:
         route="|".join(ALL_ROUTES),
     threads: 1
+    localrule: True
     resources:
         **rule_resources("score"),
     log:
@@ -95,6 +98,7 @@ rule submission:
     wildcard_constraints:
         route="|".join(ALL_ROUTES),
     threads: 1
+    localrule: True
     resources:
         **rule_resources("score"),
     log:
@@ -119,6 +123,7 @@ rule scores_table:
     params:
         args=scores_table_args,
     threads: 1
+    localrule: True
     resources:
         **rule_resources("leaderboard"),
     log:
